@@ -1,0 +1,105 @@
+import { type Tensors, unavailable } from '@mlserve/core';
+import { decodeTensors, encodeTensors } from './codec.js';
+import type { CacheStore, CacheStoreStats } from './store.js';
+
+/**
+ * The few ioredis commands the store uses (an ioredis `Redis` or `Cluster` satisfies it). Declared
+ * here so that ioredis stays an optional peer dependency.
+ */
+export interface RedisClientLike {
+  getBuffer(key: string): Promise<Buffer | null>;
+  set(key: string, value: Buffer, mode: 'PX', ttlMs: number): Promise<unknown>;
+  set(key: string, value: Buffer): Promise<unknown>;
+  del(...keys: string[]): Promise<number>;
+}
+
+/** Options of {@link redisStore}. */
+export interface RedisStoreOptions {
+  /**
+   * A connected ioredis client. Create it with `enableOfflineQueue: false` (commands fail at once
+   * while disconnected instead of queueing) and a small `maxRetriesPerRequest`: a cache must never
+   * wait for Redis.
+   */
+  client: RedisClientLike;
+  /** Prepended to every key, one per deployment or model set (default `mlserve:cache:`). */
+  prefix?: string;
+  /**
+   * How long a lookup or write may take before it counts as failed, in ms (default 50). A lookup
+   * that times out is served as a miss; this also covers a connection that hangs without closing.
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * A store in Redis, so replicas behind a load balancer share one cache. Answers go in a compact
+ * binary encoding (a small header, then the raw little-endian tensor bytes), written with
+ * `SET key value PX ttl`. Every command is bounded by `timeoutMs`; failures reject, and
+ * `responseCache` turns them into misses and a `storeErrors` count: a request never fails because
+ * of Redis. The store does not own the client: close it yourself.
+ *
+ * @example
+ * ```ts
+ * import Redis from 'ioredis';
+ * const client = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+ * const served = pipeline(model, responseCache({ store: redisStore({ client, prefix: 'prod:mnist:' }), ttlMs: 600_000 }));
+ * ```
+ */
+export function redisStore({
+  client,
+  prefix = 'mlserve:cache:',
+  timeoutMs = 50,
+}: RedisStoreOptions): CacheStore {
+  if (!client || typeof client.getBuffer !== 'function' || typeof client.set !== 'function') {
+    throw new TypeError('redisStore: options.client must be an ioredis client');
+  }
+  if (typeof prefix !== 'string') throw new TypeError('redisStore: options.prefix must be a string');
+  if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+    throw new TypeError('redisStore: options.timeoutMs must be a positive number');
+  }
+  let bytesRead = 0;
+  let bytesWritten = 0;
+  let timeouts = 0;
+
+  function bounded<T>(command: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        timeouts++;
+        reject(unavailable(`redis ${what} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      command.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(
+            unavailable(`redis ${what} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+          );
+        },
+      );
+    });
+  }
+
+  return {
+    kind: 'redis',
+    async get(key): Promise<Tensors | undefined> {
+      const raw = await bounded(client.getBuffer(prefix + key), 'GET');
+      if (raw === null) return undefined;
+      bytesRead += raw.byteLength;
+      return decodeTensors(raw);
+    },
+    set(key, value, { ttlMs }) {
+      // Encoded synchronously: the value may be handed to a caller right after this returns.
+      const bytes = encodeTensors(value);
+      bytesWritten += bytes.byteLength;
+      const command =
+        ttlMs !== undefined ? client.set(prefix + key, bytes, 'PX', ttlMs) : client.set(prefix + key, bytes);
+      return bounded(command, 'SET').then(() => undefined);
+    },
+    delete(key) {
+      return bounded(client.del(prefix + key), 'DEL').then(() => undefined);
+    },
+    stats: (): CacheStoreStats => ({ bytesRead, bytesWritten, timeouts }),
+  };
+}
