@@ -40,7 +40,11 @@ export interface ConcurrencyStats {
  * const served = pipeline(model, concurrencyLimit({ maxConcurrent: 4, maxQueue: 64 }));
  * ```
  */
-export function concurrencyLimit({ maxConcurrent, maxQueue = 0, status = 429 }: ConcurrencyLimitOptions): Middleware {
+export function concurrencyLimit({
+  maxConcurrent,
+  maxQueue = 0,
+  status = 429,
+}: ConcurrencyLimitOptions): Middleware {
   if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
     throw new TypeError('options.maxConcurrent must be a positive integer');
   }
@@ -66,7 +70,9 @@ export function concurrencyLimit({ maxConcurrent, maxQueue = 0, status = 429 }: 
           continue;
         }
         inFlight++;
-        if (next.options?.context) next.options.context.queueMs = (next.options.context.queueMs ?? 0) + (performance.now() - next.enqueuedAt);
+        if (next.options?.context)
+          next.options.context.queueMs =
+            (next.options.context.queueMs ?? 0) + (performance.now() - next.enqueuedAt);
         next.resolve();
       }
     };
@@ -80,10 +86,14 @@ export function concurrencyLimit({ maxConcurrent, maxQueue = 0, status = 429 }: 
         rejected++;
         const retryAfterMs = Math.max(1, Math.ceil((avgMs * (queue.length + 1)) / maxConcurrent));
         return Promise.reject(
-          new ServeError('RESOURCE_EXHAUSTED', `model "${inner.name}" is at capacity (${maxConcurrent} running, ${queue.length} queued)`, {
-            status,
-            retryAfterMs,
-          }),
+          new ServeError(
+            'RESOURCE_EXHAUSTED',
+            `model "${inner.name}" is at capacity (${maxConcurrent} running, ${queue.length} queued)`,
+            {
+              status,
+              retryAfterMs,
+            },
+          ),
         );
       }
       return new Promise<void>((resolve, reject) => {
@@ -100,7 +110,10 @@ export function concurrencyLimit({ maxConcurrent, maxQueue = 0, status = 429 }: 
         signal?.addEventListener('abort', onAbort, { once: true });
         const left = remainingMs(options);
         if (Number.isFinite(left)) {
-          timer = setTimeout(() => leave(deadlineExceeded('the request deadline passed while it was queued')), Math.max(0, left));
+          timer = setTimeout(
+            () => leave(deadlineExceeded('the request deadline passed while it was queued')),
+            Math.max(0, left),
+          );
         }
         waiter.cleanup = () => {
           if (timer) clearTimeout(timer);

@@ -116,7 +116,8 @@ export function isServeError(value: unknown): value is ServeError {
 export function toServeError(value: unknown, fallback: ErrorCode = 'INTERNAL'): ServeError {
   if (isServeError(value)) return value;
   if (value instanceof Error) {
-    if (value.name === 'AbortError') return new ServeError('CANCELLED', 'the request was cancelled', { cause: value });
+    if (value.name === 'AbortError')
+      return new ServeError('CANCELLED', 'the request was cancelled', { cause: value });
     if (value.name === 'TimeoutError')
       return new ServeError('DEADLINE_EXCEEDED', 'the request deadline passed', { cause: value });
     return new ServeError(fallback, value.message || String(value), { cause: value });

@@ -1,5 +1,5 @@
-import { deadlineExceeded, invalidArgument, toServeError, unavailable } from './errors.js';
 import { throwIfExpired } from './deadline.js';
+import { deadlineExceeded, invalidArgument, toServeError, unavailable } from './errors.js';
 import { pickOutputs } from './merge.js';
 import type { DataType, InferOptions, Model, ModelMetadata, TensorInfo, Tensors } from './types.js';
 
@@ -61,7 +61,8 @@ export function toTensorInfo(spec: TensorSpec): TensorInfo {
  */
 export function fromFunction(options: FunctionModelOptions): Model {
   const { name, version = '1', infer, concurrency = 1 } = options;
-  if (typeof name !== 'string' || name.length === 0) throw new TypeError('options.name must be a non-empty string');
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError('options.name must be a non-empty string');
   if (typeof infer !== 'function') throw new TypeError('options.infer must be a function');
   const inputs = options.inputs.map(toTensorInfo);
   const outputs = options.outputs.map(toTensorInfo);

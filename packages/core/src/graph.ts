@@ -67,16 +67,19 @@ export function graph(options: GraphOptions): Model {
       consumers.set(tensorName, list);
     }
     for (const key of Object.keys(step.inputs ?? {})) {
-      if (!meta.inputs.some((i) => i.name === key)) throw new TypeError(`graph: step "${ps.name}" has no input "${key}"`);
+      if (!meta.inputs.some((i) => i.name === key))
+        throw new TypeError(`graph: step "${ps.name}" has no input "${key}"`);
     }
     for (const info of meta.outputs) {
       const tensorName = step.outputs?.[info.name] ?? info.name;
-      if (producers.has(tensorName)) throw new TypeError(`graph: tensor "${tensorName}" is produced by two steps`);
+      if (producers.has(tensorName))
+        throw new TypeError(`graph: tensor "${tensorName}" is produced by two steps`);
       ps.produces.push([info.name, tensorName]);
       producers.set(tensorName, { step: ps, info });
     }
     for (const key of Object.keys(step.outputs ?? {})) {
-      if (!meta.outputs.some((o) => o.name === key)) throw new TypeError(`graph: step "${ps.name}" has no output "${key}"`);
+      if (!meta.outputs.some((o) => o.name === key))
+        throw new TypeError(`graph: step "${ps.name}" has no output "${key}"`);
     }
     planned.push(ps);
   }
@@ -165,7 +168,8 @@ export function graph(options: GraphOptions): Model {
         const wanted = opts.outputs ?? outputNames;
         for (const o of wanted) {
           const p = tensors.get(o);
-          if (!p || !outputNames.includes(o)) throw invalidArgument(`unknown output "${o}" for model "${name}"`);
+          if (!p || !outputNames.includes(o))
+            throw invalidArgument(`unknown output "${o}" for model "${name}"`);
         }
         await Promise.all(runs);
         for (const o of outputNames) result[o] = await tensors.get(o)!;

@@ -44,7 +44,8 @@ export function mergeOptions(list: readonly (InferOptions | undefined)[]): Merge
   let outputs: Set<string> | undefined = new Set();
   let parameters: Record<string, ParameterValue> | undefined;
   for (const o of list) {
-    if (deadline !== undefined) deadline = o?.deadline === undefined ? undefined : Math.max(deadline, o.deadline);
+    if (deadline !== undefined)
+      deadline = o?.deadline === undefined ? undefined : Math.max(deadline, o.deadline);
     priority = Math.max(priority, o?.priority ?? 0);
     if (outputs) {
       if (!o?.outputs) outputs = undefined;
@@ -61,7 +62,10 @@ export function mergeOptions(list: readonly (InferOptions | undefined)[]): Merge
 }
 
 /** Keeps only the outputs a caller asked for (all when it asked for none). */
-export function pickOutputs<T>(all: Record<string, T>, wanted: readonly string[] | undefined): Record<string, T> {
+export function pickOutputs<T>(
+  all: Record<string, T>,
+  wanted: readonly string[] | undefined,
+): Record<string, T> {
   if (!wanted) return all;
   const out: Record<string, T> = {};
   for (const name of wanted) {

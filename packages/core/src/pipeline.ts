@@ -45,7 +45,7 @@ export function wrap(inner: Model, overrides: LayerOverrides = {}): Model {
     },
     inner,
     metadata: overrides.metadata ?? (() => inner.metadata()),
-    infer: overrides.infer ?? ((inputs, options) => inner.infer(inputs, options)),
+    infer: overrides.infer ? guard(overrides.infer) : (inputs, options) => inner.infer(inputs, options),
     dispose() {
       disposing ??= (async () => {
         try {
@@ -72,6 +72,19 @@ export function wrap(inner: Model, overrides: LayerOverrides = {}): Model {
     },
   };
   return model;
+}
+
+/** Turns a synchronous throw into a rejected promise, so `infer` always returns a promise. */
+function guard(
+  infer: (inputs: Tensors, options?: InferOptions) => Promise<Tensors>,
+): (inputs: Tensors, options?: InferOptions) => Promise<Tensors> {
+  return function guardedInfer(inputs, options) {
+    try {
+      return infer(inputs, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
 }
 
 /**

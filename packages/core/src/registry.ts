@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { invalidArgument, notFound, toServeError, unavailable, type ServeError } from './errors.js';
+import { invalidArgument, notFound, type ServeError, toServeError, unavailable } from './errors.js';
 import type { InferOptions, Model, Tensors } from './types.js';
 
 /** The life of one model version in a {@link ModelRegistry}. */
@@ -36,7 +36,11 @@ export interface RegistryEvents {
 }
 
 /** How `get()` resolves a request with no version: override to route traffic (labels, splits). */
-export type VersionResolver = (name: string, versions: readonly string[], options?: InferOptions) => string | undefined;
+export type VersionResolver = (
+  name: string,
+  versions: readonly string[],
+  options?: InferOptions,
+) => string | undefined;
 
 /** Compares versions: numerically where both are integers, else as strings. */
 export function compareVersions(a: string, b: string): number {
@@ -133,7 +137,15 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
     if (existing && existing.state !== 'failed') {
       throw invalidArgument(`model "${name}" version ${version} is already registered`);
     }
-    const entry: Entry = { name, version, state: 'loading', model: undefined, inFlight: 0, drained: [], handle: undefined };
+    const entry: Entry = {
+      name,
+      version,
+      state: 'loading',
+      model: undefined,
+      inFlight: 0,
+      drained: [],
+      handle: undefined,
+    };
     versions.set(version, entry);
     return entry;
   }
@@ -272,7 +284,12 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Shorthand for `get(name, version, options).infer(inputs, options)`. */
-  infer(name: string, versionOrLabel: string | undefined, inputs: Tensors, options?: InferOptions): Promise<Tensors> {
+  infer(
+    name: string,
+    versionOrLabel: string | undefined,
+    inputs: Tensors,
+    options?: InferOptions,
+  ): Promise<Tensors> {
     try {
       return this.get(name, versionOrLabel, options).infer(inputs, options);
     } catch (err) {
@@ -282,7 +299,6 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
 
   #handle(entry: Entry): Model {
     const model = entry.model!;
-    const registry = this;
     return {
       name: model.name,
       version: model.version,
@@ -300,8 +316,8 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
           if (entry.inFlight === 0) for (const done of entry.drained.splice(0)) done();
         }
       },
-      dispose: () => registry.remove(entry.name, entry.version),
-      isReady: () => registry.#entryReady(entry),
+      dispose: () => this.remove(entry.name, entry.version),
+      isReady: () => this.#entryReady(entry),
       warmup: async () => model.warmup?.(),
       stats: () => model.stats?.() ?? {},
     };

@@ -14,20 +14,21 @@ type TypedArrayConstructor =
   | BigUint64ArrayConstructor;
 
 /** The typed array class of each numeric type. */
-export const TYPED_ARRAY: Readonly<Record<Exclude<DataType, 'string'>, TypedArrayConstructor>> = Object.freeze({
-  float32: Float32Array,
-  float64: Float64Array,
-  float16: Uint16Array,
-  int8: Int8Array,
-  int16: Int16Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-  uint16: Uint16Array,
-  uint32: Uint32Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-});
+export const TYPED_ARRAY: Readonly<Record<Exclude<DataType, 'string'>, TypedArrayConstructor>> =
+  Object.freeze({
+    float32: Float32Array,
+    float64: Float64Array,
+    float16: Uint16Array,
+    int8: Int8Array,
+    int16: Int16Array,
+    int32: Int32Array,
+    int64: BigInt64Array,
+    uint8: Uint8Array,
+    uint16: Uint16Array,
+    uint32: Uint32Array,
+    uint64: BigUint64Array,
+    bool: Uint8Array,
+  });
 
 /** Every data type, in a stable order. */
 export const DATA_TYPES: readonly DataType[] = Object.freeze([
@@ -125,7 +126,11 @@ function describeArray(type: DataType): string {
 /** What `tensor()` accepts as data: the exact array, or plain numbers / bigints / booleans to convert. */
 export type TensorInput<T extends DataType> =
   | TensorDataMap[T]
-  | (T extends 'string' ? readonly string[] : T extends 'int64' | 'uint64' ? readonly (bigint | number)[] : never)
+  | (T extends 'string'
+      ? readonly string[]
+      : T extends 'int64' | 'uint64'
+        ? readonly (bigint | number)[]
+        : never)
   | (T extends 'bool' ? readonly boolean[] : never)
   | (T extends 'string' | 'int64' | 'uint64' ? never : readonly number[]);
 
@@ -139,7 +144,11 @@ export type TensorInput<T extends DataType> =
  * const ids = tensor('int64', [101n, 2023n], [1, 2]);
  * ```
  */
-export function tensor<T extends DataType>(type: T, data: TensorInput<T>, dims?: readonly number[]): Tensor<T> {
+export function tensor<T extends DataType>(
+  type: T,
+  data: TensorInput<T>,
+  dims?: readonly number[],
+): Tensor<T> {
   if (!isDataType(type)) throw invalidArgument(`unknown data type ${formatValue(type)}`);
   const converted = toTensorData(type, data as unknown);
   const shape = dims ? [...dims] : [converted.length];
@@ -152,7 +161,9 @@ function toTensorData(type: DataType, data: unknown): TensorData {
   if (dataMatchesType(type, data)) return data as TensorData;
   if (!Array.isArray(data)) {
     if (type !== 'string' && ArrayBuffer.isView(data)) {
-      throw invalidArgument(`data for ${type} must be a ${describeArray(type)}, got ${data.constructor.name}`);
+      throw invalidArgument(
+        `data for ${type} must be a ${describeArray(type)}, got ${data.constructor.name}`,
+      );
     }
     throw invalidArgument(`data for ${type} must be an array`);
   }
@@ -277,7 +288,9 @@ export function concat(tensors: readonly Tensor[]): Tensor {
     if (t.dims.length !== first.dims.length) throw invalidArgument('concat: ranks differ');
     for (let d = 1; d < t.dims.length; d++) {
       if (t.dims[d] !== first.dims[d]) {
-        throw invalidArgument(`concat: dims [${t.dims.join(',')}] and [${first.dims.join(',')}] differ after dim 0`);
+        throw invalidArgument(
+          `concat: dims [${t.dims.join(',')}] and [${first.dims.join(',')}] differ after dim 0`,
+        );
       }
     }
     rows += t.dims[0]!;
@@ -351,7 +364,11 @@ export function cloneTensor<T extends DataType>(t: Tensor<T>): Tensor<T> {
     const data = (t.data as (string | Uint8Array)[]).map((el) => (typeof el === 'string' ? el : el.slice()));
     return { type: t.type, dims: [...t.dims], data: data as TensorDataMap[T] };
   }
-  return { type: t.type, dims: [...t.dims], data: (t.data as Float32Array).slice() as unknown as TensorDataMap[T] };
+  return {
+    type: t.type,
+    dims: [...t.dims],
+    data: (t.data as Float32Array).slice() as unknown as TensorDataMap[T],
+  };
 }
 
 /** `float32[-1,1,28,28]`: how messages print a type and shape. */
@@ -383,6 +400,3 @@ export function tensorsEqual(a: Tensor, b: Tensor): boolean {
   }
   return true;
 }
-
-
-

@@ -23,7 +23,8 @@ export interface TimeoutOptions {
  */
 export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): Middleware {
   for (const [k, v] of Object.entries({ defaultMs, maxMs })) {
-    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new TypeError(`options.${k} must be a positive number`);
+    if (v !== undefined && !(Number.isFinite(v) && v > 0))
+      throw new TypeError(`options.${k} must be a positive number`);
   }
   return (inner) =>
     wrap(inner, {
@@ -34,7 +35,8 @@ export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): Middleware {
         if (maxMs !== undefined) deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, now + maxMs);
         if (options.signal?.aborted) return Promise.reject(cancelledFrom(options.signal));
         if (deadline === undefined) return inner.infer(inputs, options);
-        if (deadline <= now) return Promise.reject(deadlineExceeded('the request deadline passed before it ran'));
+        if (deadline <= now)
+          return Promise.reject(deadlineExceeded('the request deadline passed before it ran'));
         const timer = new AbortController();
         const handle = setTimeout(
           () => timer.abort(deadlineExceeded('the request deadline passed')),

@@ -48,13 +48,16 @@ export function validateRequest(
   options: InferOptions | undefined,
   { rejectUnknownInputs = true, maxBatchSize }: ValidationOptions = {},
 ): void {
-  if (typeof inputs !== 'object' || inputs === null) throw invalidArgument('inputs must be an object of tensors');
+  if (typeof inputs !== 'object' || inputs === null)
+    throw invalidArgument('inputs must be an object of tensors');
   const declared = new Set<string>();
   let batch: number | undefined;
   for (const info of meta.inputs) {
     declared.add(info.name);
     if (!Object.hasOwn(inputs, info.name)) {
-      throw invalidArgument(`missing input "${info.name}": expected ${formatSignature(info.type, info.dims)}`);
+      throw invalidArgument(
+        `missing input "${info.name}": expected ${formatSignature(info.type, info.dims)}`,
+      );
     }
     const t = inputs[info.name];
     assertTensor(t, `input "${info.name}"`);
@@ -66,14 +69,18 @@ export function validateRequest(
     for (let d = 0; d < info.dims.length; d++) {
       const want = info.dims[d]!;
       if (want >= 0 && t.dims[d] !== want) {
-        throw invalidArgument(`input "${info.name}": expected ${expected}, got ${got} (dim ${d} must be ${want})`);
+        throw invalidArgument(
+          `input "${info.name}": expected ${expected}, got ${got} (dim ${d} must be ${want})`,
+        );
       }
     }
     if (info.batched) {
       const rows = t.dims[0]!;
       if (batch === undefined) batch = rows;
       else if (rows !== batch) {
-        throw invalidArgument(`input "${info.name}": batch size ${rows} differs from the other inputs' ${batch}`);
+        throw invalidArgument(
+          `input "${info.name}": batch size ${rows} differs from the other inputs' ${batch}`,
+        );
       }
     }
   }

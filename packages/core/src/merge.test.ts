@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { mergeOptions, parametersKey, pickOutputs, SharedCalls, SharedSignal } from './index.js';
+
+describe('merging semantics', () => {
+  it('parametersKey is equal for equal parameters in any order, and distinguishes types', () => {
+    expect(parametersKey({ a: 1, b: 'x' })).toBe(parametersKey({ b: 'x', a: 1 }));
+    expect(parametersKey({ a: 1 })).not.toBe(parametersKey({ a: '1' }));
+    expect(parametersKey({ a: true })).not.toBe(parametersKey({ a: 'true' }));
+    expect(parametersKey(undefined)).toBe('');
+    expect(parametersKey({})).toBe('');
+  });
+
+  it('mergeOptions takes the latest deadline, highest priority and the union of outputs', () => {
+    const m = mergeOptions([
+      { deadline: 100, priority: 1, outputs: ['a'] },
+      { deadline: 300, priority: 5, outputs: ['b', 'a'] },
+      { deadline: 200, outputs: ['c'] },
+    ]);
+    expect(m).toMatchObject({ deadline: 300, priority: 5 });
+    expect(m.outputs?.sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('mergeOptions: one request without a deadline or outputs means none / all', () => {
+    const m = mergeOptions([{ deadline: 100, outputs: ['a'] }, {}]);
+    expect(m.deadline).toBeUndefined();
+    expect(m.outputs).toBeUndefined();
+    expect(m.priority).toBe(0);
+  });
+
+  it('pickOutputs gives each caller what it asked for', () => {
+    expect(pickOutputs({ a: 1, b: 2 }, ['b'])).toEqual({ b: 2 });
+    expect(pickOutputs({ a: 1, b: 2 }, undefined)).toEqual({ a: 1, b: 2 });
+  });
+
+  it('SharedSignal aborts only when every waiter has aborted', () => {
+    const shared = new SharedSignal();
+    const a = new AbortController();
+    const b = new AbortController();
+    shared.join(a.signal);
+    shared.join(b.signal);
+    a.abort();
+    expect(shared.signal.aborted).toBe(false);
+    b.abort();
+    expect(shared.signal.aborted).toBe(true);
+  });
+
+  it('SharedSignal never aborts while a waiter without a signal remains', () => {
+    const shared = new SharedSignal();
+    const a = new AbortController();
+    shared.join(a.signal);
+    shared.join(undefined);
+    a.abort();
+    expect(shared.signal.aborted).toBe(false);
+  });
+});
+
+describe('SharedCalls (coalescing)', () => {
+  it('runs concurrent calls with one key once, and calls with other keys separately', async () => {
+    const calls = new SharedCalls<number>();
+    let runs = 0;
+    const fn = async () => {
+      runs++;
+      await new Promise((r) => setTimeout(r, 10));
+      return 7;
+    };
+    const results = await Promise.all([
+      calls.run('k', {}, fn).promise,
+      calls.run('k', {}, fn).promise,
+      calls.run('other', {}, fn).promise,
+    ]);
+    expect(results).toEqual([7, 7, 7]);
+    expect(runs).toBe(2);
+    expect(calls.size).toBe(0);
+  });
+
+  it('a waiter that aborts is rejected at once; the others still get the result', async () => {
+    const calls = new SharedCalls<string>();
+    let signal: AbortSignal | undefined;
+    let finish!: (v: string) => void;
+    const fn = (s: AbortSignal) => {
+      signal = s;
+      return new Promise<string>((r) => {
+        finish = r;
+      });
+    };
+    const a = new AbortController();
+    const first = calls.run('k', { signal: a.signal }, fn);
+    const second = calls.run('k', {}, fn);
+    expect(second.joined).toBe(true);
+    a.abort();
+    await expect(first.promise).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(signal!.aborted).toBe(false);
+    finish('done');
+    await expect(second.promise).resolves.toBe('done');
+  });
+
+  it('the shared execution is aborted when all waiters are gone (abort or deadline)', async () => {
+    const calls = new SharedCalls<string>();
+    let signal: AbortSignal | undefined;
+    const fn = (s: AbortSignal) => {
+      signal = s;
+      return new Promise<string>(() => {});
+    };
+    const a = new AbortController();
+    const first = calls.run('k', { signal: a.signal }, fn);
+    const second = calls.run('k', { deadline: Date.now() + 20 }, fn);
+    a.abort();
+    await expect(first.promise).rejects.toMatchObject({ code: 'CANCELLED' });
+    await expect(second.promise).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    expect(signal!.aborted).toBe(true);
+  });
+
+  it('a failure reaches every waiter', async () => {
+    const calls = new SharedCalls<string>();
+    const fn = async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      throw new Error('broken');
+    };
+    const all = [calls.run('k', {}, fn).promise, calls.run('k', {}, fn).promise];
+    for (const p of all) await expect(p).rejects.toThrow('broken');
+  });
+});
