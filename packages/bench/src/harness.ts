@@ -43,7 +43,11 @@ export interface LoadOptions {
 }
 
 function histogram() {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 600_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
 }
 
 class Sampler {
@@ -113,7 +117,12 @@ function finish(
 export async function closedLoop(
   name: string,
   fn: (i: number) => Promise<unknown>,
-  { concurrency, durationMs = 3000, warmupMs = 300, maxRequests = Number.POSITIVE_INFINITY }: LoadOptions & {
+  {
+    concurrency,
+    durationMs = 3000,
+    warmupMs = 300,
+    maxRequests = Number.POSITIVE_INFINITY,
+  }: LoadOptions & {
     concurrency: number;
   },
 ): Promise<LoadResult> {
@@ -295,7 +304,12 @@ export function ratioTable(title: string, baseline: LoadResult, results: LoadRes
     'peak RSS (MiB)',
     ...extraKeys,
   ];
-  const lines = [`#### ${title}`, '', `| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
+  const lines = [
+    `#### ${title}`,
+    '',
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+  ];
   for (const r of rows) {
     const isBase = r === baseline;
     lines.push(

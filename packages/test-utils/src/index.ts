@@ -1,4 +1,4 @@
+export * from './models.js';
 export * from './ports.js';
 export * from './redis.js';
 export * from './service.js';
-export * from './models.js';

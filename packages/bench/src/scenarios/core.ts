@@ -23,7 +23,10 @@ export default scenario({
     log(`${iterations} calls each, interleaved`);
     const [raw, layered] = await interleaved(pick(3, 1), [
       { name: 'model.infer', run: () => timePerCall('raw', () => model.infer(inputs), { iterations }) },
-      { name: 'pipeline(timeout, validation, limit)', run: () => timePerCall('layers', () => served.infer(inputs), { iterations }) },
+      {
+        name: 'pipeline(timeout, validation, limit)',
+        run: () => timePerCall('layers', () => served.infer(inputs), { iterations }),
+      },
     ]);
     return `${ratioTable('No-op model, sequential calls', raw!, [layered!])}\nMean time per call: ${(raw!.mean * 1000).toFixed(2)} us raw, ${(layered!.mean * 1000).toFixed(2)} us through the layers.\n`;
   },
