@@ -1,0 +1,322 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ResourceLimits } from 'node:worker_threads';
+import {
+  assertTensor,
+  invalidArgument,
+  type InferOptions,
+  type Model,
+  type ModelMetadata,
+  raceExpiry,
+  ServeError,
+  type Tensors,
+  throwIfExpired,
+  toServeError,
+  unavailable,
+} from '@mlserve/core';
+import { Piscina } from 'piscina';
+import { acquire, drain, gate, type PoolSlot } from './budget.js';
+import {
+  fromWireError,
+  type InferResult,
+  type InferTask,
+  type LoadResult,
+  type ModelDescription,
+  type WireOptions,
+  type WorkerData,
+} from './protocol.js';
+import { prepareTransfer } from './transfer.js';
+
+/** Options of {@link workerPool}. */
+export interface WorkerPoolOptions extends ModelDescription {
+  /** Worker threads, each with its own copy of the model. Default: the compute budget (the cores). */
+  threads?: number;
+  /** Intra-op threads each worker's backend may use. Default: budget / threads, at least 1. */
+  intraOpThreads?: number;
+  /** Requests that may wait for a thread; beyond that RESOURCE_EXHAUSTED. Default 1024. */
+  maxQueue?: number;
+  /** HTTP status of the RESOURCE_EXHAUSTED rejection: 429 (default) or 503. */
+  rejectStatus?: 429 | 503;
+  /** Threads kept loaded even when idle. Default `threads` (all of them). */
+  minThreads?: number;
+  /** How long a thread above `minThreads` may idle before it exits, ms. Default: never. */
+  idleTimeout?: number;
+  /** Copy input arrays instead of moving them to the worker (the caller keeps its data). Default false. */
+  copyInputs?: boolean;
+  /** Heap limits per worker (`maxOldGenerationSizeMb`, ...): a worker over them fails its request and is replaced. */
+  resourceLimits?: ResourceLimits;
+  /** How long every thread may take to load the model, ms. Default 120000. */
+  loadTimeoutMs?: number;
+}
+
+/** Counters of a pool, under `stats().workers`. */
+export interface WorkerPoolStats {
+  threads: number;
+  intraOpThreads: number;
+  running: number;
+  queued: number;
+  completed: number;
+  failed: number;
+  /** Worker threads that died (heap limit, exit) and were replaced. */
+  workerDeaths: number;
+  /** Piscina's utilization: the share of thread time spent running tasks. */
+  utilization: number;
+}
+
+function positiveInt(name: string, v: unknown): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 1)) {
+    throw new TypeError(`options.${name} must be a positive integer`);
+  }
+}
+
+/** dist/worker.js, next to the built index, or (when running from source) the package's dist. */
+export function workerFile(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'worker.js'), join(here, '..', 'dist', 'worker.js')];
+  for (const file of candidates) if (existsSync(file)) return file;
+  throw unavailable(
+    `@mlserve/workers: the worker script is missing (looked for ${candidates.join(', ')}); build the package ` +
+      'first: npx turbo run build --filter=@mlserve/workers...',
+  );
+}
+
+function describeBackend(backend: ModelDescription['backend']): string {
+  return typeof backend === 'string' ? backend : backend.module;
+}
+
+function checkDescription(options: WorkerPoolOptions): ModelDescription {
+  const { backend, source } = options;
+  const okBackend =
+    backend === 'onnx' ||
+    backend === 'tfjs' ||
+    (typeof backend === 'object' &&
+      backend !== null &&
+      typeof backend.module === 'string' &&
+      backend.module.length > 0 &&
+      (backend.export === undefined || typeof backend.export === 'string'));
+  if (!okBackend) {
+    throw invalidArgument("options.backend must be 'onnx', 'tfjs' or { module: string, export?: string }");
+  }
+  if (!(typeof source === 'string' || source instanceof Uint8Array)) {
+    throw invalidArgument('options.source must be a path, a URL string or bytes');
+  }
+  let resolved = backend;
+  if (typeof backend === 'object' && (backend.module.startsWith('.') || backend.module.startsWith('/'))) {
+    // Paths are resolved here, against the current directory, and sent as file URLs.
+    const abs = backend.module.startsWith('/') ? backend.module : join(process.cwd(), backend.module);
+    resolved = { ...backend, module: new URL(`file://${abs}`).href };
+  }
+  const description: ModelDescription = { backend: resolved, source };
+  if (options.options !== undefined) {
+    try {
+      description.options = structuredClone(options.options);
+    } catch (err) {
+      throw invalidArgument(`options.options must be structured-cloneable (no functions): ${toServeError(err).message}`);
+    }
+  }
+  return description;
+}
+
+function isWorkerDeath(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  return e?.code === 'ERR_WORKER_OUT_OF_MEMORY' || (typeof e?.message === 'string' && e.message.startsWith('worker exited'));
+}
+
+function mapRunError(err: unknown, name: string, disposed: boolean): ServeError {
+  if (err instanceof ServeError) return err;
+  const e = err as { code?: string; message?: string; name?: string } | undefined;
+  if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    return unavailable(`model "${name}": the worker thread ran out of memory (resourceLimits) and was replaced`, {
+      cause: err,
+    });
+  }
+  if (disposed || e?.message === 'Terminating worker thread') {
+    return unavailable(`model "${name}" is disposed`, { cause: err });
+  }
+  if (typeof e?.message === 'string' && e.message.startsWith('worker exited')) {
+    return unavailable(`model "${name}": the worker thread exited (${e.message}) and was replaced`, { cause: err });
+  }
+  return toServeError(err);
+}
+
+/**
+ * Serves a model from Piscina worker threads, so inference never blocks the event loop: health
+ * checks, cache hits and other models keep answering while the workers compute. Resolves once every
+ * thread has loaded the model.
+ *
+ * A Model cannot cross threads, so the pool is built from a description each worker loads:
+ * `'onnx'` (`loadOnnxModel` of @mlserve/backend-onnx), `'tfjs'` (`loadTfjsModel` of
+ * @mlserve/backend-tfjs), or `{ module, export }`, a module whose export is a
+ * `(source, options, { threadId, intraOpThreads }) => Promise<Model>` loader.
+ *
+ * Input arrays that span their whole buffer are moved to the worker (the caller's array is
+ * detached afterwards) unless `copyInputs` is set; views into larger buffers are copied.
+ * Outputs come back moved, never copied.
+ *
+ * @example
+ * ```ts
+ * import { workerPool } from '@mlserve/workers';
+ * const model = await workerPool({ backend: 'onnx', source: './models/mobilenetv2.onnx', threads: 2 });
+ * const { output } = await model.infer({ input: { type: 'float32', dims: [1, 3, 224, 224], data } });
+ * await model.dispose();
+ * ```
+ */
+export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const description = checkDescription(options);
+  for (const k of ['threads', 'intraOpThreads', 'minThreads', 'loadTimeoutMs'] as const) positiveInt(k, options[k]);
+  if (options.maxQueue !== undefined && !(Number.isSafeInteger(options.maxQueue) && options.maxQueue >= 0)) {
+    throw new TypeError('options.maxQueue must be a non-negative integer');
+  }
+  if (options.idleTimeout !== undefined && !(options.idleTimeout >= 0)) {
+    throw new TypeError('options.idleTimeout must be a non-negative number of milliseconds');
+  }
+  const budget = gate().total;
+  const threads = options.threads ?? budget;
+  const fromOptions = description.options?.intraOpNumThreads;
+  const intraOpThreads =
+    options.intraOpThreads ??
+    (typeof fromOptions === 'number' && fromOptions >= 1 ? fromOptions : Math.max(1, Math.floor(budget / threads)));
+  const minThreads = Math.min(options.minThreads ?? threads, threads);
+  const maxQueue = options.maxQueue ?? 1024;
+  const rejectStatus = options.rejectStatus ?? 429;
+  const copyInputs = options.copyInputs ?? false;
+  const loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
+
+  const data: WorkerData = { description, intraOpThreads };
+  let workerDeaths = 0;
+  const piscina = new Piscina({
+    filename: workerFile(),
+    minThreads,
+    maxThreads: threads,
+    concurrentTasksPerWorker: 1,
+    idleTimeout: options.idleTimeout ?? Number.POSITIVE_INFINITY,
+    workerData: data,
+    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+  });
+  // A worker that dies between tasks is replaced by Piscina; count it instead of crashing the process.
+  piscina.on('error', () => {
+    workerDeaths++;
+  });
+
+  // One load task per thread; each holds its thread until all have arrived, so all threads load.
+  const barrier = new Int32Array(new SharedArrayBuffer(4));
+  let loads: LoadResult[];
+  try {
+    loads = await Promise.all(
+      Array.from(
+        { length: threads },
+        () => piscina.run({ kind: 'load', barrier, parties: threads, timeoutMs: loadTimeoutMs }) as Promise<LoadResult>,
+      ),
+    );
+  } catch (err) {
+    await piscina.destroy().catch(() => {});
+    throw unavailable(`worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`, {
+      cause: err,
+    });
+  }
+  const failed = loads.find((r) => !r.ok);
+  if (failed && !failed.ok) {
+    await piscina.destroy().catch(() => {});
+    throw fromWireError(failed.error);
+  }
+  const ids = new Set(loads.map((r) => r.threadId));
+  const first = loads[0];
+  if (ids.size !== threads || !first?.ok) {
+    await piscina.destroy().catch(() => {});
+    throw new ServeError('INTERNAL', `worker pool: ${ids.size} of ${threads} threads loaded the model`);
+  }
+  const innerMeta = first.metadata;
+  const meta: ModelMetadata = {
+    ...innerMeta,
+    concurrency: threads,
+    backend: `worker-pool(${innerMeta.backend ?? describeBackend(description.backend)})`,
+  };
+  const name = meta.name;
+  const version = meta.version;
+
+  const slot: PoolSlot = { threads, cost: intraOpThreads, running: 0, queued: 0 };
+  let completed = 0;
+  let failures = 0;
+  let disposing: Promise<void> | undefined;
+
+  const overflow = () =>
+    new ServeError('RESOURCE_EXHAUSTED', `model "${name}": the worker pool's queue is full (${maxQueue} waiting)`, {
+      status: rejectStatus,
+    });
+
+  async function workerPoolInfer(inputs: Tensors, opts: InferOptions = {}): Promise<Tensors> {
+    if (disposing) throw unavailable(`model "${name}" is disposed`);
+    throwIfExpired(opts);
+    if (typeof inputs !== 'object' || inputs === null) throw invalidArgument('inputs must be an object of tensors');
+    for (const [key, t] of Object.entries(inputs)) assertTensor(t, `input "${key}"`);
+    const context = opts.context;
+    const t0 = performance.now();
+    const release = await acquire(slot, opts, maxQueue, overflow);
+    if (context) context.queueMs = (context.queueMs ?? 0) + (performance.now() - t0);
+    let run: Promise<InferResult>;
+    try {
+      const { tensors, transferList } = prepareTransfer(inputs, { copy: copyInputs });
+      const wire: WireOptions = {};
+      for (const k of ['deadline', 'outputs', 'parameters', 'id', 'priority', 'sequence'] as const) {
+        if (opts[k] !== undefined) (wire as Record<string, unknown>)[k] = opts[k];
+      }
+      const task: InferTask = { kind: 'infer', inputs: tensors, options: wire };
+      run = piscina.run(task, { transferList }) as Promise<InferResult>;
+    } catch (err) {
+      release();
+      failures++;
+      throw mapRunError(err, name, disposing !== undefined);
+    }
+    // The thread stays busy until the worker answers, even when the caller stops waiting.
+    run.then(release, release);
+    let result: InferResult;
+    try {
+      result = await raceExpiry(run, opts);
+    } catch (err) {
+      failures++;
+      if (isWorkerDeath(err)) workerDeaths++;
+      throw mapRunError(err, name, disposing !== undefined);
+    }
+    if (!result.ok) {
+      failures++;
+      throw fromWireError(result.error);
+    }
+    completed++;
+    if (context) {
+      for (const [k, v] of Object.entries(result.context)) if (context[k] === undefined) context[k] = v;
+      context.computeMs = result.computeMs;
+      context.worker = result.threadId;
+      context.backend = meta.backend;
+    }
+    return result.outputs;
+  }
+
+  return {
+    name,
+    version,
+    metadata: () => structuredClone(meta),
+    infer: workerPoolInfer,
+    dispose() {
+      disposing ??= (async () => {
+        drain(slot, () => unavailable(`model "${name}" is disposed`));
+        await piscina.destroy();
+      })();
+      return disposing;
+    },
+    isReady: () => !disposing,
+    stats: () => ({
+      workers: {
+        threads,
+        intraOpThreads,
+        running: slot.running,
+        queued: slot.queued,
+        completed,
+        failed: failures,
+        workerDeaths,
+        utilization: piscina.utilization,
+      } satisfies WorkerPoolStats,
+    }),
+  };
+}
