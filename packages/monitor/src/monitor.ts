@@ -1,0 +1,536 @@
+import {
+  type InferOptions,
+  invalidArgument,
+  type Middleware,
+  type Model,
+  type Tensors,
+  wrap,
+} from '@mlserve/core';
+import type { Extractor } from './extractors.js';
+import { assertProfile, type CategoricalProfile, type NumericProfile, type Profile } from './profile.js';
+import type { PayloadSink } from './sink.js';
+import { chiSquare, histogram, ksDistance, psi } from './stats.js';
+
+/** Score limits; a feature drifts when any enabled score crosses its limit. */
+export interface Thresholds {
+  /** Population stability index above which a feature drifts (default 0.2). */
+  psi?: number;
+  /** Kolmogorov-Smirnov distance above which a numeric feature drifts (default 0.2). */
+  ks?: number;
+  /** A categorical feature drifts when the chi-square p-value falls below this (off by default). */
+  chi2PValue?: number;
+}
+
+/** The live window: the last `size` rows, or the rows of the last `ms` milliseconds. */
+export type WindowOptions = { size: number } | { ms: number; maxRows?: number };
+
+/** Options of {@link monitor}. */
+export interface MonitorOptions {
+  /** The reference (see `profile()` / `loadProfile()`). */
+  profile: Profile;
+  /** The same extractors the profile was built with. */
+  extractors: readonly Extractor[];
+  /** Default `{ size: 1000 }`. */
+  window?: WindowOptions;
+  /** Fraction of requests measured (default 1). */
+  sampleRate?: number;
+  /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
+  queueSize?: number;
+  /** Limits, with per-feature overrides under `features`. */
+  thresholds?: Thresholds & { features?: Record<string, Thresholds> };
+  /** Rows a feature needs in the window before it is scored (default 50). */
+  minRows?: number;
+  /** How often scores are recomputed and events fired (default 1000 ms). */
+  evaluateEveryMs?: number;
+  /** Requests measured per drain turn before yielding to the event loop (default 32). */
+  drainBatch?: number;
+  /** Prometheus gauges and counters in this prom-client registry. */
+  metrics?: { registry: import('prom-client').Registry };
+  /** Called when a feature starts or stops drifting. */
+  onDrift?: (event: DriftEvent) => void;
+  /** Payload logging for retraining. */
+  sink?: PayloadSink;
+  /** Fraction of requests written to the sink (default 0.01). */
+  sinkSampleRate?: number;
+}
+
+/** The scores of one feature over the live window. */
+export interface FeatureScore {
+  kind: 'numeric' | 'categorical';
+  /** Rows of this feature in the window. */
+  rows: number;
+  psi: number;
+  /** Numeric features only. */
+  ks?: number;
+  /** Categorical features only. */
+  chi2?: number;
+  chi2PValue?: number;
+  /** Numeric: the live mean next to the reference's. */
+  mean?: number;
+  referenceMean?: number;
+  /** Whether any score crosses its threshold (false until `minRows` rows are in). */
+  drifted: boolean;
+  /** Which scores crossed (`psi`, `ks`, `chi2PValue`). */
+  breached: string[];
+}
+
+/** A snapshot of the monitor's view. */
+export interface DriftReport {
+  model: string;
+  version: string;
+  evaluatedAt: string;
+  /** True when any feature drifts. */
+  drifted: boolean;
+  features: Record<string, FeatureScore>;
+}
+
+/** Fired when a feature crosses a threshold (`drift`) or comes back under all of them (`recovered`). */
+export interface DriftEvent {
+  type: 'drift' | 'recovered';
+  model: string;
+  feature: string;
+  score: FeatureScore;
+  at: string;
+}
+
+/** Counters of a monitor (also under `stats().monitor`). */
+export interface MonitorStats {
+  requests: number;
+  sampled: number;
+  /** Sampled requests dropped because the measuring queue was full. */
+  dropped: number;
+  /** Requests whose features could not be extracted (wrong shape, missing input). */
+  extractErrors: number;
+  lastExtractError?: string;
+  queued: number;
+  /** Rows in the window of the busiest feature. */
+  windowRows: number;
+  evaluations: number;
+  sink?: ReturnType<PayloadSink['stats']>;
+}
+
+/** The middleware plus the monitor's read side. */
+export interface Monitor extends Middleware {
+  /** Scores over the current window (recomputed if new rows arrived). */
+  drift(): DriftReport;
+  /** Resolves once every queued request is measured and scores are fresh. */
+  flush(): Promise<DriftReport>;
+  stats(): MonitorStats;
+}
+
+class Ring {
+  readonly values: Float64Array | string[];
+  readonly times: Float64Array;
+  head = 0;
+  length = 0;
+  constructor(
+    readonly capacity: number,
+    categorical: boolean,
+  ) {
+    this.values = categorical ? new Array<string>(capacity) : new Float64Array(capacity);
+    this.times = new Float64Array(capacity);
+  }
+  push(v: number | string, t: number): void {
+    const i = (this.head + this.length) % this.capacity;
+    (this.values as (number | string)[])[i] = v;
+    this.times[i] = t;
+    if (this.length < this.capacity) this.length++;
+    else this.head = (this.head + 1) % this.capacity;
+  }
+  evictBefore(t: number): void {
+    while (this.length > 0 && this.times[this.head]! < t) {
+      this.head = (this.head + 1) % this.capacity;
+      this.length--;
+    }
+  }
+  numbers(): Float64Array {
+    const out = new Float64Array(this.length);
+    const v = this.values as Float64Array;
+    for (let k = 0; k < this.length; k++) out[k] = v[(this.head + k) % this.capacity]!;
+    return out;
+  }
+  strings(): string[] {
+    const out: string[] = new Array(this.length);
+    const v = this.values as string[];
+    for (let k = 0; k < this.length; k++) out[k] = v[(this.head + k) % this.capacity]!;
+    return out;
+  }
+}
+
+interface Pending {
+  inputs: Tensors;
+  outputs: Tensors;
+  time: number;
+}
+
+/**
+ * Watches a model's traffic for drift against a reference profile. The request path only pushes
+ * references to the request's tensors into a bounded queue (dropping, and counting, when it is
+ * full); features are extracted and scored later, off the request path.
+ *
+ * @example
+ * ```ts
+ * const ref = await loadProfile('models/mnist/profile.json');
+ * const watch = monitor({
+ *   profile: ref,
+ *   extractors: [imageStats('image'), predictedClass('logits')],
+ *   window: { size: 1000 },
+ *   sampleRate: 0.5,
+ *   metrics: { registry },
+ *   onDrift: (e) => log.warn(e, `${e.feature} ${e.type}`),
+ * });
+ * const served = pipeline(model, watch);
+ * watch.drift(); // { drifted: false, features: { 'image.mean': { psi: 0.01, ks: 0.04, ... } } }
+ * ```
+ */
+export function monitor(options: MonitorOptions): Monitor {
+  const {
+    profile: ref,
+    extractors,
+    window = { size: 1000 },
+    sampleRate = 1,
+    queueSize = 256,
+    minRows = 50,
+    evaluateEveryMs = 1000,
+    drainBatch = 32,
+    sink,
+    sinkSampleRate = 0.01,
+    onDrift,
+  } = options;
+  assertProfile(ref);
+  if (!Array.isArray(extractors) || extractors.length === 0) {
+    throw invalidArgument('monitor: options.extractors must name at least one extractor');
+  }
+  const rate = (name: string, v: number) => {
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+      throw invalidArgument(`monitor: options.${name} must be in [0, 1]`);
+  };
+  rate('sampleRate', sampleRate);
+  rate('sinkSampleRate', sinkSampleRate);
+  const positiveInt = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 1)
+      throw invalidArgument(`monitor: options.${name} must be a positive integer`);
+  };
+  positiveInt('queueSize', queueSize);
+  positiveInt('drainBatch', drainBatch);
+  positiveInt('minRows', minRows);
+  if (!(evaluateEveryMs > 0)) throw invalidArgument('monitor: options.evaluateEveryMs must be positive');
+  let capacity: number;
+  let windowMs: number | undefined;
+  if ('size' in window) {
+    positiveInt('window.size', window.size);
+    capacity = window.size;
+  } else if ('ms' in window) {
+    if (!(window.ms > 0)) throw invalidArgument('monitor: options.window.ms must be positive');
+    windowMs = window.ms;
+    capacity = window.maxRows ?? 100_000;
+    positiveInt('window.maxRows', capacity);
+  } else throw invalidArgument('monitor: options.window needs size or ms');
+  const defaults: Required<Omit<Thresholds, 'chi2PValue'>> & Thresholds = {
+    psi: 0.2,
+    ks: 0.2,
+    ...options.thresholds,
+  };
+  const perFeature = options.thresholds?.features ?? {};
+
+  const rings = new Map<string, Ring>();
+  for (const [name, f] of Object.entries(ref.features))
+    rings.set(name, new Ring(capacity, f.kind === 'categorical'));
+  const queue: Pending[] = [];
+  const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0 };
+  let lastExtractError: string | undefined;
+  let drainScheduled = false;
+  let dirty = false;
+  let lastEval = 0;
+  let report: DriftReport | undefined;
+  const alarms = new Map<string, boolean>();
+  let modelName = '';
+  let modelVersion = '';
+  let bound = false;
+  let idleWaiters: (() => void)[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let metrics: Metrics | undefined;
+  let metricsLoad: Promise<void> | undefined;
+
+  const thresholdsFor = (name: string): Thresholds => ({ ...defaults, ...perFeature[name] });
+
+  function measure(p: Pending): void {
+    for (const ex of extractors) {
+      let cols: ReturnType<Extractor['extract']>;
+      try {
+        cols = ex.extract(p.inputs, p.outputs);
+      } catch (err) {
+        counters.extractErrors++;
+        lastExtractError = err instanceof Error ? err.message : String(err);
+        continue;
+      }
+      for (const name in cols) {
+        const ring = rings.get(name);
+        if (!ring) continue;
+        const values = cols[name]!;
+        for (let i = 0; i < values.length; i++) {
+          const v = values[i]!;
+          if (typeof v === 'number' && !Number.isFinite(v)) continue;
+          ring.push(v, p.time);
+        }
+        dirty = true;
+      }
+    }
+  }
+
+  function drain(): void {
+    drainScheduled = false;
+    const n = Math.min(drainBatch, queue.length);
+    const batch = queue.splice(0, n);
+    for (const p of batch) measure(p);
+    if (queue.length > 0) schedule();
+    else {
+      const now = Date.now();
+      if (dirty && now - lastEval >= evaluateEveryMs) evaluate();
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  function schedule(): void {
+    if (drainScheduled) return;
+    drainScheduled = true;
+    setImmediate(drain);
+  }
+
+  function scoreNumeric(f: NumericProfile, ring: Ring): FeatureScore {
+    const live = ring.numbers().sort();
+    const s: FeatureScore = {
+      kind: 'numeric',
+      rows: live.length,
+      psi: Number.NaN,
+      drifted: false,
+      breached: [],
+    };
+    let sum = 0;
+    for (const v of live) sum += v;
+    s.mean = live.length ? sum / live.length : Number.NaN;
+    s.referenceMean = f.mean;
+    s.psi = psi(f.counts, histogram(live, f.edges));
+    s.ks = ksDistance(live, f.quantiles);
+    return s;
+  }
+
+  function scoreCategorical(f: CategoricalProfile, ring: Ring): FeatureScore {
+    const live = ring.strings();
+    const cats = Object.keys(f.frequencies);
+    const index = new Map(cats.map((c, i) => [c, i]));
+    const observed = new Array<number>(cats.length + 1).fill(0);
+    for (const v of live) observed[index.get(v) ?? cats.length]!++;
+    const expected = [...cats.map((c) => f.frequencies[c] ?? 0), 0];
+    const chi = chiSquare(expected, observed);
+    return {
+      kind: 'categorical',
+      rows: live.length,
+      psi: psi(expected, observed),
+      chi2: chi.statistic,
+      chi2PValue: chi.pValue,
+      drifted: false,
+      breached: [],
+    };
+  }
+
+  function evaluate(): DriftReport {
+    const now = Date.now();
+    lastEval = now;
+    dirty = false;
+    counters.evaluations++;
+    const features: Record<string, FeatureScore> = {};
+    const events: DriftEvent[] = [];
+    let any = false;
+    for (const [name, f] of Object.entries(ref.features)) {
+      const ring = rings.get(name)!;
+      if (windowMs !== undefined) ring.evictBefore(now - windowMs);
+      const th = thresholdsFor(name);
+      const s = f.kind === 'numeric' ? scoreNumeric(f, ring) : scoreCategorical(f, ring);
+      if (s.rows >= minRows) {
+        if (th.psi !== undefined && s.psi > th.psi) s.breached.push('psi');
+        if (th.ks !== undefined && s.ks !== undefined && s.ks > th.ks) s.breached.push('ks');
+        if (th.chi2PValue !== undefined && s.chi2PValue !== undefined && s.chi2PValue < th.chi2PValue) {
+          s.breached.push('chi2PValue');
+        }
+        s.drifted = s.breached.length > 0;
+        const was = alarms.get(name) ?? false;
+        if (s.drifted !== was) {
+          alarms.set(name, s.drifted);
+          events.push({
+            type: s.drifted ? 'drift' : 'recovered',
+            model: modelName,
+            feature: name,
+            score: s,
+            at: new Date(now).toISOString(),
+          });
+        }
+      } else s.drifted = alarms.get(name) ?? false;
+      any ||= s.drifted;
+      features[name] = s;
+    }
+    report = {
+      model: modelName,
+      version: modelVersion,
+      evaluatedAt: new Date(now).toISOString(),
+      drifted: any,
+      features,
+    };
+    metrics?.update(report, stats());
+    for (const e of events) {
+      try {
+        onDrift?.(e);
+      } catch {
+        // A throwing listener must not stop the monitor.
+      }
+    }
+    return report;
+  }
+
+  function stats(): MonitorStats {
+    let windowRows = 0;
+    for (const r of rings.values()) windowRows = Math.max(windowRows, r.length);
+    const out: MonitorStats = { ...counters, queued: queue.length, windowRows };
+    if (lastExtractError !== undefined) out.lastExtractError = lastExtractError;
+    if (sink) out.sink = sink.stats();
+    return out;
+  }
+
+  function drift(): DriftReport {
+    if (!report || dirty || windowMs !== undefined) return evaluate();
+    return report;
+  }
+
+  const middleware = ((inner: Model): Model => {
+    if (bound)
+      throw new TypeError('monitor: one monitor watches one model; create another for the next model');
+    bound = true;
+    modelName = inner.name;
+    modelVersion = inner.version;
+    if (options.metrics) {
+      metricsLoad = createMetrics(options.metrics.registry, modelName, modelVersion).then(
+        (m) => {
+          metrics = m;
+        },
+        () => undefined,
+      );
+    }
+    timer = setInterval(() => {
+      if (dirty || windowMs !== undefined) evaluate();
+    }, evaluateEveryMs);
+    timer.unref();
+    return wrap(inner, {
+      layer: 'monitor',
+      infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
+        const outputs = await inner.infer(inputs, opts);
+        counters.requests++;
+        const sampled = sampleRate >= 1 || Math.random() < sampleRate;
+        if (sampled) {
+          counters.sampled++;
+          if (queue.length >= queueSize) counters.dropped++;
+          else {
+            queue.push({ inputs, outputs, time: Date.now() });
+            schedule();
+          }
+        }
+        if (opts?.context) opts.context.monitorSampled = sampled;
+        if (sink && sinkSampleRate > 0 && Math.random() < sinkSampleRate) {
+          const record = { time: Date.now(), model: modelName, version: modelVersion, inputs, outputs };
+          if (opts?.id !== undefined) Object.assign(record, { id: opts.id });
+          if (opts?.context) Object.assign(record, { context: opts.context });
+          sink.write(record);
+        }
+        return outputs;
+      },
+      stats,
+      async dispose() {
+        if (timer) clearInterval(timer);
+        await sink?.close();
+      },
+    });
+  }) as Monitor;
+
+  middleware.drift = drift;
+  middleware.stats = stats;
+  middleware.flush = async () => {
+    if (queue.length > 0 || drainScheduled) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+    await metricsLoad;
+    return evaluate();
+  };
+  return middleware;
+}
+
+interface Metrics {
+  update(report: DriftReport, stats: MonitorStats): void;
+}
+
+async function createMetrics(
+  registry: import('prom-client').Registry,
+  model: string,
+  version: string,
+): Promise<Metrics> {
+  const prom = await import('prom-client');
+  const get = <T>(name: string, make: () => T): T =>
+    (registry.getSingleMetric(name) as T | undefined) ?? make();
+  const score = get(
+    'mlserve_drift_score',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_drift_score',
+        help: 'Drift score of a feature over the live window against the reference profile',
+        labelNames: ['model', 'version', 'feature', 'metric'],
+        registers: [registry],
+      }),
+  );
+  const detected = get(
+    'mlserve_drift_detected',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_drift_detected',
+        help: '1 while a feature crosses a drift threshold, else 0',
+        labelNames: ['model', 'version', 'feature'],
+        registers: [registry],
+      }),
+  );
+  const windowRows = get(
+    'mlserve_monitor_window_rows',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_monitor_window_rows',
+        help: 'Rows in the drift monitor window',
+        labelNames: ['model', 'version'],
+        registers: [registry],
+      }),
+  );
+  const requests = get(
+    'mlserve_monitor_requests',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_monitor_requests',
+        help: 'Requests seen by the drift monitor, by outcome (sampled, dropped, extract_error)',
+        labelNames: ['model', 'version', 'outcome'],
+        registers: [registry],
+      }),
+  );
+  return {
+    update(report, stats) {
+      for (const [feature, s] of Object.entries(report.features)) {
+        const set = (metric: string, v: number | undefined) => {
+          if (v !== undefined && Number.isFinite(v)) score.set({ model, version, feature, metric }, v);
+        };
+        set('psi', s.psi);
+        set('ks', s.ks);
+        set('chi2', s.chi2);
+        set('chi2_p_value', s.chi2PValue);
+        detected.set({ model, version, feature }, s.drifted ? 1 : 0);
+      }
+      windowRows.set({ model, version }, stats.windowRows);
+      requests.set({ model, version, outcome: 'total' }, stats.requests);
+      requests.set({ model, version, outcome: 'sampled' }, stats.sampled);
+      requests.set({ model, version, outcome: 'dropped' }, stats.dropped);
+      requests.set({ model, version, outcome: 'extract_error' }, stats.extractErrors);
+    },
+  };
+}
