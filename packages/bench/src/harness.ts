@@ -5,6 +5,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
+import type { Bar } from './chart.js';
 
 /** One measured configuration. Latencies in milliseconds. */
 export interface LoadResult {
@@ -338,6 +339,11 @@ export interface ScenarioContext {
   log: (message: string) => void;
   /** Picks `full` normally and `quick` in quick mode. */
   pick<T>(full: T, quick: T): T;
+  /**
+   * Draws a bar chart (SVG) beside the report and returns the markdown that shows it.
+   * `markAt: 1` draws the line a ratio is measured against.
+   */
+  chart(file: string, title: string, bars: Bar[], unit: string, options?: { markAt?: number }): string;
 }
 
 /** A benchmark scenario: returns its section of the report as markdown. */

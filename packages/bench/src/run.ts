@@ -1,11 +1,16 @@
 /**
- * Runs the benchmark scenarios in src/scenarios and prints their markdown.
+ * Runs the benchmark scenarios in src/scenarios and writes the report.
  *
- *   npx tsx packages/bench/src/run.ts [--quick] [--only name[,name]] [--write FILE]
+ *   npm run bench                  every scenario; writes BENCHMARKS.md and docs/bench/*.svg
+ *   npm run bench -- --quick       short windows (CI); prints, writes nothing unless --write
+ *   npm run bench -- --only a,b    some scenarios;  --list  names them
  */
-import { readdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { barChart } from './chart.js';
 import type { Scenario, ScenarioContext } from './harness.js';
 
 const { values } = parseArgs({
@@ -17,6 +22,7 @@ const { values } = parseArgs({
   },
 });
 
+const root = fileURLToPath(new URL('../../../', import.meta.url));
 const dir = new URL('./scenarios/', import.meta.url);
 const files = readdirSync(dir)
   .filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'))
@@ -38,7 +44,13 @@ if (only && scenarios.length === 0) {
 }
 
 const quick = values.quick ?? false;
+const reportPath = values.write ?? (quick || only ? undefined : join(root, 'BENCHMARKS.md'));
+const chartDir = reportPath ? join(root, 'docs', 'bench') : mkdtempSync(join(tmpdir(), 'mlserve-bench-'));
+mkdirSync(chartDir, { recursive: true });
+const reportDir = reportPath ? join(reportPath, '..') : chartDir;
+
 const sections: string[] = [];
+const failures: string[] = [];
 const started = performance.now();
 for (const [i, s] of scenarios.entries()) {
   const t0 = performance.now();
@@ -47,17 +59,61 @@ for (const [i, s] of scenarios.entries()) {
     quick,
     log: (m) => process.stderr.write(`    ${m}\n`),
     pick: (full, q) => (quick ? q : full),
+    chart(file, title, bars, unit, options) {
+      const path = join(chartDir, file.endsWith('.svg') ? file : `${file}.svg`);
+      writeFileSync(path, barChart(title, bars, unit, options));
+      return `![${title}](${relative(reportDir, path)})`;
+    },
   };
-  const body = await s.run(ctx);
-  sections.push(`## ${s.title}\n\n${body.trim()}\n`);
-  process.stderr.write(`    done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  try {
+    const body = await s.run(ctx);
+    sections.push(`## ${s.title}\n\n${body.trim()}\n`);
+    process.stderr.write(`    done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  } catch (err) {
+    const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    failures.push(`${s.name}: ${message}`);
+    sections.push(`## ${s.title}\n\nThis scenario failed: \`${String(err)}\`\n`);
+    process.stderr.write(`    FAILED: ${message}\n`);
+  }
+}
+
+function version(pkg: string): string {
+  try {
+    const p = JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    return `${pkg} ${p.version}`;
+  } catch {
+    return `${pkg} (not installed)`;
+  }
 }
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
+const versions = [
+  'onnxruntime-node',
+  'onnxruntime-web',
+  '@tensorflow/tfjs',
+  'piscina',
+  'fastify',
+  'express',
+  'ioredis',
+  'prom-client',
+].map(version);
 const header = [
-  `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}.`,
-  `Command: \`npm run bench${quick ? ' -- --quick' : ''}\`; ${((performance.now() - started) / 1000).toFixed(0)} s in all.`,
+  '# Benchmarks',
+  '',
+  `- Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} on ${process.platform}/${process.arch}.`,
+  `- Packages: ${versions.join(', ')}.`,
+  `- Command: \`npm run bench${quick ? ' -- --quick' : ''}${only ? ` -- --only ${values.only}` : ''}\`; ${((performance.now() - started) / 1000).toFixed(0)} s in all, ${new Date().toISOString().slice(0, 10)}.`,
+  '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it.',
 ].join('\n');
 const report = `${header}\n\n${sections.join('\n')}`;
 console.log(report);
-if (values.write) writeFileSync(values.write, report);
+if (reportPath) {
+  writeFileSync(reportPath, report);
+  process.stderr.write(`wrote ${reportPath}\n`);
+}
+if (failures.length > 0) {
+  process.stderr.write(`${failures.length} scenario(s) failed:\n${failures.join('\n')}\n`);
+  process.exit(1);
+}
