@@ -196,6 +196,8 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         onEvict: (key: string, bytes: number) => emit({ type: 'evict', model: inner.name, key, bytes }),
       });
     const calls = new SharedCalls<Shared>();
+    /** Keys whose shared call is running: joiners skip the store lookup. */
+    const running = new Set<string>();
     let hits = 0;
     let misses = 0;
     let coalesced = 0;
@@ -290,15 +292,17 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         );
 
         let pending: Promise<Tensors | undefined> | undefined;
-        try {
-          const found = store.get(key);
-          if (isPromise<Tensors | undefined>(found)) pending = found;
-          else if (found) {
-            onHit(key, options);
-            return found;
+        if (!coalesce || !running.has(key)) {
+          try {
+            const found = store.get(key);
+            if (isPromise<Tensors | undefined>(found)) pending = found;
+            else if (found) {
+              onHit(key, options);
+              return found;
+            }
+          } catch (err) {
+            storeError('get', key, err);
           }
-        } catch (err) {
-          storeError('get', key, err);
         }
 
         if (!coalesce) {
@@ -313,11 +317,18 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
 
         // Identical requests share the lookup (for an asynchronous store) and the inference.
         const { promise, joined } = calls.run(key, options, async (signal) => {
-          const found = pending ? await lookup(key, pending) : undefined;
-          if (found) return { outputs: found, hit: true, taken: false };
-          const outputs = await compute(key, inputs, { ...options, signal, deadline: undefined });
-          return { outputs, hit: false, taken: false };
+          running.add(key);
+          try {
+            const found = pending ? await lookup(key, pending) : undefined;
+            if (found) return { outputs: found, hit: true, taken: false };
+            const outputs = await compute(key, inputs, { ...options, signal, deadline: undefined });
+            return { outputs, hit: false, taken: false };
+          } finally {
+            running.delete(key);
+          }
         });
+        // A joiner that looked up anyway (a race at the end of a call) drops its own lookup.
+        if (joined && pending) pending.catch(() => {});
         const shared = await promise;
         if (joined) {
           coalesced++;

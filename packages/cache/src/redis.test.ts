@@ -1,0 +1,270 @@
+import { fromFunction, type InferContext, pipeline, type Tensors, tensor } from '@mlserve/core';
+import { mnistHoldout, modelPath, type RedisServer, requireService, startRedis } from '@mlserve/test-utils';
+import Redis from 'ioredis';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CacheStats, responseCache } from './cache.js';
+import { decodeTensors } from './codec.js';
+import { cacheKey } from './key.js';
+import { redisStore } from './redis-store.js';
+
+const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function counter(name = 'double', delayMs = 0) {
+  const calls: Tensors[] = [];
+  const model = fromFunction({
+    name,
+    inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
+    outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
+    concurrency: 64,
+    async infer(inputs) {
+      calls.push(inputs);
+      if (delayMs) await sleep(delayMs);
+      return {
+        y: {
+          type: 'float32',
+          dims: inputs.x!.dims,
+          data: (inputs.x!.data as Float32Array).map((v) => v * 2),
+        },
+      };
+    },
+  });
+  return { model, calls };
+}
+const input = (...v: number[]) => ({ x: tensor('float32', v, [1, v.length]) });
+const stats = (m: { stats?: () => Record<string, unknown> }) => m.stats!().cache as CacheStats;
+
+async function waitFor(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+describe.runIf(haveRedis)('redisStore against a real redis-server', () => {
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  let prefixSeq = 0;
+  const prefix = () => `test${++prefixSeq}:`;
+
+  async function connect(): Promise<Redis> {
+    const client = new Redis(server.port, '127.0.0.1', {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 50,
+      lazyConnect: true,
+    });
+    client.on('error', () => {});
+    await client.connect();
+    clients.push(client);
+    return client;
+  }
+
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await server?.stop();
+  });
+
+  it('lets replicas share answers, stored as compact binary with a PX expiry', async () => {
+    const p = prefix();
+    const [c1, c2] = [await connect(), await connect()];
+    const a = counter();
+    const b = counter();
+    const replicaA = pipeline(
+      a.model,
+      responseCache({ store: redisStore({ client: c1, prefix: p }), ttlMs: 60_000 }),
+    );
+    const replicaB = pipeline(
+      b.model,
+      responseCache({ store: redisStore({ client: c2, prefix: p }), ttlMs: 60_000 }),
+    );
+    const big = { x: { type: 'float32' as const, dims: [1, 1000], data: new Float32Array(1000).fill(0.1) } };
+    await replicaA.infer(big);
+    const key = p + cacheKey({ name: 'double', version: '1' }, big);
+    await waitFor(async () => (await c1.exists(key)) === 1);
+    const raw = (await c1.getBuffer(key))!;
+    expect(raw.subarray(0, 4).toString('latin1')).toBe('MLC\u0001');
+    expect(raw.byteLength).toBeLessThan(4000 + 64);
+    const ttl = await c1.pttl(key);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    const ctx: InferContext = {};
+    const fromB = await replicaB.infer(big, { context: ctx });
+    expect(ctx.cacheHit).toBe(true);
+    expect(b.calls).toHaveLength(0);
+    expect(fromB.y!.data).toEqual(new Float32Array(1000).fill(0.1).map((v) => v * 2));
+    // Another prefix (another deployment) does not see it.
+    const other = counter();
+    const otherDeployment = pipeline(
+      other.model,
+      responseCache({ store: redisStore({ client: c2, prefix: prefix() }), ttlMs: 60_000 }),
+    );
+    await otherDeployment.infer(big);
+    expect(other.calls).toHaveLength(1);
+  });
+
+  it('expires answers through Redis (TTL)', async () => {
+    const client = await connect();
+    const { model, calls } = counter();
+    const served = pipeline(
+      model,
+      responseCache({ store: redisStore({ client, prefix: prefix() }), ttlMs: 80 }),
+    );
+    await served.infer(input(1));
+    await waitFor(() => stats(served).bytesWritten !== 0);
+    await sleep(20);
+    await served.infer(input(1));
+    expect(calls).toHaveLength(1);
+    await sleep(150);
+    await served.infer(input(1));
+    expect(calls).toHaveLength(2);
+  });
+
+  it('coalesces 50 identical concurrent requests into one lookup and one inference', async () => {
+    const client = await connect();
+    const { model, calls } = counter('double', 30);
+    const served = pipeline(
+      model,
+      responseCache({ store: redisStore({ client, prefix: prefix() }), ttlMs: 60_000 }),
+    );
+    const before = Number((await client.info('stats')).match(/keyspace_misses:(\d+)/)![1]);
+    const outs = await Promise.all(Array.from({ length: 50 }, () => served.infer(input(3))));
+    const after = Number((await client.info('stats')).match(/keyspace_misses:(\d+)/)![1]);
+    expect(calls).toHaveLength(1);
+    expect(after - before).toBe(1);
+    for (const o of outs) expect([...(o.y!.data as Float32Array)]).toEqual([6]);
+    expect(stats(served)).toMatchObject({ coalesced: 49, inferences: 1 });
+  });
+
+  it('serves a corrupt entry as a miss, counts it, and overwrites it', async () => {
+    const client = await connect();
+    const p = prefix();
+    const { model, calls } = counter();
+    const served = pipeline(
+      model,
+      responseCache({ store: redisStore({ client, prefix: p }), ttlMs: 60_000 }),
+    );
+    const key = p + cacheKey({ name: 'double', version: '1' }, input(4));
+    await client.set(key, '{"y":[8]}');
+    const out = await served.infer(input(4));
+    expect([...(out.y!.data as Float32Array)]).toEqual([8]);
+    expect(stats(served).storeErrors).toBe(1);
+    await waitFor(async () => decodeOk(await client.getBuffer(key)));
+    await served.infer(input(4));
+    expect(calls).toHaveLength(1);
+  });
+
+  it('keeps serving as misses while Redis is down, and hits resume after a restart', async () => {
+    const client = await connect();
+    const { model, calls } = counter();
+    const served = pipeline(
+      model,
+      responseCache({ store: redisStore({ client, prefix: prefix(), timeoutMs: 100 }), ttlMs: 60_000 }),
+    );
+    await served.infer(input(5));
+    await waitFor(() => stats(served).bytesWritten !== 0);
+    await sleep(20);
+    await served.infer(input(5));
+    expect(calls).toHaveLength(1);
+    await server.kill();
+    for (let i = 0; i < 10; i++) {
+      const out = await served.infer(input(5));
+      expect([...(out.y!.data as Float32Array)]).toEqual([10]);
+    }
+    expect(calls).toHaveLength(11);
+    expect(stats(served).storeErrors).toBeGreaterThanOrEqual(10);
+    await server.restart();
+    await waitFor(() => client.status === 'ready');
+    await served.infer(input(5)); // empty Redis after the crash: a miss that writes again
+    await waitFor(async () => (await client.dbsize()) > 0);
+    const ctx: InferContext = {};
+    await served.infer(input(5), { context: ctx });
+    expect(ctx.cacheHit).toBe(true);
+    expect(calls).toHaveLength(12);
+  });
+
+  it('treats a hung Redis as a miss within timeoutMs (the connection stays open, no answer)', async () => {
+    const client = await connect();
+    const { model, calls } = counter();
+    const served = pipeline(
+      model,
+      responseCache({ store: redisStore({ client, prefix: prefix(), timeoutMs: 40 }), ttlMs: 60_000 }),
+    );
+    server.process.kill('SIGSTOP');
+    try {
+      const t0 = performance.now();
+      const out = await served.infer(input(6));
+      const ms = performance.now() - t0;
+      expect([...(out.y!.data as Float32Array)]).toEqual([12]);
+      expect(ms).toBeLessThan(400); // 10x the timeout: the request did not wait for Redis
+      expect(calls).toHaveLength(1);
+      await waitFor(() => stats(served).storeErrors >= 2); // the GET and the fire-and-forget SET
+      expect(stats(served).timeouts).toBeGreaterThanOrEqual(2);
+    } finally {
+      server.process.kill('SIGCONT');
+    }
+  });
+
+  it("caches a real onnxruntime mnist-cnn: hits equal the model's own answers", async () => {
+    const client = await connect();
+    const session = await ort.InferenceSession.create(modelPath('mnist-cnn.onnx'), {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+    });
+    let runs = 0;
+    const mnist = fromFunction({
+      name: 'mnist',
+      inputs: [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
+      outputs: [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
+      async infer({ image }) {
+        runs++;
+        const r = await session.run({
+          image: new ort.Tensor('float32', image!.data as Float32Array, image!.dims),
+        });
+        const logits = r.logits!;
+        return {
+          logits: { type: 'float32', dims: [...logits.dims], data: (logits.data as Float32Array).slice() },
+        };
+      },
+      dispose: () => session.release(),
+    });
+    const p = prefix();
+    const served = pipeline(
+      mnist,
+      responseCache({ store: redisStore({ client, prefix: p }), ttlMs: 60_000 }),
+    );
+    const digits = mnistHoldout();
+    const first: Float32Array[] = [];
+    for (let i = 0; i < 20; i++) {
+      const out = await served.infer({ image: tensor('float32', digits.image(i), [1, 1, 28, 28]) });
+      first.push(out.logits!.data as Float32Array);
+    }
+    await waitFor(async () => (await client.keys(`${p}*`)).length >= 20);
+    let correct = 0;
+    for (let i = 0; i < 20; i++) {
+      const out = await served.infer({ image: tensor('float32', digits.image(i), [1, 1, 28, 28]) });
+      const logits = out.logits!.data as Float32Array;
+      expect(logits).toEqual(first[i]);
+      if (logits.indexOf(Math.max(...logits)) === digits.labels[i]) correct++;
+    }
+    expect(runs).toBe(20);
+    expect(stats(served).hits).toBe(20);
+    expect(correct).toBeGreaterThanOrEqual(17);
+    await served.dispose();
+  });
+});
+
+function decodeOk(raw: Buffer | null): boolean {
+  if (!raw) return false;
+  try {
+    decodeTensors(raw);
+    return true;
+  } catch {
+    return false;
+  }
+}
