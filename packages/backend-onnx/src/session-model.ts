@@ -1,0 +1,386 @@
+import {
+  cancelledFrom,
+  deadlineExceeded,
+  expiredError,
+  isServeError,
+  type InferOptions,
+  type Model,
+  type ModelMetadata,
+  raceExpiry,
+  type Tensors,
+  unavailable,
+  validateRequest,
+} from '@mlserve/core';
+import { loadError, runError } from './errors.js';
+import { readSignature } from './metadata.js';
+import type { ExecutionProvider, OrtModule, OrtSession, OrtSessionOptions } from './ort.js';
+import { fromOrtOutputs, toFeeds } from './tensors.js';
+
+/** Where a model comes from: a file path (Node), a URL, or the model's bytes. */
+export type OnnxModelSource = string | URL | Uint8Array | ArrayBuffer;
+
+/** Options of `loadOnnxModel` (both entries). */
+export interface OnnxModelOptions {
+  /** The model's name in registries and URLs. Default: the file name without `.onnx`; required for bytes. */
+  name?: string;
+  /** The model's version. Default `'1'`. */
+  version?: string;
+  /**
+   * Execution providers in priority order, passed to onnxruntime as they are (names such as `'cuda'`,
+   * or config objects such as `{ name: 'cuda', deviceId: 1 }`). Default: CPU (`'cpu'` on Node,
+   * `'wasm'` on the web entry). A provider that cannot load is an UNAVAILABLE error, never a silent
+   * downgrade, unless {@link OnnxModelOptions.fallbackToCpu} is set.
+   */
+  executionProviders?: readonly ExecutionProvider[];
+  /** When a requested provider cannot load, run on CPU instead of failing (metadata then says `cpu`). */
+  fallbackToCpu?: boolean;
+  /** Threads one run may use. onnxruntime's default is every core: set it where several models share a machine. */
+  intraOpNumThreads?: number;
+  /** Threads for running independent graph branches in parallel (only with `executionMode: 'parallel'`). */
+  interOpNumThreads?: number;
+  /** How much onnxruntime optimises the graph at load (default `'all'`). */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
+  /**
+   * Whether idle intra-op threads spin waiting for work (onnxruntime's default: yes). Spinning
+   * lowers latency a little and burns CPU between requests; turn it off on shared machines.
+   */
+  spinning?: boolean;
+  /** Fixes symbolic dims (`{ batch: 1 }`) so onnxruntime can plan memory for that shape. */
+  freeDimensionOverrides?: Record<string, number>;
+  /** Per input, the value padding may use along dynamic dims (0 for an attention mask). Fills `TensorInfo.padValue`. */
+  padValues?: Record<string, number | bigint>;
+  /** Raw onnxruntime session options for anything else; the options above win where both are set. */
+  sessionOptions?: OrtSessionOptions;
+}
+
+/** What differs between onnxruntime-node and onnxruntime-web. */
+export interface OrtRuntime {
+  /** `onnxruntime-node` or `onnxruntime-web`. */
+  name: string;
+  ort: OrtModule;
+  /** The runtime's version, for metadata. */
+  version: string | undefined;
+  /** The CPU provider's name (`cpu` / `wasm`): the default and the fallback. */
+  cpu: string;
+  /** Provider names that run on the CPU and so never count as unavailable. */
+  cpuNames: readonly string[];
+  /** Turns a source into what `InferenceSession.create` takes; rejects with NOT_FOUND. */
+  resolveSource(source: OnnxModelSource): Promise<string | Uint8Array>;
+  /** Why a provider cannot load here, found before trying (undefined when it may). */
+  checkProvider(name: string): string | undefined;
+  /** Which requested provider a failed `create` blames, if any. */
+  blame(providers: readonly string[], err: unknown): string | undefined;
+  /** The UNAVAILABLE message for a provider that failed to load. */
+  explain(name: string, err: unknown): string;
+}
+
+/** The stats an ONNX model reports under `stats().onnx`. */
+export interface OnnxStats {
+  /** Runs that returned outputs. */
+  runs: number;
+  /** Runs that failed (onnxruntime errors and rejected inputs). */
+  failed: number;
+  /** Requests rejected because they were cancelled or expired (before or during the run). */
+  expired: number;
+  /** Runs in progress now. */
+  inFlight: number;
+  /** Total compute time of successful runs, ms. */
+  computeMs: number;
+}
+
+function providerName(p: ExecutionProvider): string {
+  return typeof p === 'string' ? p : p.name;
+}
+
+function checkPositiveInt(value: unknown, what: string): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
+    throw new TypeError(`options.${what} must be a positive integer`);
+  }
+}
+
+/** The model name a source suggests: its file name without `.onnx`. */
+export function nameFromSource(source: OnnxModelSource): string | undefined {
+  let path: string;
+  if (typeof source === 'string') path = source;
+  else if (source instanceof URL) path = source.pathname;
+  else return undefined;
+  path = path.replace(/[?#].*$/, '');
+  const base = path.split(/[\\/]/).pop() ?? '';
+  const name = base.replace(/\.onnx$/i, '');
+  return name.length > 0 ? name : undefined;
+}
+
+/**
+ * Loads a model on the given runtime: the implementation both entries share.
+ * @internal
+ */
+export async function loadWithRuntime(
+  runtime: OrtRuntime,
+  source: OnnxModelSource,
+  options: OnnxModelOptions = {},
+): Promise<Model> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const name = options.name ?? nameFromSource(source);
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new TypeError('options.name must be a non-empty string (it is required when the source is bytes)');
+  }
+  const version = options.version ?? '1';
+  if (typeof version !== 'string' || version.length === 0) throw new TypeError('options.version must be a non-empty string');
+  checkPositiveInt(options.intraOpNumThreads, 'intraOpNumThreads');
+  checkPositiveInt(options.interOpNumThreads, 'interOpNumThreads');
+  const requested = options.executionProviders ?? [runtime.cpu];
+  if (!Array.isArray(requested) || requested.length === 0) {
+    throw new TypeError('options.executionProviders must be a non-empty array');
+  }
+  for (const p of requested) {
+    const n = typeof p === 'string' ? p : (p as { name?: unknown } | null)?.name;
+    if (typeof n !== 'string' || n.length === 0) {
+      throw new TypeError('options.executionProviders entries must be provider names or objects with a name');
+    }
+  }
+
+  const sessionOptions: OrtSessionOptions = { logSeverityLevel: 4, ...options.sessionOptions };
+  if (options.intraOpNumThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpNumThreads;
+  if (options.interOpNumThreads !== undefined) sessionOptions.interOpNumThreads = options.interOpNumThreads;
+  if (options.graphOptimizationLevel !== undefined) sessionOptions.graphOptimizationLevel = options.graphOptimizationLevel;
+  if (options.freeDimensionOverrides !== undefined) {
+    sessionOptions.freeDimensionOverrides = { ...sessionOptions.freeDimensionOverrides, ...options.freeDimensionOverrides };
+  }
+  if (options.spinning !== undefined) {
+    const allow = options.spinning ? '1' : '0';
+    sessionOptions.extra = {
+      ...sessionOptions.extra,
+      'session.intra_op.allow_spinning': allow,
+      'session.inter_op.allow_spinning': allow,
+    };
+  }
+
+  const what = `model "${name}"`;
+  const resolved = await runtime.resolveSource(source);
+
+  // Providers that cannot exist here are found before onnxruntime-common would drop them silently.
+  let providers = [...requested];
+  let fallbackReason: string | undefined;
+  const fallBack = (reason: string, cause: unknown) => {
+    if (!options.fallbackToCpu) throw unavailable(reason, { cause, details: { executionProviders: requested.map(providerName) } });
+    fallbackReason = reason;
+    providers = [runtime.cpu];
+  };
+  for (const p of providers) {
+    const problem = runtime.checkProvider(providerName(p));
+    if (problem) {
+      fallBack(problem, undefined);
+      break;
+    }
+  }
+
+  const create = (eps: readonly ExecutionProvider[]) =>
+    runtime.ort.InferenceSession.create(resolved as string, { ...sessionOptions, executionProviders: eps });
+  let session: OrtSession;
+  try {
+    session = await create(providers);
+  } catch (err) {
+    const blamed = runtime.blame(
+      providers.map(providerName).filter((n) => !runtime.cpuNames.includes(n)),
+      err,
+    );
+    if (!blamed) throw loadError(what, err);
+    fallBack(runtime.explain(blamed, err), err);
+    try {
+      session = await create(providers);
+    } catch (again) {
+      throw loadError(what, again);
+    }
+  }
+
+  try {
+    return new OnnxModel(runtime, session, {
+      name,
+      version,
+      padValues: options.padValues,
+      requested: requested.map(providerName),
+      active: providerName(providers[0]!),
+      fallbackReason,
+      freeDimensionOverrides: sessionOptions.freeDimensionOverrides,
+    });
+  } catch (err) {
+    await session.release().catch(() => {});
+    throw err;
+  }
+}
+
+interface ModelSetup {
+  name: string;
+  version: string;
+  padValues: Record<string, number | bigint> | undefined;
+  requested: string[];
+  active: string;
+  fallbackReason: string | undefined;
+  freeDimensionOverrides: Readonly<Record<string, number>> | undefined;
+}
+
+/**
+ * A Model over one onnxruntime session. Requests are validated against the session's metadata
+ * before they reach onnxruntime; only the requested outputs are fetched; a request that is
+ * cancelled or expires while onnxruntime computes is rejected at once and its result dropped.
+ */
+class OnnxModel implements Model {
+  readonly name: string;
+  readonly version: string;
+  readonly #runtime: OrtRuntime;
+  readonly #session: OrtSession;
+  readonly #meta: ModelMetadata;
+  readonly #inputNames: string[];
+  readonly #outputNames: string[];
+  readonly #backend: string;
+  readonly #freeDims: Readonly<Record<string, number>>;
+  #disposed: Promise<void> | undefined;
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+  #runs = 0;
+  #failed = 0;
+  #expired = 0;
+  #computeMs = 0;
+  readonly #settled = (): void => {
+    if (--this.#inFlight === 0 && this.#drained) this.#drained();
+  };
+
+  constructor(runtime: OrtRuntime, session: OrtSession, setup: ModelSetup) {
+    this.name = setup.name;
+    this.version = setup.version;
+    this.#runtime = runtime;
+    this.#session = session;
+    this.#freeDims = setup.freeDimensionOverrides ?? {};
+    const signature = readSignature(session, setup.name, setup.padValues);
+    this.#inputNames = signature.inputs.map((i) => i.name);
+    this.#outputNames = signature.outputs.map((o) => o.name);
+    this.#backend = `${runtime.name}/${setup.active}`;
+    const batched = signature.inputs.length > 0 && signature.inputs.every((i) => i.batched);
+    const extra: Record<string, unknown> = {
+      executionProvider: setup.active,
+      requestedExecutionProviders: setup.requested,
+      runtime: runtime.name,
+    };
+    if (runtime.version) extra.runtimeVersion = runtime.version;
+    if (setup.fallbackReason) extra.fallbackReason = setup.fallbackReason;
+    if (signature.skippedOutputs.length > 0) extra.skippedOutputs = signature.skippedOutputs;
+    this.#meta = {
+      name: setup.name,
+      version: setup.version,
+      platform: 'onnxruntime_onnx',
+      backend: this.#backend,
+      inputs: signature.inputs,
+      outputs: signature.outputs,
+      maxBatchSize: batched ? 2 ** 31 - 1 : 0,
+      concurrency: 1,
+      extra,
+    };
+  }
+
+  metadata(): ModelMetadata {
+    return structuredClone(this.#meta);
+  }
+
+  isReady(): boolean {
+    return this.#disposed === undefined;
+  }
+
+  async infer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
+    if (this.#disposed) throw unavailable(`model "${this.name}" is disposed`);
+    if (options !== undefined) {
+      const expired = expiredError(options);
+      if (expired) {
+        this.#expired++;
+        throw expired;
+      }
+    }
+    validateRequest(this.#meta, inputs, options);
+    const feeds = toFeeds(this.#runtime.ort, inputs, this.#inputNames);
+    const fetches = options?.outputs ?? this.#outputNames;
+    const t0 = performance.now();
+    let results: Record<string, unknown>;
+    try {
+      const run = this.#session.run(feeds, fetches as string[]);
+      // Counted until onnxruntime is done with it, even when the request stops waiting earlier.
+      this.#inFlight++;
+      run.then(this.#settled, this.#settled);
+      results = await (options === undefined ? run : raceExpiry(run, options));
+    } catch (err) {
+      if (isServeError(err)) {
+        this.#expired++;
+        throw err;
+      }
+      this.#failed++;
+      throw runError(this.name, err);
+    }
+    const ms = performance.now() - t0;
+    if (options !== undefined) {
+      // The run cannot be stopped once started; a request that lost interest meanwhile gets no result.
+      if (options.signal?.aborted) {
+        this.#expired++;
+        throw cancelledFrom(options.signal);
+      }
+      if (options.deadline !== undefined && Date.now() > options.deadline) {
+        this.#expired++;
+        throw deadlineExceeded('the request deadline passed while it ran');
+      }
+      const context = options.context;
+      if (context) {
+        context.computeMs = ms;
+        context.backend = this.#backend;
+      }
+    }
+    this.#runs++;
+    this.#computeMs += ms;
+    return fromOrtOutputs(results, fetches);
+  }
+
+  /** Runs one request of zeros (dynamic dims 1, or their free-dimension override) so the first real one is fast. */
+  async warmup(): Promise<void> {
+    const inputs: Tensors = {};
+    for (const info of this.#meta.inputs) {
+      const dims = info.dims.map((d, i) => (d >= 0 ? d : (this.#freeDims[info.dimNames?.[i] ?? ''] ?? 1)));
+      let n = 1;
+      for (const d of dims) n *= d;
+      if (info.type === 'string') inputs[info.name] = { type: 'string', dims, data: new Array<string>(n).fill('') };
+      else {
+        const ctor = {
+          float32: Float32Array,
+          float64: Float64Array,
+          float16: Uint16Array,
+          int8: Int8Array,
+          int16: Int16Array,
+          int32: Int32Array,
+          int64: BigInt64Array,
+          uint8: Uint8Array,
+          uint16: Uint16Array,
+          uint32: Uint32Array,
+          uint64: BigUint64Array,
+          bool: Uint8Array,
+        }[info.type];
+        inputs[info.name] = { type: info.type, dims, data: new ctor(n) } as Tensors[string];
+      }
+    }
+    await this.infer(inputs);
+  }
+
+  stats(): Record<string, unknown> {
+    const onnx: OnnxStats = {
+      runs: this.#runs,
+      failed: this.#failed,
+      expired: this.#expired,
+      inFlight: this.#inFlight,
+      computeMs: this.#computeMs,
+    };
+    return { onnx };
+  }
+
+  /** Stops new requests, waits for runs in progress, then releases the session. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      await this.#session.release();
+    })();
+    return this.#disposed;
+  }
+}
