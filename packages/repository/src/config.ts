@@ -1,0 +1,334 @@
+import { invalidArgument } from '@mlserve/core';
+
+/** Which versions of a model are served. */
+export type VersionPolicy =
+  /** The newest `latest` versions (by number). */
+  | { latest: number }
+  /** Every version on disk. */
+  | 'all'
+  /** Exactly these versions (those that exist). */
+  | { specific: string[] };
+
+/** Warmup settings of a model: sample requests run before a version turns ready. */
+export interface WarmupConfig {
+  /** Run warmup at all (default true). */
+  enabled: boolean;
+  /** Stop starting new sample requests after this long (default 10 000 ms). */
+  budgetMs: number;
+  /** Batch sizes to warm (default: 1, the batcher's preferred sizes, powers of two, and the maximum). */
+  batchSizes?: number[];
+  /** The largest batch to warm when `batchSizes` is not given (default: the batcher's max or 32). */
+  maxBatchSize?: number;
+  /** Explicit sample inputs, each input given as `{ dims, data }` or `{ dims, fill }`. */
+  samples?: WarmupSample[];
+}
+
+/** One explicit warmup request. */
+export interface WarmupSample {
+  inputs: Record<string, { dims: number[]; data?: (number | string | boolean)[]; fill?: number }>;
+}
+
+/** Worker pool settings: run the model in worker threads instead of the main thread. */
+export interface WorkersConfig {
+  threads: number;
+  intraOpThreads?: number;
+  maxQueue?: number;
+  idleTimeout?: number;
+}
+
+/** A model's `config.json`, validated and with defaults filled in. */
+export interface ModelConfig {
+  /** `onnx` or `tfjs`; inferred from the files when absent. */
+  backend?: 'onnx' | 'tfjs';
+  /** The model file inside a version directory (default `model.onnx` / `model.json` / `saved_model.pb`). */
+  modelFile?: string;
+  /** Options passed to the backend's loader (intraOpNumThreads, executionProviders, ...). */
+  backendOptions: Record<string, unknown>;
+  /** Padding values per input, passed to the backend. */
+  padValues?: Record<string, number>;
+  /** Options of `@mlserve/batching`, or undefined when batching is off. */
+  batching?: Record<string, unknown>;
+  /** Options of `@mlserve/cache`'s responseCache, or undefined when caching is off. */
+  cache?: Record<string, unknown>;
+  /** Worker pool settings, or undefined to run in the main thread. */
+  workers?: WorkersConfig;
+  versionPolicy: VersionPolicy;
+  /** Version labels: `{ "stable": "1", "canary": "2" }`. */
+  labels: Record<string, string>;
+  /** Traffic split between versions by weight, sticky per request id: `{ "1": 90, "2": 10 }`. */
+  traffic?: Record<string, number>;
+  warmup: WarmupConfig;
+  /** Classification labels file in the model (or version) directory (default `labels.txt`). */
+  labelsFile: string;
+  /** Validation of requests against the signature (default on); `maxBatchSize` caps request rows. */
+  validation: { enabled: boolean; maxBatchSize?: number };
+}
+
+const TOP_LEVEL = new Set([
+  'backend',
+  'modelFile',
+  'backendOptions',
+  'padValues',
+  'batching',
+  'cache',
+  'workers',
+  'versionPolicy',
+  'labels',
+  'traffic',
+  'warmup',
+  'labelsFile',
+  'validation',
+  'description',
+]);
+
+const FILE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const LABEL_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const VERSION_RE = /^\d{1,15}$/;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Validates a parsed `config.json`. Every message names the file and the field:
+ * `models/mnist/config.json: "batching.maxBatchSize" must be a positive integer`.
+ * Throws INVALID_ARGUMENT.
+ */
+export function parseModelConfig(raw: unknown, file: string): ModelConfig {
+  const fail = (field: string, why: string) => invalidArgument(`${file}: "${field}" ${why}`);
+  if (raw === undefined) raw = {};
+  if (!isObject(raw)) throw invalidArgument(`${file}: the config must be a JSON object`);
+  for (const key of Object.keys(raw)) {
+    if (!TOP_LEVEL.has(key)) throw fail(key, `is not a known field (known: ${[...TOP_LEVEL].join(', ')})`);
+  }
+  const posInt = (v: unknown, field: string, min = 1): number => {
+    if (!Number.isSafeInteger(v) || (v as number) < min) {
+      throw fail(field, min === 0 ? 'must be a non-negative integer' : 'must be a positive integer');
+    }
+    return v as number;
+  };
+  const optionsObject = (v: unknown, field: string): Record<string, unknown> | undefined => {
+    if (v === undefined || v === false) return undefined;
+    if (v === true) return {};
+    if (!isObject(v)) throw fail(field, 'must be true, false or an object of options');
+    if (v.enabled === false) return undefined;
+    const { enabled: _enabled, ...rest } = v;
+    return rest;
+  };
+
+  const config: ModelConfig = {
+    backendOptions: {},
+    versionPolicy: { latest: 1 },
+    labels: {},
+    warmup: { enabled: true, budgetMs: 10_000 },
+    labelsFile: 'labels.txt',
+    validation: { enabled: true },
+  };
+
+  if (raw.backend !== undefined) {
+    if (raw.backend !== 'onnx' && raw.backend !== 'tfjs') throw fail('backend', 'must be "onnx" or "tfjs"');
+    config.backend = raw.backend;
+  }
+  if (raw.modelFile !== undefined) {
+    if (typeof raw.modelFile !== 'string' || !FILE_RE.test(raw.modelFile)) {
+      throw fail('modelFile', 'must be a plain file name (no slashes, no "..")');
+    }
+    config.modelFile = raw.modelFile;
+  }
+  if (raw.backendOptions !== undefined) {
+    if (!isObject(raw.backendOptions)) throw fail('backendOptions', 'must be an object');
+    config.backendOptions = raw.backendOptions;
+  }
+  if (raw.padValues !== undefined) {
+    if (!isObject(raw.padValues)) throw fail('padValues', 'must be an object of input name to number');
+    for (const [k, v] of Object.entries(raw.padValues)) {
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw fail(`padValues.${k}`, 'must be a finite number');
+    }
+    config.padValues = raw.padValues as Record<string, number>;
+  }
+
+  const batching = optionsObject(raw.batching, 'batching');
+  if (batching) {
+    for (const key of ['maxBatchSize', 'maxQueueSize', 'maxConcurrentBatches'] as const) {
+      if (batching[key] !== undefined) posInt(batching[key], `batching.${key}`);
+    }
+    const delay = batching.maxDelayMs;
+    if (delay !== undefined && delay !== 'auto' && !(typeof delay === 'number' && delay >= 0)) {
+      throw fail('batching.maxDelayMs', 'must be a non-negative number or "auto"');
+    }
+    if (batching.preferredBatchSizes !== undefined) {
+      if (!Array.isArray(batching.preferredBatchSizes)) {
+        throw fail('batching.preferredBatchSizes', 'must be an array of positive integers');
+      }
+      for (const [i, v] of batching.preferredBatchSizes.entries())
+        posInt(v, `batching.preferredBatchSizes[${i}]`);
+    }
+    config.batching = batching;
+  }
+
+  const cache = optionsObject(raw.cache, 'cache');
+  if (cache) {
+    for (const key of ['max', 'maxSize', 'ttlMs'] as const) {
+      if (cache[key] !== undefined) posInt(cache[key], `cache.${key}`);
+    }
+    if (cache.max === undefined && cache.maxSize === undefined) cache.max = 10_000;
+    config.cache = cache;
+  }
+
+  if (raw.workers !== undefined && raw.workers !== false && raw.workers !== 0) {
+    if (typeof raw.workers === 'number') {
+      config.workers = { threads: posInt(raw.workers, 'workers') };
+    } else if (isObject(raw.workers)) {
+      const w = raw.workers;
+      for (const key of Object.keys(w)) {
+        if (!['threads', 'intraOpThreads', 'maxQueue', 'idleTimeout'].includes(key)) {
+          throw fail(
+            `workers.${key}`,
+            'is not a known field (known: threads, intraOpThreads, maxQueue, idleTimeout)',
+          );
+        }
+      }
+      const workers: WorkersConfig = { threads: posInt(w.threads ?? 1, 'workers.threads') };
+      if (w.intraOpThreads !== undefined)
+        workers.intraOpThreads = posInt(w.intraOpThreads, 'workers.intraOpThreads');
+      if (w.maxQueue !== undefined) workers.maxQueue = posInt(w.maxQueue, 'workers.maxQueue', 0);
+      if (w.idleTimeout !== undefined) workers.idleTimeout = posInt(w.idleTimeout, 'workers.idleTimeout', 0);
+      config.workers = workers;
+    } else {
+      throw fail(
+        'workers',
+        'must be a thread count or an object { threads, intraOpThreads, maxQueue, idleTimeout }',
+      );
+    }
+  }
+
+  const vp = raw.versionPolicy;
+  if (vp !== undefined) {
+    if (vp === 'all') config.versionPolicy = 'all';
+    else if (vp === 'latest') config.versionPolicy = { latest: 1 };
+    else if (isObject(vp) && 'latest' in vp && Object.keys(vp).length === 1) {
+      const n = isObject(vp.latest) ? vp.latest.numVersions : vp.latest;
+      config.versionPolicy = { latest: posInt(n, 'versionPolicy.latest') };
+    } else if (isObject(vp) && 'specific' in vp && Object.keys(vp).length === 1) {
+      const list = isObject(vp.specific) ? vp.specific.versions : vp.specific;
+      if (!Array.isArray(list) || list.length === 0) {
+        throw fail('versionPolicy.specific', 'must be a non-empty array of version numbers');
+      }
+      config.versionPolicy = {
+        specific: list.map((v, i) => {
+          const s = typeof v === 'number' ? String(v) : v;
+          if (typeof s !== 'string' || !VERSION_RE.test(s)) {
+            throw fail(`versionPolicy.specific[${i}]`, 'must be a version number');
+          }
+          return String(Number(s));
+        }),
+      };
+    } else {
+      throw fail('versionPolicy', 'must be "all", { "latest": N } or { "specific": [versions] }');
+    }
+  }
+
+  if (raw.labels !== undefined) {
+    if (!isObject(raw.labels))
+      throw fail('labels', 'must be an object of label to version, e.g. { "stable": "1" }');
+    for (const [label, v] of Object.entries(raw.labels)) {
+      if (!LABEL_RE.test(label)) throw fail(`labels.${label}`, 'is not a valid label name');
+      const s = typeof v === 'number' ? String(v) : v;
+      if (typeof s !== 'string' || !VERSION_RE.test(s))
+        throw fail(`labels.${label}`, 'must be a version number');
+      config.labels[label] = String(Number(s));
+    }
+  }
+
+  if (raw.traffic !== undefined) {
+    if (!isObject(raw.traffic))
+      throw fail('traffic', 'must be an object of version to weight, e.g. { "1": 90, "2": 10 }');
+    const traffic: Record<string, number> = {};
+    for (const [v, w] of Object.entries(raw.traffic)) {
+      if (!VERSION_RE.test(v)) throw fail(`traffic.${v}`, 'must be keyed by a version number');
+      if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) {
+        throw fail(`traffic.${v}`, 'must be a non-negative weight');
+      }
+      traffic[String(Number(v))] = w;
+    }
+    const keys = Object.keys(traffic);
+    if (keys.length < 2) throw fail('traffic', 'must split between at least two versions');
+    if (Object.values(traffic).every((w) => w === 0))
+      throw fail('traffic', 'needs at least one positive weight');
+    config.traffic = traffic;
+  }
+
+  const wu = raw.warmup;
+  if (wu === false) config.warmup.enabled = false;
+  else if (wu !== undefined && wu !== true) {
+    if (!isObject(wu)) throw fail('warmup', 'must be true, false or an object');
+    for (const key of Object.keys(wu)) {
+      if (!['enabled', 'budgetMs', 'batchSizes', 'maxBatchSize', 'samples'].includes(key)) {
+        throw fail(
+          `warmup.${key}`,
+          'is not a known field (known: enabled, budgetMs, batchSizes, maxBatchSize, samples)',
+        );
+      }
+    }
+    if (wu.enabled !== undefined) {
+      if (typeof wu.enabled !== 'boolean') throw fail('warmup.enabled', 'must be a boolean');
+      config.warmup.enabled = wu.enabled;
+    }
+    if (wu.budgetMs !== undefined) config.warmup.budgetMs = posInt(wu.budgetMs, 'warmup.budgetMs', 0);
+    if (wu.maxBatchSize !== undefined)
+      config.warmup.maxBatchSize = posInt(wu.maxBatchSize, 'warmup.maxBatchSize');
+    if (wu.batchSizes !== undefined) {
+      if (!Array.isArray(wu.batchSizes))
+        throw fail('warmup.batchSizes', 'must be an array of positive integers');
+      config.warmup.batchSizes = wu.batchSizes.map((v, i) => posInt(v, `warmup.batchSizes[${i}]`));
+    }
+    if (wu.samples !== undefined) {
+      if (!Array.isArray(wu.samples)) throw fail('warmup.samples', 'must be an array of { inputs }');
+      config.warmup.samples = wu.samples.map((s, i) => parseSample(s, `warmup.samples[${i}]`, fail));
+    }
+  }
+
+  if (raw.labelsFile !== undefined) {
+    if (typeof raw.labelsFile !== 'string' || !FILE_RE.test(raw.labelsFile)) {
+      throw fail('labelsFile', 'must be a plain file name (no slashes, no "..")');
+    }
+    config.labelsFile = raw.labelsFile;
+  }
+
+  const val = raw.validation;
+  if (val === false) config.validation.enabled = false;
+  else if (val !== undefined && val !== true) {
+    if (!isObject(val)) throw fail('validation', 'must be true, false or { maxBatchSize }');
+    if (val.maxBatchSize !== undefined)
+      config.validation.maxBatchSize = posInt(val.maxBatchSize, 'validation.maxBatchSize');
+    if (val.enabled === false) config.validation.enabled = false;
+  }
+  return config;
+}
+
+function parseSample(raw: unknown, field: string, fail: (field: string, why: string) => Error): WarmupSample {
+  if (!isObject(raw) || !isObject(raw.inputs))
+    throw fail(field, 'must be { "inputs": { name: { dims, data | fill } } }');
+  const inputs: WarmupSample['inputs'] = {};
+  for (const [name, t] of Object.entries(raw.inputs)) {
+    const f = `${field}.inputs.${name}`;
+    if (!isObject(t)) throw fail(f, 'must be { dims, data } or { dims, fill }');
+    if (!Array.isArray(t.dims) || !t.dims.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      throw fail(`${f}.dims`, 'must be an array of non-negative integers');
+    }
+    const dims = t.dims as number[];
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (t.data !== undefined) {
+      if (!Array.isArray(t.data) || t.data.length !== count) {
+        throw fail(`${f}.data`, `must be an array of ${count} values (the product of dims)`);
+      }
+      inputs[name] = { dims, data: t.data as (number | string | boolean)[] };
+    } else {
+      const fill = t.fill ?? 0;
+      if (typeof fill !== 'number') throw fail(`${f}.fill`, 'must be a number');
+      inputs[name] = { dims, fill };
+    }
+  }
+  return { inputs };
+}

@@ -1,0 +1,5 @@
+export * from './config.js';
+export * from './loaders.js';
+export * from './paths.js';
+export * from './repository.js';
+export * from './warmup.js';

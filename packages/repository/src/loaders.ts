@@ -1,0 +1,93 @@
+import { type Middleware, type Model, unavailable } from '@mlserve/core';
+
+/** Loads one model file: `(source path, options) => Model`. Options carry `name` and `version`. */
+export type ModelLoader = (source: string, options: Record<string, unknown>) => Promise<Model>;
+
+/** Options of a worker pool, as `@mlserve/workers`' `workerPool` takes them. */
+export interface WorkerPoolOptions {
+  backend: 'onnx' | 'tfjs';
+  source: string;
+  options: Record<string, unknown>;
+  threads: number;
+  intraOpThreads?: number;
+  maxQueue?: number;
+  idleTimeout?: number;
+}
+
+/**
+ * The parts a repository builds pipelines from. Each defaults to a dynamic import of the package
+ * that provides it, so only the backends a repository uses need to be installed; replace one to
+ * use another implementation (or a test double).
+ */
+export interface Loaders {
+  /** Default: `loadOnnxModel` from `@mlserve/backend-onnx`. */
+  onnx?: ModelLoader;
+  /** Default: `loadTfjsModel` from `@mlserve/backend-tfjs` (also used for SavedModel directories). */
+  tfjs?: ModelLoader;
+  /** Default: `workerPool` from `@mlserve/workers`. */
+  workerPool?: (options: WorkerPoolOptions) => Promise<Model>;
+  /** Default: `batching` from `@mlserve/batching`. */
+  batching?: (options: Record<string, unknown>) => Middleware;
+  /** Default: `responseCache` from `@mlserve/cache`. */
+  cache?: (options: Record<string, unknown>) => Middleware;
+}
+
+const modules = new Map<string, Promise<Record<string, unknown>>>();
+
+/**
+ * Imports an optional package once; when it is not installed, rejects with UNAVAILABLE naming the
+ * package and the install command.
+ */
+export function importOptional(pkg: string): Promise<Record<string, unknown>> {
+  let p = modules.get(pkg);
+  if (!p) {
+    const specifier = pkg;
+    p = (import(/* @vite-ignore */ specifier) as Promise<Record<string, unknown>>).catch((err: unknown) => {
+      modules.delete(pkg);
+      const code = (err as { code?: string })?.code;
+      const msg = err instanceof Error ? err.message : String(err);
+      const missing =
+        code === 'ERR_MODULE_NOT_FOUND' ||
+        code === 'MODULE_NOT_FOUND' ||
+        /Cannot find (module|package)|Failed to (load|resolve)|does not exist/i.test(msg);
+      throw unavailable(
+        missing
+          ? `${pkg} is not installed (npm install ${pkg})`
+          : `${pkg} could not be loaded: ${msg.split('\n')[0]}`,
+        { cause: err },
+      );
+    });
+    modules.set(pkg, p);
+  }
+  return p;
+}
+
+async function exported<T>(pkg: string, name: string): Promise<T> {
+  const mod = await importOptional(pkg);
+  const fn = mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
+  if (typeof fn !== 'function')
+    throw unavailable(`${pkg} does not export ${name}() (is it an older version?)`);
+  return fn as T;
+}
+
+/** The default {@link Loaders}: dynamic imports of the mlserve packages. */
+export const defaultLoaders: Required<Pick<Loaders, 'onnx' | 'tfjs' | 'workerPool'>> = {
+  onnx: async (source, options) =>
+    (await exported<ModelLoader>('@mlserve/backend-onnx', 'loadOnnxModel'))(source, options),
+  tfjs: async (source, options) =>
+    (await exported<ModelLoader>('@mlserve/backend-tfjs', 'loadTfjsModel'))(source, options),
+  workerPool: async (options) =>
+    (await exported<(o: WorkerPoolOptions) => Promise<Model>>('@mlserve/workers', 'workerPool'))(options),
+};
+
+/** Resolves the middleware factories a config needs (before any model loads, so errors are early). */
+export async function middlewareFactory(
+  loaders: Loaders,
+  kind: 'batching' | 'cache',
+): Promise<(options: Record<string, unknown>) => Middleware> {
+  const given = loaders[kind];
+  if (given) return given;
+  return kind === 'batching'
+    ? exported('@mlserve/batching', 'batching')
+    : exported('@mlserve/cache', 'responseCache');
+}
