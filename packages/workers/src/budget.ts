@@ -1,5 +1,12 @@
 import { availableParallelism } from 'node:os';
-import { cancelledFrom, deadlineExceeded, expiredError, type InferOptions, remainingMs, type ServeError } from '@mlserve/core';
+import {
+  cancelledFrom,
+  deadlineExceeded,
+  expiredError,
+  type InferOptions,
+  remainingMs,
+  type ServeError,
+} from '@mlserve/core';
 
 /**
  * The process-wide compute budget every worker pool shares.
@@ -182,7 +189,10 @@ export function acquire(
     signal?.addEventListener('abort', onAbort, { once: true });
     const left = remainingMs(options);
     if (Number.isFinite(left)) {
-      timer = setTimeout(() => leave(deadlineExceeded('the request deadline passed while it was queued')), Math.max(0, left));
+      timer = setTimeout(
+        () => leave(deadlineExceeded('the request deadline passed while it was queued')),
+        Math.max(0, left),
+      );
     }
     const p = options?.priority ?? 0;
     let at = g.queue.length;

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import {
   assertTensor,
-  invalidArgument,
   type InferOptions,
+  invalidArgument,
   type Model,
   type ModelMetadata,
   raceExpiry,
@@ -112,7 +112,9 @@ function checkDescription(options: WorkerPoolOptions): ModelDescription {
     try {
       description.options = structuredClone(options.options);
     } catch (err) {
-      throw invalidArgument(`options.options must be structured-cloneable (no functions): ${toServeError(err).message}`);
+      throw invalidArgument(
+        `options.options must be structured-cloneable (no functions): ${toServeError(err).message}`,
+      );
     }
   }
   return description;
@@ -120,22 +122,30 @@ function checkDescription(options: WorkerPoolOptions): ModelDescription {
 
 function isWorkerDeath(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | undefined;
-  return e?.code === 'ERR_WORKER_OUT_OF_MEMORY' || (typeof e?.message === 'string' && e.message.startsWith('worker exited'));
+  return (
+    e?.code === 'ERR_WORKER_OUT_OF_MEMORY' ||
+    (typeof e?.message === 'string' && e.message.startsWith('worker exited'))
+  );
 }
 
 function mapRunError(err: unknown, name: string, disposed: boolean): ServeError {
   if (err instanceof ServeError) return err;
   const e = err as { code?: string; message?: string; name?: string } | undefined;
   if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-    return unavailable(`model "${name}": the worker thread ran out of memory (resourceLimits) and was replaced`, {
-      cause: err,
-    });
+    return unavailable(
+      `model "${name}": the worker thread ran out of memory (resourceLimits) and was replaced`,
+      {
+        cause: err,
+      },
+    );
   }
   if (disposed || e?.message === 'Terminating worker thread') {
     return unavailable(`model "${name}" is disposed`, { cause: err });
   }
   if (typeof e?.message === 'string' && e.message.startsWith('worker exited')) {
-    return unavailable(`model "${name}": the worker thread exited (${e.message}) and was replaced`, { cause: err });
+    return unavailable(`model "${name}": the worker thread exited (${e.message}) and was replaced`, {
+      cause: err,
+    });
   }
   return toServeError(err);
 }
@@ -165,7 +175,8 @@ function mapRunError(err: unknown, name: string, disposed: boolean): ServeError 
 export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const description = checkDescription(options);
-  for (const k of ['threads', 'intraOpThreads', 'minThreads', 'loadTimeoutMs'] as const) positiveInt(k, options[k]);
+  for (const k of ['threads', 'intraOpThreads', 'minThreads', 'loadTimeoutMs'] as const)
+    positiveInt(k, options[k]);
   if (options.maxQueue !== undefined && !(Number.isSafeInteger(options.maxQueue) && options.maxQueue >= 0)) {
     throw new TypeError('options.maxQueue must be a non-negative integer');
   }
@@ -177,7 +188,9 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   const fromOptions = description.options?.intraOpNumThreads;
   const intraOpThreads =
     options.intraOpThreads ??
-    (typeof fromOptions === 'number' && fromOptions >= 1 ? fromOptions : Math.max(1, Math.floor(budget / threads)));
+    (typeof fromOptions === 'number' && fromOptions >= 1
+      ? fromOptions
+      : Math.max(1, Math.floor(budget / threads)));
   const minThreads = Math.min(options.minThreads ?? threads, threads);
   const maxQueue = options.maxQueue ?? 1024;
   const rejectStatus = options.rejectStatus ?? 429;
@@ -207,14 +220,23 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
     loads = await Promise.all(
       Array.from(
         { length: threads },
-        () => piscina.run({ kind: 'load', barrier, parties: threads, timeoutMs: loadTimeoutMs }) as Promise<LoadResult>,
+        () =>
+          piscina.run({
+            kind: 'load',
+            barrier,
+            parties: threads,
+            timeoutMs: loadTimeoutMs,
+          }) as Promise<LoadResult>,
       ),
     );
   } catch (err) {
     await piscina.destroy().catch(() => {});
-    throw unavailable(`worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`, {
-      cause: err,
-    });
+    throw unavailable(
+      `worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   const failed = loads.find((r) => !r.ok);
   if (failed && !failed.ok) {
@@ -242,14 +264,19 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   let disposing: Promise<void> | undefined;
 
   const overflow = () =>
-    new ServeError('RESOURCE_EXHAUSTED', `model "${name}": the worker pool's queue is full (${maxQueue} waiting)`, {
-      status: rejectStatus,
-    });
+    new ServeError(
+      'RESOURCE_EXHAUSTED',
+      `model "${name}": the worker pool's queue is full (${maxQueue} waiting)`,
+      {
+        status: rejectStatus,
+      },
+    );
 
   async function workerPoolInfer(inputs: Tensors, opts: InferOptions = {}): Promise<Tensors> {
     if (disposing) throw unavailable(`model "${name}" is disposed`);
     throwIfExpired(opts);
-    if (typeof inputs !== 'object' || inputs === null) throw invalidArgument('inputs must be an object of tensors');
+    if (typeof inputs !== 'object' || inputs === null)
+      throw invalidArgument('inputs must be an object of tensors');
     for (const [key, t] of Object.entries(inputs)) assertTensor(t, `input "${key}"`);
     const context = opts.context;
     const t0 = performance.now();

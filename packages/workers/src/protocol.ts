@@ -1,5 +1,5 @@
-import { type ErrorCode, isServeError, ServeError, STATUS_BY_CODE, toServeError } from '@mlserve/core';
 import type { InferContext, InferOptions, ModelMetadata, Tensors } from '@mlserve/core';
+import { type ErrorCode, isServeError, ServeError, STATUS_BY_CODE, toServeError } from '@mlserve/core';
 
 /** What each worker loads: sent to every thread as `workerData`, so it must be structured-cloneable. */
 export interface ModelDescription {
@@ -61,7 +61,10 @@ export interface LoadTask {
 }
 
 /** @internal The options that cross to the worker (no signal: the pool handles aborts). */
-export type WireOptions = Pick<InferOptions, 'deadline' | 'outputs' | 'parameters' | 'id' | 'priority' | 'sequence'>;
+export type WireOptions = Pick<
+  InferOptions,
+  'deadline' | 'outputs' | 'parameters' | 'id' | 'priority' | 'sequence'
+>;
 
 /** @internal */
 export interface InferTask {

@@ -1,4 +1,4 @@
-import { TYPED_ARRAY, type Tensor, type Tensors } from '@mlserve/core';
+import { type Tensor, type Tensors, TYPED_ARRAY } from '@mlserve/core';
 
 /** Tensors ready to post to another thread, and the buffers to move with them. */
 export interface Transferable {
@@ -36,7 +36,8 @@ export function prepareTransfer(input: Tensors, { copy = false }: { copy?: boole
 }
 
 function prepareTensor(t: Tensor, copy: boolean, moved: Set<ArrayBufferLike>, list: ArrayBuffer[]): Tensor {
-  if (t.type === 'string' || !ArrayBuffer.isView(t.data)) return { type: t.type, dims: [...t.dims], data: t.data };
+  if (t.type === 'string' || !ArrayBuffer.isView(t.data))
+    return { type: t.type, dims: [...t.dims], data: t.data };
   const data = t.data as ArrayBufferView;
   const buffer = data.buffer;
   if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) {

@@ -75,7 +75,9 @@ async function runLoad(task: LoadTask, loaded: Loaded): Promise<LoadResult> {
       return {
         ok: false,
         threadId,
-        error: toWireError(internal(`only ${seen} of ${parties} worker threads started within ${timeoutMs} ms`)),
+        error: toWireError(
+          internal(`only ${seen} of ${parties} worker threads started within ${timeoutMs} ms`),
+        ),
       };
     }
     Atomics.wait(barrier, 0, seen, left);

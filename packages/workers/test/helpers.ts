@@ -15,7 +15,12 @@ export function x(...values: number[]): { x: Tensor } {
 export const spin = (ms: number) => x(-4, ms);
 
 /** [threadId, start, end, calls] of a faulty-model answer. */
-export function info(out: Record<string, Tensor>): { threadId: number; start: number; end: number; calls: number } {
+export function info(out: Record<string, Tensor>): {
+  threadId: number;
+  start: number;
+  end: number;
+  calls: number;
+} {
   const d = out.info!.data as Float64Array;
   return { threadId: d[0]!, start: d[1]!, end: d[2]!, calls: d[3]! };
 }

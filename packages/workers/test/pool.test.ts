@@ -3,7 +3,7 @@ import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerPool } from '../src/index.js';
-import { FAULTY, info, ORT_LOADER, spin, x } from './helpers.js';
+import { FAULTY, info, ORT_LOADER, x } from './helpers.js';
 
 async function rejection(p: Promise<unknown>): Promise<ServeError> {
   try {
@@ -37,15 +37,23 @@ describe('workerPool with a loader module (onnxruntime-node)', () => {
     const digits = mnistHoldout();
     const results = await Promise.all(
       Array.from({ length: 16 }, async (_, i) => {
-        const inThread = await session.run({ image: new ort.Tensor('float32', digits.image(i), [1, 1, 28, 28]) });
-        const pooled = await pool.infer({ image: { type: 'float32', dims: [1, 1, 28, 28], data: digits.image(i) } });
+        const inThread = await session.run({
+          image: new ort.Tensor('float32', digits.image(i), [1, 1, 28, 28]),
+        });
+        const pooled = await pool.infer({
+          image: { type: 'float32', dims: [1, 1, 28, 28], data: digits.image(i) },
+        });
         return { inThread: inThread.logits!, pooled: pooled.logits! };
       }),
     );
     for (const { inThread, pooled } of results) {
-      expect(tensorsEqual(pooled, { type: 'float32', dims: [...inThread.dims], data: inThread.data as Float32Array })).toBe(
-        true,
-      );
+      expect(
+        tensorsEqual(pooled, {
+          type: 'float32',
+          dims: [...inThread.dims],
+          data: inThread.data as Float32Array,
+        }),
+      ).toBe(true);
     }
   });
 
@@ -59,7 +67,10 @@ describe('workerPool with a loader module (onnxruntime-node)', () => {
 
   it('fills the context: worker, compute time, backend', async () => {
     const context: Record<string, unknown> = {};
-    await pool.infer({ image: { type: 'float32', dims: [1, 1, 28, 28], data: mnistHoldout().image(0) } }, { context });
+    await pool.infer(
+      { image: { type: 'float32', dims: [1, 1, 28, 28], data: mnistHoldout().image(0) } },
+      { context },
+    );
     expect(typeof context.worker).toBe('number');
     expect(context.computeMs).toBeGreaterThan(0);
     expect(context.backend).toBe('worker-pool(onnxruntime-node/cpu)');
@@ -105,9 +116,9 @@ describe('workerPool failures', () => {
   });
 
   it('rejects inputs that are not tensors with INVALID_ARGUMENT, before they reach a worker', async () => {
-    expect((await rejection(pool.infer({ x: { type: 'float32', dims: [1, 4], data: [1] } as never }))).code).toBe(
-      'INVALID_ARGUMENT',
-    );
+    expect(
+      (await rejection(pool.infer({ x: { type: 'float32', dims: [1, 4], data: [1] } as never }))).code,
+    ).toBe('INVALID_ARGUMENT');
     expect((await rejection(pool.infer(null as never))).code).toBe('INVALID_ARGUMENT');
     expect((await pool.infer(x(1))).y!.dims).toEqual([1, 4]);
   });
@@ -154,13 +165,17 @@ describe('workerPool loading', () => {
   });
 
   it('names a loader module that does not exist', async () => {
-    const err = await rejection(workerPool({ backend: { module: '/nonexistent/loader.mjs' }, source: 'x', threads: 1 }));
+    const err = await rejection(
+      workerPool({ backend: { module: '/nonexistent/loader.mjs' }, source: 'x', threads: 1 }),
+    );
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toContain('loader.mjs');
   });
 
   it('names a missing export', async () => {
-    const err = await rejection(workerPool({ backend: { module: FAULTY, export: 'nope' }, source: 'x', threads: 1 }));
+    const err = await rejection(
+      workerPool({ backend: { module: FAULTY, export: 'nope' }, source: 'x', threads: 1 }),
+    );
     expect(err.message).toContain('no function export "nope"');
   });
 
@@ -168,7 +183,9 @@ describe('workerPool loading', () => {
     await expect(workerPool({ backend: 'pytorch' as never, source: 'x' })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
-    await expect(workerPool({ backend: 'onnx', source: 42 as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(workerPool({ backend: 'onnx', source: 42 as never })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     await expect(
       workerPool({ backend: { module: FAULTY }, source: 'x', options: { f: () => 1 } as never }),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

@@ -1,0 +1,166 @@
+import { responseCache } from '@mlserve/cache';
+import { isServeError, type Model, pipeline, type ServeError } from '@mlserve/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { computeBudget, setComputeBudget, workerPool } from '../src/index.js';
+import { FAULTY, info, maxOverlap, spin, x } from './helpers.js';
+
+async function rejection(p: Promise<unknown>): Promise<ServeError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isServeError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection');
+}
+
+const faulty = (extra: Partial<Parameters<typeof workerPool>[0]> = {}) =>
+  workerPool({ backend: { module: FAULTY }, source: 'unused', intraOpThreads: 1, ...extra });
+
+describe('a busy pool does not block the event loop', () => {
+  let pool: Model;
+  beforeAll(async () => {
+    setComputeBudget(2);
+    pool = await faulty({ threads: 2 });
+  });
+  afterAll(() => pool.dispose());
+
+  it('runs `threads` requests at once while a main-thread timer still fires on time', async () => {
+    const busy = [pool.infer(spin(600)), pool.infer(spin(600))];
+    const t0 = performance.now();
+    const fired = await new Promise<number>((resolve) =>
+      setTimeout(() => resolve(performance.now() - t0), 20),
+    );
+    expect(fired).toBeLessThan(200);
+    const runs = (await Promise.all(busy)).map(info);
+    expect(new Set(runs.map((r) => r.threadId)).size).toBe(2);
+    expect(maxOverlap(runs)).toBe(2);
+  });
+});
+
+describe('queueing', () => {
+  let pool: Model;
+  beforeAll(async () => {
+    setComputeBudget(2);
+    pool = await faulty({ threads: 1, maxQueue: 2, rejectStatus: 503 });
+  });
+  afterAll(() => pool.dispose());
+
+  it('an aborted request leaves the queue without running', async () => {
+    const first = pool.infer(spin(300));
+    const ac = new AbortController();
+    const queued = pool.infer(x(1), { signal: ac.signal });
+    setTimeout(() => ac.abort(), 30);
+    const err = await rejection(queued);
+    expect(err.code).toBe('CANCELLED');
+    const ran = info(await first);
+    const next = info(await pool.infer(x(1)));
+    expect(next.calls).toBe(ran.calls + 1);
+  });
+
+  it('an expired request leaves the queue without running', async () => {
+    const first = pool.infer(spin(300));
+    const t0 = Date.now();
+    const err = await rejection(pool.infer(x(1), { deadline: Date.now() + 50 }));
+    expect(err.code).toBe('DEADLINE_EXCEEDED');
+    expect(Date.now() - t0).toBeLessThan(250);
+    const ran = info(await first);
+    expect(info(await pool.infer(x(1))).calls).toBe(ran.calls + 1);
+  });
+
+  it('a request already past its deadline or aborted never starts', async () => {
+    expect((await rejection(pool.infer(x(1), { deadline: Date.now() - 1 }))).code).toBe('DEADLINE_EXCEEDED');
+    expect((await rejection(pool.infer(x(1), { signal: AbortSignal.abort() }))).code).toBe('CANCELLED');
+  });
+
+  it('sheds load past maxQueue with RESOURCE_EXHAUSTED and the configured status', async () => {
+    const running = pool.infer(spin(200));
+    const waiting = [pool.infer(x(1)), pool.infer(x(2))];
+    const err = await rejection(pool.infer(x(3)));
+    expect(err.code).toBe('RESOURCE_EXHAUSTED');
+    expect(err.status).toBe(503);
+    await Promise.all([running, ...waiting]);
+    const stats = pool.stats!().workers as { queued: number; running: number };
+    expect(stats).toMatchObject({ queued: 0, running: 0 });
+  });
+});
+
+describe('dispose', () => {
+  it('ends every worker: running and queued requests fail with UNAVAILABLE, later ones too', async () => {
+    const pool = await faulty({ threads: 1 });
+    const running = rejection(pool.infer(spin(5_000)));
+    const queued = rejection(pool.infer(x(1)));
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = performance.now();
+    await pool.dispose();
+    expect((await running).code).toBe('UNAVAILABLE');
+    expect((await queued).code).toBe('UNAVAILABLE');
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(pool.isReady!()).toBe(false);
+    expect((await rejection(pool.infer(x(1)))).code).toBe('UNAVAILABLE');
+    await pool.dispose();
+  });
+});
+
+describe('the shared compute budget', () => {
+  afterEach(() => setComputeBudget(2));
+
+  it('three pools together never keep more compute threads busy than the budget', async () => {
+    setComputeBudget(2);
+    const pools = await Promise.all([faulty({ threads: 2 }), faulty({ threads: 2 }), faulty({ threads: 2 })]);
+    try {
+      const runs = (await Promise.all(pools.flatMap((p) => [1, 2, 3].map(() => p.infer(spin(60)))))).map(
+        info,
+      );
+      expect(runs).toHaveLength(9);
+      expect(maxOverlap(runs)).toBeLessThanOrEqual(2);
+      expect(computeBudget().peak).toBe(2);
+      expect(computeBudget()).toMatchObject({ inUse: 0, queued: 0 });
+      // Each pool alone still gets both its threads.
+      const alone = (await Promise.all([pools[0]!.infer(spin(100)), pools[0]!.infer(spin(100))])).map(info);
+      expect(maxOverlap(alone)).toBe(2);
+    } finally {
+      await Promise.all(pools.map((p) => p.dispose()));
+    }
+  });
+
+  it('a request counts its intra-op threads: two of a 2-thread-per-request pool do not overlap', async () => {
+    setComputeBudget(2);
+    const pool = await faulty({ threads: 2, intraOpThreads: 2 });
+    try {
+      const runs = (await Promise.all([pool.infer(spin(80)), pool.infer(spin(80))])).map(info);
+      expect(maxOverlap(runs)).toBe(1);
+    } finally {
+      await pool.dispose();
+    }
+  });
+
+  it('defaults: threads from the budget, intra-op threads so that their product fits it', async () => {
+    setComputeBudget(2);
+    const pool = await faulty({ intraOpThreads: undefined });
+    try {
+      expect(pool.metadata().concurrency).toBe(2);
+      expect(pool.stats!().workers).toMatchObject({ threads: 2, intraOpThreads: 1 });
+    } finally {
+      await pool.dispose();
+    }
+    expect(() => setComputeBudget(0)).toThrow('total must be a positive integer');
+  });
+});
+
+describe('composition', () => {
+  it('a response cache in front answers hits on the main thread, without a worker', async () => {
+    const pool = await faulty({ threads: 1 });
+    const served = pipeline(pool, responseCache({ max: 100 }));
+    try {
+      const first = info(await served.infer(x(1, 2)));
+      const context: Record<string, unknown> = {};
+      const again = info(await served.infer(x(1, 2), { context }));
+      expect(again.calls).toBe(first.calls);
+      expect(context.cacheHit).toBe(true);
+      expect(info(await served.infer(x(3))).calls).toBe(first.calls + 1);
+    } finally {
+      await served.dispose();
+    }
+  });
+});
