@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { invalidArgument, type Model, type Tensors, toServeError } from '@mlserve/core';
+import { invalidArgument, type Model, notFound, type Tensors, toServeError } from '@mlserve/core';
 import type { Extractor, FeatureColumns } from './extractors.js';
 import { histogram, quantileEdges, quantileSorted } from './stats.js';
 
@@ -216,6 +216,8 @@ export async function loadProfile(path: string): Promise<Profile> {
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT')
+      throw notFound(`profile: no file at ${path}`, { cause: err });
     throw toServeError(err, 'INVALID_ARGUMENT');
   }
   assertProfile(parsed);
