@@ -57,9 +57,11 @@ describe('drift on MNIST with mnist-cnn on onnxruntime', () => {
     try {
       await saveProfile(join(dir, 'profile.json'), ref);
       expect(await loadProfile(join(dir, 'profile.json'))).toEqual(ref);
-      await expect(loadProfile(join(dir, 'missing.json'))).rejects.toMatchObject({
-        code: 'INVALID_ARGUMENT',
-      });
+      await expect(loadProfile(join(dir, 'missing.json'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await writeFile(join(dir, 'bad.json'), '{"format":"mlserve-profile"');
+      await expect(loadProfile(join(dir, 'bad.json'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await writeFile(join(dir, 'old.json'), '{"format":"mlserve-profile","version":2}');
+      await expect(loadProfile(join(dir, 'old.json'))).rejects.toThrow(/not an mlserve profile/);
     } finally {
       await rm(dir, { recursive: true });
     }
