@@ -218,6 +218,58 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     this.registry = options.registry ?? new ModelRegistry();
     this.#slots = Math.max(1, options.loadConcurrency ?? 2);
     this.registry.setResolver((name, versions, opts) => this.#route(name, versions, opts));
+    // A version removed from the registry behind the repository's back (an HTTP unload) stays
+    // unloaded until loadModel(), instead of being reloaded by the next poll.
+    this.registry.on('state', (s) => {
+      if (s.state !== 'unavailable') return;
+      const state = this.#models.get(s.name);
+      const rec = state?.versions.get(s.version);
+      if (!state || !rec || rec.state !== 'ready') return;
+      state.versions.delete(s.version);
+      state.disabled = true;
+      this.#log(
+        'info',
+        `${s.name}/${s.version} was unloaded through the registry; polling leaves ${s.name} alone`,
+      );
+    });
+  }
+
+  /**
+   * The model repository extension's hooks for `@mlserve/http` (`management: repo.management()`):
+   * `load` runs {@link Repository.loadModel} and fails when a version failed to load; `index`
+   * lists models on disk that are not loaded.
+   */
+  management(): {
+    load: (name: string) => Promise<void>;
+    index: () => Promise<{ name: string; state: string; reason: string }[]>;
+  } {
+    return {
+      load: async (name) => {
+        const report = await this.loadModel(name);
+        if (report.failed.length > 0) {
+          const why = this.versions()
+            .filter((v) => v.name === name && v.state === 'failed')
+            .map((v) => `${v.version}: ${v.error}`)
+            .join('; ');
+          throw unavailable(`model "${name}" failed to load (${why})`);
+        }
+      },
+      index: async () => {
+        const root = await this.#rootDir();
+        const entries = await readdir(root, { withFileTypes: true });
+        const loaded = new Set(this.registry.names());
+        return entries
+          .filter(
+            (e) =>
+              (e.isDirectory() || e.isSymbolicLink()) && MODEL_NAME_RE.test(e.name) && !loaded.has(e.name),
+          )
+          .map((e) => ({
+            name: e.name,
+            state: 'UNAVAILABLE',
+            reason: this.#models.get(e.name)?.disabled ? 'unloaded' : 'not loaded',
+          }));
+      },
+    };
   }
 
   /** True once `close()` has been called. */

@@ -1,8 +1,15 @@
-import { fromFunction, isServeError, type Model, type ModelMetadata, type Tensors } from '@mlserve/core';
+import {
+  fromFunction,
+  isServeError,
+  type Model,
+  type ModelMetadata,
+  type Tensors,
+  wrap,
+} from '@mlserve/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadRepository, parseModelConfig, runWarmup, warmupBatchSizes, zeroInputs } from '../src/index.js';
 import { addVersion, tempRepo, writeConfig } from './helpers.js';
-import { ortLoader } from './ort-loader.js';
+import { onnxLoader } from './loader.js';
 
 function configError(raw: unknown): string {
   try {
@@ -141,20 +148,17 @@ describe('warmup', () => {
       warmup: { samples: [{ inputs: { features: { dims: [3, 16], fill: 0.5 } } }] },
     });
     const seen: number[][] = [];
-    const onnx = ortLoader();
+    const onnx = onnxLoader();
     const repo = await loadRepository(t.dir, {
       loaders: {
         onnx: async (source, options) => {
           const m = await onnx(source, options);
-          return {
-            ...m,
-            name: m.name,
-            version: m.version,
+          return wrap(m, {
             infer: (inputs, o) => {
               seen.push([...(inputs.features!.data as Float32Array).slice(0, 1), inputs.features!.dims[0]!]);
               return m.infer(inputs, o);
             },
-          };
+          });
         },
       },
     });

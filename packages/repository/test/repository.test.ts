@@ -11,7 +11,7 @@ import {
   type VersionEvent,
 } from '../src/index.js';
 import { addVersion, argmax, delay, digit, sleep, tempRepo, writeConfig } from './helpers.js';
-import { type LoaderLog, ortLoader } from './ort-loader.js';
+import { type LoaderLog, onnxLoader } from './loader.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -29,7 +29,7 @@ async function open(
   options: RepositoryOptions = {},
   log: LoaderLog = { loads: [], disposed: [] },
 ) {
-  const repo = await loadRepository(dir, { loaders: { onnx: ortLoader(log) }, warmup: false, ...options });
+  const repo = await loadRepository(dir, { loaders: { onnx: onnxLoader(log) }, warmup: false, ...options });
   cleanups.push(() => repo.close());
   return repo;
 }
@@ -141,7 +141,7 @@ describe('loading', () => {
           });
       };
     const repo = await open(dir, {
-      loaders: { onnx: ortLoader(), batching: layer('batching'), cache: layer('cache') },
+      loaders: { onnx: onnxLoader(), batching: layer('batching'), cache: layer('cache') },
       middleware: () => [layer('metrics')({})],
     });
     await repo.registry.infer('mnist', undefined, digit(0));
@@ -384,7 +384,7 @@ describe('hot reload', () => {
     const dir = await setup();
     await addVersion(dir, 'mlp', '1', 'mlp.onnx');
     const log: LoaderLog = { loads: [], disposed: [] };
-    const repo = new Repository(dir, { loaders: { onnx: ortLoader(log, 200) } });
+    const repo = new Repository(dir, { loaders: { onnx: onnxLoader(log, 200) } });
     const polled = repo.poll();
     await sleep(50);
     expect(repo.registry.status('mlp', '1')?.state).toBe('loading');
@@ -432,5 +432,38 @@ describe('security', () => {
     // A symlink that stays inside the repository is fine.
     await symlink(join(dir, 'mlp'), join(dir, 'alias'));
     expect((await repo.loadModel('alias')).loaded).toEqual(['alias/1']);
+  });
+});
+
+describe('defaults and management', () => {
+  it('loads through @mlserve/backend-onnx by default (dynamic import), warmup included', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mnist', '1');
+    const repo = await loadRepository(dir, { intraOpThreads: 1 });
+    cleanups.push(() => repo.close());
+    expect(repo.versions()).toMatchObject([{ name: 'mnist', state: 'ready' }]);
+    expect(repo.versions()[0]!.backend).toMatch(/^onnxruntime-node/);
+    const out = await repo.registry.infer('mnist', undefined, digit(3));
+    expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[3]);
+  });
+
+  it('management(): load by name, index of unloaded models, unload through the registry sticks', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mlp', '1', 'mlp.onnx');
+    await addVersion(dir, 'mnist', '1');
+    const repo = await open(dir);
+    const m = repo.management();
+    await repo.registry.remove('mlp');
+    await repo.poll();
+    expect(repo.registry.names()).toEqual(['mnist']);
+    expect(await m.index()).toEqual([{ name: 'mlp', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+    await m.load('mlp');
+    expect(repo.registry.isReady('mlp')).toBe(true);
+    await mkdir(join(dir, 'broken', '1'), { recursive: true });
+    await writeFile(join(dir, 'broken', '1', 'model.onnx'), 'garbage');
+    const err = await rejection(m.load('broken'));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toContain('model "broken" failed to load');
+    expect((await rejection(m.load('../mnist'))).code).toBe('INVALID_ARGUMENT');
   });
 });
