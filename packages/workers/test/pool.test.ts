@@ -1,3 +1,4 @@
+import { loadOnnxModel } from '@mlserve/backend-onnx';
 import { isServeError, type Model, type ServeError, tensorsEqual } from '@mlserve/core';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import ort from 'onnxruntime-node';
@@ -195,5 +196,29 @@ describe('workerPool loading', () => {
     await expect(workerPool({ backend: { module: FAULTY }, source: 'x', maxQueue: -1 })).rejects.toThrow(
       'options.maxQueue must be a non-negative integer',
     );
+  });
+});
+
+describe("workerPool with backend 'onnx' (@mlserve/backend-onnx)", () => {
+  it('matches loadOnnxModel on the main thread, and reports the inner backend', async () => {
+    const source = modelPath('mnist-cnn.onnx');
+    const [pool, local] = await Promise.all([
+      workerPool({ backend: 'onnx', source, threads: 2, intraOpThreads: 1 }),
+      loadOnnxModel(source, { intraOpNumThreads: 1 }),
+    ]);
+    try {
+      const digits = mnistHoldout();
+      const batch = {
+        image: { type: 'float32' as const, dims: [8, 1, 28, 28], data: digits.images.slice(0, 8 * 784) },
+      };
+      const [a, b] = await Promise.all([local.infer(batch), pool.infer(structuredClone(batch))]);
+      expect(tensorsEqual(a.logits!, b.logits!)).toBe(true);
+      const meta = pool.metadata();
+      expect(meta.backend).toBe(`worker-pool(${local.metadata().backend})`);
+      expect(meta.platform).toBe('onnxruntime_onnx');
+      expect(meta.concurrency).toBe(2);
+    } finally {
+      await Promise.all([pool.dispose(), local.dispose()]);
+    }
   });
 });

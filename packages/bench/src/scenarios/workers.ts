@@ -1,0 +1,57 @@
+import { loadOnnxModel } from '@mlserve/backend-onnx';
+import type { Model, Tensors } from '@mlserve/core';
+import { modelPath } from '@mlserve/test-utils';
+import { workerPool } from '@mlserve/workers';
+import { closedLoop, interleaved, type LoadResult, ratioTable, scenario } from '../harness.js';
+
+/**
+ * mobilenetv2 saturating both cores: one main-thread session with 2 intra-op threads against a
+ * pool of 2 workers with 1 intra-op thread each. Throughput should hold (>= 0.9x) while the
+ * event loop stays free (loop delay p99 <= 5 ms with the pool).
+ */
+export default scenario({
+  name: 'workers',
+  title: 'Worker pool: mobilenetv2 on 2 workers x 1 thread vs the main thread x 2 threads',
+  async run({ pick, log }) {
+    const source = modelPath('mobilenetv2.onnx');
+    const image = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i) * 0.5);
+    // A fresh array per call: the pool moves (detaches) whole-buffer inputs; both sides pay the copy.
+    const inputs = (): Tensors => ({
+      input: { type: 'float32', dims: [1, 3, 224, 224], data: image.slice() },
+    });
+    const durationMs = pick(6_000, 2_500);
+    const concurrency = 4;
+    log('loading the main-thread session and the pool');
+    const main: Model = await loadOnnxModel(source, { intraOpNumThreads: 2, interOpNumThreads: 1 });
+    const pool: Model = await workerPool({ backend: 'onnx', source, threads: 2, intraOpThreads: 1 });
+    try {
+      await Promise.all([main.infer(inputs()), pool.infer(inputs()), pool.infer(inputs())]);
+      const loop = (r: LoadResult): LoadResult => ({
+        ...r,
+        extra: { 'event-loop delay p99 (ms)': r.loopDelayP99.toFixed(2) },
+      });
+      log(`${concurrency} callers, ${durationMs} ms windows, interleaved`);
+      const [inThread, pooled] = await interleaved(pick(3, 1), [
+        {
+          name: 'main thread, 1 session x 2 intra-op',
+          run: async () =>
+            loop(await closedLoop('main', () => main.infer(inputs()), { concurrency, durationMs })),
+        },
+        {
+          name: 'workerPool, 2 workers x 1 intra-op',
+          run: async () =>
+            loop(await closedLoop('pool', () => pool.infer(inputs()), { concurrency, durationMs })),
+        },
+      ]);
+      const ratio = pooled!.throughput / inThread!.throughput;
+      return (
+        `${ratioTable(`mobilenetv2, batch 1, ${concurrency} callers`, inThread!, [pooled!])}\n` +
+        `Throughput of the pool over the main-thread session: ${ratio.toFixed(2)}x (target >= 0.9). ` +
+        `Event-loop delay p99: ${pooled!.loopDelayP99.toFixed(2)} ms with the pool (target <= 5 ms), ` +
+        `${inThread!.loopDelayP99.toFixed(2)} ms with the session on the main thread.\n`
+      );
+    } finally {
+      await Promise.all([main.dispose(), pool.dispose()]);
+    }
+  },
+});
