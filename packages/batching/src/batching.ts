@@ -50,10 +50,14 @@ const DONE = 2;
 
 /** Timer decisions tolerate this much early firing (libuv rounds timers to whole ms). */
 const TIMER_SLACK_MS = 0.5;
+/** A batch waiting for company leaves this long (plus its expected compute) before a member's deadline. */
+const DEADLINE_MARGIN_MS = 5;
 /** Weight of each new batch in the latency estimates. */
 const ALPHA = 0.1;
-/** Time constant of the arrival-rate estimate, ms. */
-const RATE_TAU_MS = 200;
+/** Weight of each new inter-arrival gap in the arrival-rate estimate. */
+const GAP_ALPHA = 0.05;
+/** Longest inter-arrival gap counted, ms (an idle spell must not take forever to forget). */
+const GAP_CAP_MS = 1000;
 
 /** One request (or one chunk of an oversized one) waiting in or running through the batcher. */
 class Entry {
@@ -158,10 +162,9 @@ class Batcher {
   #fitted = false;
   #costFixed = 0;
   #costPerItem = 0;
-  // Arrival rate, items per ms (time-weighted moving average).
-  #rate = 0;
-  #arrivals = 0;
-  #rateAt = performance.now();
+  // Mean gap between arriving items, ms (moving average over arrivals); -1 until measured.
+  #gap = -1;
+  #lastArrival = -1;
 
   // Counters.
   #batches = 0;
@@ -374,7 +377,11 @@ class Batcher {
     if (deadlineAt < this.#earliestDeadline) this.#earliestDeadline = deadlineAt;
     this.#queuedItems += rows;
     this.#queuedRequests++;
-    this.#arrivals += rows;
+    if (this.#lastArrival >= 0) {
+      const sample = Math.min(now - this.#lastArrival, GAP_CAP_MS) / rows;
+      this.#gap = this.#gap < 0 ? sample : this.#gap + (sample - this.#gap) * GAP_ALPHA;
+    }
+    this.#lastArrival = now;
     this.#immediate ??= setImmediate(this.#pump);
     return promise;
   }
@@ -476,8 +483,8 @@ class Batcher {
 
   /** The auto policy's current wait for a group of one item, for stats. */
   #autoDelayNow(): number {
-    if (!this.#fitted || this.#rate <= 0) return 0;
-    const gap = 1 / this.#rate;
+    if (!this.#fitted || this.#gap < 0) return 0;
+    const gap = this.#gap;
     return gap < this.#costFixed ? Math.min(this.#maxLatency, 2 * gap) : 0;
   }
 
@@ -489,8 +496,8 @@ class Batcher {
   #waitUntil(g: Group): number {
     const oldest = g.entries[0]!.enqueuedAt;
     if (this.#fixedDelay !== undefined) return this.#fixedDelay === 0 ? -1 : oldest + this.#fixedDelay;
-    if (!this.#fitted || this.#rate <= 0) return -1;
-    const gap = 1 / this.#rate;
+    if (!this.#fitted || this.#gap < 0) return -1;
+    const gap = this.#gap;
     if (g.items * gap >= this.#costFixed) return -1;
     return Math.min(oldest + this.#maxLatency, g.lastArrival + 2 * gap);
   }
@@ -506,7 +513,8 @@ class Batcher {
     if (until < 0) return 'idle';
     if (now + TIMER_SLACK_MS >= until) return 'timer';
     if (g.earliestDeadline !== Number.POSITIVE_INFINITY) {
-      if (now + this.#expected(g.items) + TIMER_SLACK_MS >= g.earliestDeadline - 1) return 'deadline';
+      if (now + this.#expected(g.items) + TIMER_SLACK_MS >= g.earliestDeadline - DEADLINE_MARGIN_MS)
+        return 'deadline';
     }
     return undefined;
   }
@@ -516,7 +524,7 @@ class Batcher {
     const until = this.#waitUntil(g);
     let at = Math.max(until, 0);
     if (g.earliestDeadline !== Number.POSITIVE_INFINITY) {
-      const d = g.earliestDeadline - 1 - this.#expected(g.items);
+      const d = g.earliestDeadline - DEADLINE_MARGIN_MS - this.#expected(g.items);
       if (d < at) at = d;
     }
     return at;
@@ -709,7 +717,7 @@ class Batcher {
         out = await this.#inner.infer(inputs, innerOptions);
       } finally {
         computeMs = performance.now() - t0;
-        this.#learn(items, computeMs, t0);
+        this.#learn(items, computeMs);
       }
       this.#deliver(batch, out, items, padded !== undefined, computeMs, context);
     } catch (err) {
@@ -806,8 +814,8 @@ class Batcher {
     }
   }
 
-  /** Updates the latency model (a + b * items) and the arrival rate. */
-  #learn(items: number, ms: number, at: number): void {
+  /** Updates the latency model: a + b * items, by least squares over recent batches. */
+  #learn(items: number, ms: number): void {
     const w = this.#fitted ? ALPHA : 1;
     this.#sn += (items - this.#sn) * w;
     this.#st += (ms - this.#st) * w;
@@ -822,14 +830,6 @@ class Batcher {
     if (a > this.#st) a = this.#st;
     this.#costFixed = a;
     this.#costPerItem = b;
-    const dt = at - this.#rateAt;
-    if (dt > 0) {
-      const sample = this.#arrivals / dt;
-      const k = 1 - Math.exp(-dt / RATE_TAU_MS);
-      this.#rate = this.#rate === 0 ? sample : this.#rate + (sample - this.#rate) * k;
-      this.#arrivals = 0;
-      this.#rateAt = at;
-    }
   }
 
   async #dispose(): Promise<void> {

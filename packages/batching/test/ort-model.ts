@@ -28,7 +28,7 @@ export async function loadOrt(
       for (const [name, t] of Object.entries(feeds)) {
         ortFeeds[name] = new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.dims);
       }
-      const res = await session.run(ortFeeds, opts.outputs ? [...opts.outputs] : undefined);
+      const res = opts.outputs ? await session.run(ortFeeds, [...opts.outputs]) : await session.run(ortFeeds);
       const out: Tensors = {};
       for (const [name, t] of Object.entries(res)) {
         out[name] = { type: t.type as 'float32', dims: [...t.dims], data: t.data as Float32Array };

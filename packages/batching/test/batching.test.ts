@@ -1,0 +1,572 @@
+import { fromFunction, type InferContext, pipeline, ServeError, type Tensors } from '@mlserve/core';
+import { describe, expect, test } from 'vitest';
+import { type BatchEvent, batching } from '../src/index.js';
+import { codeOf, probe, rowsOf, sleep } from './helpers.js';
+
+describe('options', () => {
+  test.each([
+    [{ maxBatchSize: 0 }, 'options.maxBatchSize must be a positive integer'],
+    [{ maxBatchSize: 1.5 }, 'options.maxBatchSize must be a positive integer'],
+    [{ maxDelayMs: -1 }, "options.maxDelayMs must be a non-negative number or 'auto'"],
+    [{ maxDelayMs: 'soon' }, "options.maxDelayMs must be a non-negative number or 'auto'"],
+    [{ maxLatencyMs: 0 }, 'options.maxLatencyMs must be a positive number'],
+    [{ preferredBatchSizes: [4, 0] }, 'options.preferredBatchSizes must be an array of positive integers'],
+    [{ maxQueueSize: -3 }, 'options.maxQueueSize must be a positive integer'],
+    [{ rejectStatus: 500 }, 'options.rejectStatus must be 429 or 503'],
+    [{ maxConcurrentBatches: 0 }, 'options.maxConcurrentBatches must be a positive integer'],
+    [{ priorityAgingMs: 0 }, 'options.priorityAgingMs must be a positive number'],
+    [{ padValues: { ids: 'x' } }, 'options.padValues["ids"] must be a finite number or a bigint'],
+    [{ variableLength: 'crop' }, "options.variableLength must be 'pad' or 'bucket'"],
+    [{ trimOutputs: { h: [{ dim: 0, input: 'a', inputDim: 1 }] } }, /options\.trimOutputs\["h"\]/],
+    [{ onBatch: 3 }, 'options.onBatch must be a function'],
+  ])('rejects %j eagerly', (opts, message) => {
+    expect(() => batching(opts as never)).toThrow(message);
+  });
+
+  test("'pad' without a pad value is refused when applied", () => {
+    const m = fromFunction({
+      name: 'seq',
+      inputs: [{ name: 'ids', type: 'int64', dims: [-1, -1] }],
+      outputs: [{ name: 'o', type: 'float32', dims: [-1, 1] }],
+      infer: () => ({}),
+    });
+    expect(() => batching({ variableLength: 'pad' })(m)).toThrow(/pad value for input "ids"/);
+  });
+});
+
+describe('merging', () => {
+  test('concurrent requests share one call and each gets exactly its rows', async () => {
+    const p = probe();
+    const served = batching({ maxBatchSize: 64, maxDelayMs: 0 })(p.model);
+    const reqs = [rowsOf(1, 0), rowsOf(3, 100), rowsOf(2, 200)];
+    const contexts: InferContext[] = reqs.map(() => ({}));
+    const outs = await Promise.all(reqs.map((x, i) => served.infer({ x }, { context: contexts[i]! })));
+    expect(p.calls.map((c) => c.rows)).toEqual([6]);
+    outs.forEach((o, i) => {
+      expect(o.y!.dims).toEqual([reqs[i]!.dims[0], 4]);
+      expect(Array.from(o.y!.data as Float32Array)).toEqual(Array.from(reqs[i]!.data, (v) => v * 2));
+      expect(Array.from(o.z!.data as Float32Array)).toEqual(Array.from(reqs[i]!.data, (v) => v + 1));
+    });
+    for (const c of contexts) {
+      expect(c.batchSize).toBe(6);
+      expect(c.queueMs).toBeGreaterThanOrEqual(0);
+      expect(c.computeMs).toBeGreaterThanOrEqual(0);
+    }
+    const s = served.stats!().batching as { batches: number; items: number; averageBatchSize: number };
+    expect(s).toMatchObject({ batches: 1, items: 6, averageBatchSize: 6 });
+  });
+
+  test('maxBatchSize counts items, not requests, and never exceeds the model limit', async () => {
+    const p = probe({ maxBatchSize: 5 });
+    const served = batching({ maxBatchSize: 100, maxDelayMs: 0 })(p.model);
+    expect((served.stats!().batching as { maxBatchSize: number }).maxBatchSize).toBe(5);
+    p.hold();
+    const first = served.infer({ x: rowsOf(1) });
+    await sleep(5);
+    const rest = [2, 2, 2, 3, 1].map((r, i) => served.infer({ x: rowsOf(r, i * 10) }));
+    p.open();
+    await Promise.all([first, ...rest]);
+    for (const c of p.calls) expect(c.rows).toBeLessThanOrEqual(5);
+    expect(p.calls.reduce((n, c) => n + c.rows, 0)).toBe(11);
+  });
+
+  test('a request larger than a batch is split, never dropped, and joined back in order', async () => {
+    const p = probe();
+    const served = batching({ maxBatchSize: 4, maxDelayMs: 0 })(p.model);
+    const x = rowsOf(10, 7);
+    const out = await served.infer({ x });
+    expect(p.calls.every((c) => c.rows <= 4)).toBe(true);
+    expect(out.y!.dims).toEqual([10, 4]);
+    expect(Array.from(out.y!.data as Float32Array)).toEqual(Array.from(x.data, (v) => v * 2));
+  });
+
+  test('requests with unequal parameters never merge; equal ones do', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    await Promise.all([
+      served.infer({ x: rowsOf(1) }, { parameters: { t: 1, u: 'a' } }),
+      served.infer({ x: rowsOf(1) }, { parameters: { u: 'a', t: 1 } }),
+      served.infer({ x: rowsOf(1) }, { parameters: { t: 2 } }),
+    ]);
+    expect(p.calls.map((c) => c.rows).sort()).toEqual([1, 2]);
+    const two = p.calls.find((c) => c.rows === 2)!;
+    expect(two.options.parameters).toEqual({ t: 1, u: 'a' });
+  });
+
+  test('the inner call asks for the union of outputs; each caller gets only its own', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const [a, b] = await Promise.all([
+      served.infer({ x: rowsOf(1) }, { outputs: ['y'] }),
+      served.infer({ x: rowsOf(1) }, { outputs: ['z'] }),
+    ]);
+    expect(p.calls).toHaveLength(1);
+    expect([...p.calls[0]!.options.outputs!].sort()).toEqual(['y', 'z']);
+    expect(Object.keys(a)).toEqual(['y']);
+    expect(Object.keys(b)).toEqual(['z']);
+  });
+
+  test('merged options: latest deadline, highest priority', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const now = Date.now();
+    await Promise.all([
+      served.infer({ x: rowsOf(1) }, { deadline: now + 5000, priority: 1 }),
+      served.infer({ x: rowsOf(1) }, { deadline: now + 9000, priority: 3 }),
+    ]);
+    expect(p.calls[0]!.options.deadline).toBe(now + 9000);
+    expect(p.calls[0]!.options.priority).toBe(3);
+  });
+
+  test('an unbatched input splits requests by its value', async () => {
+    const calls: number[] = [];
+    const m = fromFunction({
+      name: 'scaled',
+      inputs: [
+        { name: 'x', type: 'float32', dims: [-1, 2] },
+        { name: 'k', type: 'float32', dims: [1], batched: false },
+      ],
+      outputs: [{ name: 'y', type: 'float32', dims: [-1, 2] }],
+      maxBatchSize: 64,
+      infer: ({ x, k }) => {
+        calls.push(x!.dims[0]!);
+        const f = (k!.data as Float32Array)[0]!;
+        return { y: { type: 'float32', dims: x!.dims, data: (x!.data as Float32Array).map((v) => v * f) } };
+      },
+    });
+    const served = batching({ maxDelayMs: 0 })(m);
+    const k = (v: number) => ({ type: 'float32' as const, dims: [1], data: Float32Array.of(v) });
+    const x = { type: 'float32' as const, dims: [1, 2], data: Float32Array.of(1, 2) };
+    const outs = await Promise.all([
+      served.infer({ x, k: k(2) }),
+      served.infer({ x, k: k(3) }),
+      served.infer({ x, k: k(2) }),
+    ]);
+    expect(calls.sort()).toEqual([1, 2]);
+    expect(Array.from(outs[1]!.y!.data as Float32Array)).toEqual([3, 6]);
+    expect(Array.from(outs[2]!.y!.data as Float32Array)).toEqual([2, 4]);
+  });
+
+  test('a model that cannot batch is passed through (after validation)', async () => {
+    const m = fromFunction({
+      name: 'fixed',
+      inputs: [{ name: 'x', type: 'float32', dims: [2] }],
+      outputs: [{ name: 'y', type: 'float32', dims: [2] }],
+      infer: ({ x }) => ({ y: x! }),
+    });
+    const served = batching()(m);
+    const out = await served.infer({ x: { type: 'float32', dims: [2], data: Float32Array.of(1, 2) } });
+    expect(Array.from(out.y!.data as Float32Array)).toEqual([1, 2]);
+    expect(
+      await codeOf(served.infer({ x: { type: 'float32', dims: [3], data: Float32Array.of(1, 2, 3) } })),
+    ).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('failures', () => {
+  test('a bad request is rejected before it joins and never fails its neighbours', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const results = await Promise.allSettled([
+      served.infer({ x: rowsOf(1) }),
+      served.infer({ x: { type: 'float64', dims: [1, 4], data: new Float64Array(4) } } as unknown as Tensors),
+      served.infer({ x: rowsOf(1) }, { outputs: ['nope'] }),
+      served.infer({ x: rowsOf(2) }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(ServeError);
+    expect((results[1] as PromiseRejectedResult).reason.code).toBe('INVALID_ARGUMENT');
+    expect(p.calls.map((c) => c.rows)).toEqual([3]);
+  });
+
+  test('when the model fails, every request of that batch rejects and the batcher goes on', async () => {
+    const p = probe({ fail: (x) => (x.data as Float32Array)[0] === 666 });
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const bad = await Promise.allSettled([
+      served.infer({ x: rowsOf(1, 666) }),
+      served.infer({ x: rowsOf(1) }),
+    ]);
+    expect(bad.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect((bad[0] as PromiseRejectedResult).reason.code).toBe('INTERNAL');
+    expect((bad[0] as PromiseRejectedResult).reason.message).toMatch('model exploded');
+    const ok = await served.infer({ x: rowsOf(1, 5) });
+    expect((ok.y!.data as Float32Array)[0]).toBe(10);
+    expect((served.stats!().batching as { rejected: { failed: number } }).rejected.failed).toBe(2);
+  });
+
+  test('a batch whose output has the wrong number of rows fails with INTERNAL', async () => {
+    const m = fromFunction({
+      name: 'broken',
+      inputs: [{ name: 'x', type: 'float32', dims: [-1, 1] }],
+      outputs: [{ name: 'y', type: 'float32', dims: [-1, 1] }],
+      infer: () => ({ y: { type: 'float32', dims: [1, 1], data: Float32Array.of(1) } }),
+    });
+    const served = batching({ maxDelayMs: 0 })(m);
+    const x = { type: 'float32' as const, dims: [1, 1], data: Float32Array.of(0) };
+    const codes = await Promise.all([codeOf(served.infer({ x })), codeOf(served.infer({ x }))]);
+    expect(codes).toEqual(['INTERNAL', 'INTERNAL']);
+  });
+
+  test('beyond maxQueueSize a request is rejected at once with RESOURCE_EXHAUSTED and a retry hint', async () => {
+    const p = probe();
+    const served = batching({ maxQueueSize: 4, maxDelayMs: 0, rejectStatus: 503 })(p.model);
+    p.hold();
+    const running = served.infer({ x: rowsOf(1) });
+    await sleep(5);
+    const queued = [served.infer({ x: rowsOf(3) }), served.infer({ x: rowsOf(1) })];
+    const err = await served.infer({ x: rowsOf(1) }).catch((e: ServeError) => e);
+    expect(err).toBeInstanceOf(ServeError);
+    expect((err as ServeError).code).toBe('RESOURCE_EXHAUSTED');
+    expect((err as ServeError).status).toBe(503);
+    expect((err as ServeError).retryAfterMs).toBeGreaterThanOrEqual(1);
+    p.open();
+    await Promise.all([running, ...queued]);
+  });
+});
+
+describe('deadlines and cancellation', () => {
+  test('a request whose deadline passes while queued leaves at once and never reaches the model', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const busy = served.infer({ x: rowsOf(1) });
+    await sleep(5);
+    const t0 = Date.now();
+    const late = codeOf(served.infer({ x: rowsOf(1, 999) }, { deadline: Date.now() + 30 }));
+    expect(await late).toBe('DEADLINE_EXCEEDED');
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(25);
+    expect(took).toBeLessThan(300);
+    expect((served.stats!().batching as { queueSize: number }).queueSize).toBe(0);
+    p.open();
+    await busy;
+    await sleep(5);
+    expect(p.calls.some((c) => (c.inputs.x!.data as Float32Array)[0] === 999)).toBe(false);
+  });
+
+  test('an aborted request leaves the queue at once with CANCELLED and never reaches the model', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const busy = served.infer({ x: rowsOf(1) });
+    await sleep(5);
+    const ac = new AbortController();
+    const r = codeOf(served.infer({ x: rowsOf(1, 999) }, { signal: ac.signal }));
+    await sleep(2);
+    ac.abort();
+    expect(await r).toBe('CANCELLED');
+    expect((served.stats!().batching as { queuedRequests: number }).queuedRequests).toBe(0);
+    p.open();
+    await busy;
+    await sleep(5);
+    expect(p.calls).toHaveLength(1);
+  });
+
+  test('already expired or aborted requests are refused before queueing', async () => {
+    const p = probe();
+    const served = batching()(p.model);
+    expect(await codeOf(served.infer({ x: rowsOf(1) }, { deadline: Date.now() - 1 }))).toBe(
+      'DEADLINE_EXCEEDED',
+    );
+    expect(await codeOf(served.infer({ x: rowsOf(1) }, { signal: AbortSignal.abort() }))).toBe('CANCELLED');
+    expect(p.calls).toHaveLength(0);
+  });
+
+  test('aborting one running waiter rejects it at once; the batch goes on for the others', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const a = new AbortController();
+    const b = new AbortController();
+    const ra = codeOf(served.infer({ x: rowsOf(1) }, { signal: a.signal }));
+    const rb = served.infer({ x: rowsOf(1, 4) }, { signal: b.signal });
+    await sleep(5);
+    expect(p.calls).toHaveLength(1);
+    const inner = p.calls[0]!.options.signal!;
+    a.abort();
+    expect(await ra).toBe('CANCELLED');
+    expect(inner.aborted).toBe(false);
+    p.open();
+    expect((await rb).y!.dims).toEqual([1, 4]);
+  });
+
+  test('the inner signal aborts only when every waiter of the batch aborted', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const a = new AbortController();
+    const b = new AbortController();
+    const ra = codeOf(served.infer({ x: rowsOf(1) }, { signal: a.signal }));
+    const rb = codeOf(served.infer({ x: rowsOf(1) }, { signal: b.signal }));
+    await sleep(5);
+    const inner = p.calls[0]!.options.signal!;
+    a.abort();
+    b.abort();
+    expect(await Promise.all([ra, rb])).toEqual(['CANCELLED', 'CANCELLED']);
+    expect(inner.aborted).toBe(true);
+    p.open();
+  });
+
+  test('a request that cannot finish before its deadline is not started', async () => {
+    const p = probe({ delayMs: 60 });
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    await served.infer({ x: rowsOf(1) }); // teaches the batcher the model takes ~60 ms
+    const code = await codeOf(served.infer({ x: rowsOf(1, 999) }, { deadline: Date.now() + 20 }));
+    expect(code).toBe('DEADLINE_EXCEEDED');
+    expect(p.calls).toHaveLength(1);
+  });
+
+  test('a waiting batch is released early for a deadline that the delay would miss', async () => {
+    const p = probe();
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 1000, onBatch: (e) => events.push(e) })(p.model);
+    const t0 = Date.now();
+    await served.infer({ x: rowsOf(1) }, { deadline: Date.now() + 100 });
+    expect(Date.now() - t0).toBeLessThan(400);
+    expect(events[0]!.reason).toBe('deadline');
+  });
+});
+
+describe('release policy', () => {
+  test('a fixed delay holds the oldest request for company', async () => {
+    const p = probe();
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 40, onBatch: (e) => events.push(e) })(p.model);
+    const a = served.infer({ x: rowsOf(1) });
+    await sleep(10);
+    const b = served.infer({ x: rowsOf(1) });
+    await Promise.all([a, b]);
+    expect(p.calls.map((c) => c.rows)).toEqual([2]);
+    expect(events[0]).toMatchObject({ size: 2, requests: 2, reason: 'timer' });
+    expect(events[0]!.maxQueueMs).toBeGreaterThanOrEqual(30);
+  });
+
+  test('maxDelayMs 0 batches only what is already queued', async () => {
+    const p = probe();
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 0, onBatch: (e) => events.push(e) })(p.model);
+    await served.infer({ x: rowsOf(1) });
+    await served.infer({ x: rowsOf(1) });
+    expect(p.calls.map((c) => c.rows)).toEqual([1, 1]);
+    expect(events.map((e) => e.reason)).toEqual(['idle', 'idle']);
+  });
+
+  test('a preferred batch size releases at once; full batches release at once', async () => {
+    const p = probe();
+    const events: BatchEvent[] = [];
+    const served = batching({
+      maxBatchSize: 8,
+      maxDelayMs: 5000,
+      preferredBatchSizes: [3],
+      onBatch: (e) => events.push(e),
+    })(p.model);
+    const t0 = Date.now();
+    await Promise.all([1, 2, 3].map((i) => served.infer({ x: rowsOf(1, i) })));
+    await served.infer({ x: rowsOf(8) });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(events.map((e) => [e.reason, e.size])).toEqual([
+      ['preferred', 3],
+      ['full', 8],
+    ]);
+  });
+
+  test('one event per batch with queue and compute figures', async () => {
+    const p = probe({ delayMs: 5 });
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const events: BatchEvent[] = [];
+    served.events.on('batch', (e) => events.push(e));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => served.infer({ x: rowsOf(1, i) })));
+    const s = served.stats!().batching as {
+      batches: number;
+      items: number;
+      requests: number;
+      releases: object;
+    };
+    expect(events).toHaveLength(s.batches);
+    expect(events.reduce((n, e) => n + e.size, 0)).toBe(20);
+    expect(s.items).toBe(20);
+    for (const e of events) expect(e.computeMs).toBeGreaterThanOrEqual(4);
+  });
+
+  test('maxConcurrentBatches defaults to the model concurrency and keeps that many batches in flight', async () => {
+    const p = probe({ concurrency: 3, delayMs: 30 });
+    const served = batching({ maxBatchSize: 2, maxDelayMs: 0 })(p.model);
+    expect((served.stats!().batching as { maxConcurrentBatches: number }).maxConcurrentBatches).toBe(3);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => served.infer({ x: rowsOf(1, i) })));
+    expect(p.maxRunning()).toBe(3);
+    const one = probe({ delayMs: 10 });
+    const single = batching({ maxBatchSize: 2, maxDelayMs: 0 })(one.model);
+    await Promise.all(Array.from({ length: 6 }, (_, i) => single.infer({ x: rowsOf(1, i) })));
+    expect(one.maxRunning()).toBe(1);
+  });
+
+  test('higher priority is served first, and aging keeps low priority from starving', async () => {
+    const p = probe();
+    const served = batching({ maxBatchSize: 1, maxDelayMs: 0, priorityAgingMs: 1e9 })(p.model);
+    p.hold();
+    const busy = served.infer({ x: rowsOf(1, -1) });
+    await sleep(5);
+    const low = [0, 1, 2].map((i) => served.infer({ x: rowsOf(1, 100 + i) }, { priority: 0 }));
+    const high = served.infer({ x: rowsOf(1, 500) }, { priority: 5 });
+    p.open();
+    await Promise.all([busy, high, ...low]);
+    expect(p.calls.map((c) => (c.inputs.x!.data as Float32Array)[0])).toEqual([-1, 500, 100, 101, 102]);
+
+    const q = probe();
+    const aged = batching({ maxBatchSize: 1, maxDelayMs: 0, priorityAgingMs: 1 })(q.model);
+    q.hold();
+    const busy2 = aged.infer({ x: rowsOf(1, -1) });
+    const old = aged.infer({ x: rowsOf(1, 100) }, { priority: 0 });
+    await sleep(40); // 40 levels of aging
+    const fresh = aged.infer({ x: rowsOf(1, 500) }, { priority: 5 });
+    q.open();
+    await Promise.all([busy2, old, fresh]);
+    expect(q.calls.map((c) => (c.inputs.x!.data as Float32Array)[0])).toEqual([-1, 100, 500]);
+  });
+
+  test("'auto' does not wait under light traffic", async () => {
+    const p = probe({ delayMs: 2 });
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 'auto', maxLatencyMs: 50, onBatch: (e) => events.push(e) })(
+      p.model,
+    );
+    for (let i = 0; i < 8; i++) {
+      await served.infer({ x: rowsOf(1, i) });
+      await sleep(25);
+    }
+    expect(events.every((e) => e.reason === 'idle' && e.size === 1)).toBe(true);
+    expect(Math.max(...events.map((e) => e.maxQueueMs))).toBeLessThan(20);
+  });
+
+  test("'auto' waits for company when arrivals are fast next to the call overhead, within maxLatencyMs", async () => {
+    // A model with a large fixed cost and free slots: without waiting every request would run alone.
+    const p = probe({ concurrency: 8, delayMs: 15 });
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 'auto', maxLatencyMs: 8, onBatch: (e) => events.push(e) })(p.model);
+    const pending: Promise<Tensors>[] = [];
+    for (let i = 0; i < 120; i++) {
+      pending.push(served.infer({ x: rowsOf(1, i) }));
+      await sleep(1);
+    }
+    await Promise.all(pending);
+    const late = events.slice(events.length >> 1);
+    const avg = late.reduce((n, e) => n + e.size, 0) / late.length;
+    expect(avg).toBeGreaterThan(1.5);
+    // Generous bound: the wait never runs far past the budget (timers are coarse on a loaded machine).
+    expect(Math.max(...late.map((e) => e.maxQueueMs))).toBeLessThan(80);
+  });
+});
+
+describe('variable-length inputs', () => {
+  // ids int64 [-1, seq] with mask; output h [-1, seq] = ids * mask + 1 (so padding shows unless trimmed), s [-1, 1] = masked sum.
+  function seqModel(calls: number[][]) {
+    return fromFunction({
+      name: 'seq',
+      inputs: [
+        { name: 'ids', type: 'int64', dims: [-1, -1], dimNames: ['batch', 'sequence'], padValue: 0n },
+        { name: 'mask', type: 'int64', dims: [-1, -1], dimNames: ['batch', 'sequence'], padValue: 0n },
+      ],
+      outputs: [
+        { name: 'h', type: 'float32', dims: [-1, -1], dimNames: ['batch', 'sequence'] },
+        { name: 's', type: 'float32', dims: [-1, 1] },
+      ],
+      infer: ({ ids, mask }) => {
+        calls.push([...ids!.dims]);
+        const [rows, len] = ids!.dims as [number, number];
+        const h = new Float32Array(rows * len);
+        const s = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) {
+          for (let i = 0; i < len; i++) {
+            const v = Number(
+              (ids!.data as BigInt64Array)[r * len + i]! * (mask!.data as BigInt64Array)[r * len + i]!,
+            );
+            h[r * len + i] = v + 1;
+            s[r]! += v;
+          }
+        }
+        return {
+          h: { type: 'float32', dims: [rows, len], data: h },
+          s: { type: 'float32', dims: [rows, 1], data: s },
+        };
+      },
+    });
+  }
+  const req = (ids: number[][]) => {
+    const len = ids[0]!.length;
+    return {
+      ids: { type: 'int64' as const, dims: [ids.length, len], data: BigInt64Array.from(ids.flat(), BigInt) },
+      mask: {
+        type: 'int64' as const,
+        dims: [ids.length, len],
+        data: new BigInt64Array(ids.length * len).fill(1n),
+      },
+    };
+  };
+
+  test('pads to the longest and cuts the padding off outputs that follow the padded dim', async () => {
+    const calls: number[][] = [];
+    const served = batching({ maxDelayMs: 0 })(seqModel(calls));
+    const events: BatchEvent[] = [];
+    served.events.on('batch', (e) => events.push(e));
+    const [a, b] = await Promise.all([
+      served.infer(req([[1, 2]])),
+      served.infer(
+        req([
+          [3, 4, 5, 6],
+          [1, 1, 1, 1],
+        ]),
+      ),
+    ]);
+    expect(calls).toEqual([[3, 4]]);
+    expect(events[0]!.padded).toEqual({ 'ids[1]': 4, 'mask[1]': 4 });
+    expect(a.h!.dims).toEqual([1, 2]);
+    expect(Array.from(a.h!.data as Float32Array)).toEqual([2, 3]);
+    expect(Array.from(a.s!.data as Float32Array)).toEqual([3]);
+    expect(b.h!.dims).toEqual([2, 4]);
+    expect(Array.from(b.s!.data as Float32Array)).toEqual([18, 4]);
+  });
+
+  test("'bucket' only batches equal shapes", async () => {
+    const calls: number[][] = [];
+    const served = batching({ maxDelayMs: 0, variableLength: 'bucket' })(seqModel(calls));
+    const outs = await Promise.all([
+      served.infer(req([[1, 2]])),
+      served.infer(req([[3, 4, 5]])),
+      served.infer(req([[7, 8]])),
+    ]);
+    expect(calls.map((c) => c.join('x')).sort()).toEqual(['1x3', '2x2']);
+    expect(Array.from(outs[2]!.s!.data as Float32Array)).toEqual([15]);
+  });
+
+  test('padValues option and explicit trimOutputs override the metadata', async () => {
+    const calls: number[][] = [];
+    const served = batching({
+      maxDelayMs: 0,
+      padValues: { ids: 9n, mask: 0n },
+      trimOutputs: {},
+    })(seqModel(calls));
+    const [a] = await Promise.all([served.infer(req([[1]])), served.infer(req([[1, 1, 1]]))]);
+    // No trimming asked: the padded row keeps the batch length; the pad id 9 is masked out of h.
+    expect(a.h!.dims).toEqual([1, 3]);
+    expect(Array.from(a.h!.data as Float32Array)).toEqual([2, 1, 1]);
+  });
+});
+
+describe('lifecycle', () => {
+  test('dispose rejects what is queued with UNAVAILABLE, waits for the running batch, disposes the inner model', async () => {
+    const p = probe();
+    const served = pipeline(p.model, batching({ maxDelayMs: 0 }));
+    p.hold();
+    const running = served.infer({ x: rowsOf(1) });
+    await sleep(5);
+    const queued = codeOf(served.infer({ x: rowsOf(1) }));
+    const disposing = served.dispose();
+    expect(await queued).toBe('UNAVAILABLE');
+    expect(served.isReady!()).toBe(false);
+    p.open();
+    await disposing;
+    expect((await running).y!.dims).toEqual([1, 4]);
+    expect(p.disposed()).toBe(true);
+    expect(await codeOf(served.infer({ x: rowsOf(1) }))).toBe('UNAVAILABLE');
+  });
+});
