@@ -11,7 +11,10 @@ export function cleanOrtMessage(message: string): string {
   m = m.replace(/ERROR_CODE: \d+, ERROR_MESSAGE:\s*/g, '');
   m = m.replace(/\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*[A-Z_]+\s*:\s*/g, '');
   // A source location, optionally followed by the C++ signature and the failed ORT_ENFORCE condition.
-  m = m.replace(/\S*\/onnxruntime\/\S+\.(?:h|hpp|cc|cpp):\d+\s+(?:[^\n]*?\bwas false\.\s*|[\w:<>,*& ]*?\([^)]*\)\s*)?/g, '');
+  m = m.replace(
+    /\S*\/onnxruntime\/\S+\.(?:h|hpp|cc|cpp):\d+\s+(?:[^\n]*?\bwas false\.\s*|[\w:<>,*& ]*?\([^)]*\)\s*)?/g,
+    '',
+  );
   m = m.replace(/Status Message:\s*/g, '');
   m = m.replace(/\s+/g, ' ').trim();
   return m;
@@ -30,8 +33,13 @@ export function runError(modelName: string, err: unknown): ServeError {
   if (isServeError(err)) return err;
   const raw = err instanceof Error ? err.message : String(err);
   const message = cleanOrtMessage(raw);
-  const code = err instanceof TypeError || err instanceof RangeError || INPUT_PROBLEM.test(raw) ? 'INVALID_ARGUMENT' : 'INTERNAL';
-  return new ServeError(code, `model "${modelName}": onnxruntime rejected the request: ${message}`, { cause: err });
+  const code =
+    err instanceof TypeError || err instanceof RangeError || INPUT_PROBLEM.test(raw)
+      ? 'INVALID_ARGUMENT'
+      : 'INTERNAL';
+  return new ServeError(code, `model "${modelName}": onnxruntime rejected the request: ${message}`, {
+    cause: err,
+  });
 }
 
 /** A failed load as a ServeError: NOT_FOUND for a missing file, INVALID_ARGUMENT for bytes that are not a model. */
@@ -42,8 +50,16 @@ export function loadError(what: string, err: unknown): ServeError {
   if (/doesn't exist|no such file|ENOENT|not found/i.test(raw) && !/backend not found/i.test(raw)) {
     return new ServeError('NOT_FOUND', `${what}: the model file was not found (${message})`, { cause: err });
   }
-  if (/protobuf parsing failed|invalid model|model_load_utils|opset|ir version|unsupported model|load model/i.test(raw)) {
-    return new ServeError('INVALID_ARGUMENT', `${what} is not a model onnxruntime can load: ${message}`, { cause: err });
+  if (
+    /protobuf parsing failed|invalid model|model_load_utils|opset|ir version|unsupported model|load model/i.test(
+      raw,
+    )
+  ) {
+    return new ServeError('INVALID_ARGUMENT', `${what} is not a model onnxruntime can load: ${message}`, {
+      cause: err,
+    });
   }
-  return new ServeError('INTERNAL', `${what}: onnxruntime could not create a session: ${message}`, { cause: err });
+  return new ServeError('INTERNAL', `${what}: onnxruntime could not create a session: ${message}`, {
+    cause: err,
+  });
 }

@@ -34,12 +34,16 @@ export function readSignature(
     const info = inputs.find((i) => i.name === name);
     if (!info) {
       const known = inputs.map((i) => `"${i.name}"`).join(', ');
-      throw new TypeError(`options.padValues names "${name}", which is not an input of the model (inputs: ${known})`);
+      throw new TypeError(
+        `options.padValues names "${name}", which is not an input of the model (inputs: ${known})`,
+      );
     }
     const v = padValues[name]!;
     const wantsBigint = info.type === 'int64' || info.type === 'uint64';
     if (wantsBigint ? typeof v !== 'bigint' && !Number.isSafeInteger(v) : typeof v !== 'number') {
-      throw new TypeError(`options.padValues.${name} must be a ${wantsBigint ? 'bigint or integer' : 'number'}`);
+      throw new TypeError(
+        `options.padValues.${name} must be a ${wantsBigint ? 'bigint or integer' : 'number'}`,
+      );
     }
     info.padValue = wantsBigint ? BigInt(v) : v;
   }
@@ -84,7 +88,12 @@ function toInfo(m: TensorMetadata): TensorInfo {
       dimNames.push(null);
     }
   }
-  const info: TensorInfo = { name: m.name, type: m.type as DataType, dims, batched: dims.length > 0 && dims[0] === -1 };
+  const info: TensorInfo = {
+    name: m.name,
+    type: m.type as DataType,
+    dims,
+    batched: dims.length > 0 && dims[0] === -1,
+  };
   if (named) info.dimNames = dimNames;
   return info;
 }

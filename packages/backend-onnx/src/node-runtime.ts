@@ -30,7 +30,11 @@ function providerLibraries(name: string): string[] {
   const lib = (base: string) => (win ? `${base}.dll` : `lib${base}.so`);
   if (name === 'cuda') return [lib('onnxruntime_providers_shared'), lib('onnxruntime_providers_cuda')];
   if (name === 'tensorrt') {
-    return [lib('onnxruntime_providers_shared'), lib('onnxruntime_providers_cuda'), lib('onnxruntime_providers_tensorrt')];
+    return [
+      lib('onnxruntime_providers_shared'),
+      lib('onnxruntime_providers_cuda'),
+      lib('onnxruntime_providers_tensorrt'),
+    ];
   }
   return [];
 }
@@ -80,7 +84,9 @@ async function resolveSource(source: OnnxModelSource): Promise<string | Uint8Arr
     try {
       res = await fetch(url);
     } catch (err) {
-      throw unavailable(`could not fetch the model from ${url.href}: ${(err as Error).message}`, { cause: err });
+      throw unavailable(`could not fetch the model from ${url.href}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (res.status === 404) throw notFound(`no model at ${url.href} (HTTP 404)`);
     if (!res.ok) throw unavailable(`could not fetch the model from ${url.href}: HTTP ${res.status}`);
@@ -94,7 +100,8 @@ async function resolveSource(source: OnnxModelSource): Promise<string | Uint8Arr
     const st = await stat(path);
     if (!st.isFile()) throw new ServeError('INVALID_ARGUMENT', `model path ${path} is not a file`);
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') throw notFound(`model file not found: ${path}`, { cause: err });
+    if ((err as { code?: string }).code === 'ENOENT')
+      throw notFound(`model file not found: ${path}`, { cause: err });
     throw err;
   }
   return path;

@@ -2,8 +2,8 @@ import {
   cancelledFrom,
   deadlineExceeded,
   expiredError,
-  isServeError,
   type InferOptions,
+  isServeError,
   type Model,
   type ModelMetadata,
   raceExpiry,
@@ -125,7 +125,8 @@ export async function loadWithRuntime(
     throw new TypeError('options.name must be a non-empty string (it is required when the source is bytes)');
   }
   const version = options.version ?? '1';
-  if (typeof version !== 'string' || version.length === 0) throw new TypeError('options.version must be a non-empty string');
+  if (typeof version !== 'string' || version.length === 0)
+    throw new TypeError('options.version must be a non-empty string');
   checkPositiveInt(options.intraOpNumThreads, 'intraOpNumThreads');
   checkPositiveInt(options.interOpNumThreads, 'interOpNumThreads');
   const requested = options.executionProviders ?? [runtime.cpu];
@@ -142,9 +143,13 @@ export async function loadWithRuntime(
   const sessionOptions: OrtSessionOptions = { logSeverityLevel: 4, ...options.sessionOptions };
   if (options.intraOpNumThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpNumThreads;
   if (options.interOpNumThreads !== undefined) sessionOptions.interOpNumThreads = options.interOpNumThreads;
-  if (options.graphOptimizationLevel !== undefined) sessionOptions.graphOptimizationLevel = options.graphOptimizationLevel;
+  if (options.graphOptimizationLevel !== undefined)
+    sessionOptions.graphOptimizationLevel = options.graphOptimizationLevel;
   if (options.freeDimensionOverrides !== undefined) {
-    sessionOptions.freeDimensionOverrides = { ...sessionOptions.freeDimensionOverrides, ...options.freeDimensionOverrides };
+    sessionOptions.freeDimensionOverrides = {
+      ...sessionOptions.freeDimensionOverrides,
+      ...options.freeDimensionOverrides,
+    };
   }
   if (options.spinning !== undefined) {
     const allow = options.spinning ? '1' : '0';
@@ -162,7 +167,8 @@ export async function loadWithRuntime(
   let providers = [...requested];
   let fallbackReason: string | undefined;
   const fallBack = (reason: string, cause: unknown) => {
-    if (!options.fallbackToCpu) throw unavailable(reason, { cause, details: { executionProviders: requested.map(providerName) } });
+    if (!options.fallbackToCpu)
+      throw unavailable(reason, { cause, details: { executionProviders: requested.map(providerName) } });
     fallbackReason = reason;
     providers = [runtime.cpu];
   };
@@ -342,7 +348,8 @@ class OnnxModel implements Model {
       const dims = info.dims.map((d, i) => (d >= 0 ? d : (this.#freeDims[info.dimNames?.[i] ?? ''] ?? 1)));
       let n = 1;
       for (const d of dims) n *= d;
-      if (info.type === 'string') inputs[info.name] = { type: 'string', dims, data: new Array<string>(n).fill('') };
+      if (info.type === 'string')
+        inputs[info.name] = { type: 'string', dims, data: new Array<string>(n).fill('') };
       else {
         const ctor = {
           float32: Float32Array,

@@ -9,7 +9,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * holds one would come back cut short; it is rejected instead. Raw-byte strings (`Uint8Array[]`)
  * are decoded as UTF-8, since ORT's string tensors hold text.
  */
-export function toFeeds(ort: OrtModule, inputs: Tensors, names: readonly string[]): Record<string, OrtTensor> {
+export function toFeeds(
+  ort: OrtModule,
+  inputs: Tensors,
+  names: readonly string[],
+): Record<string, OrtTensor> {
   const feeds: Record<string, OrtTensor> = {};
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
@@ -35,7 +39,9 @@ function stringData(name: string, data: string[] | Uint8Array[]): string[] {
       try {
         s = utf8.decode(el);
       } catch {
-        throw invalidArgument(`input "${name}": element ${i} is not valid UTF-8 (onnxruntime string tensors hold text)`);
+        throw invalidArgument(
+          `input "${name}": element ${i} is not valid UTF-8 (onnxruntime string tensors hold text)`,
+        );
       }
     }
     if (s.includes('\0')) {

@@ -4,7 +4,9 @@ import type { OrtModule } from './ort.js';
 import { loadWithRuntime, type OnnxModelOptions, type OnnxModelSource } from './session-model.js';
 import { webRuntime } from './web-runtime.js';
 
-const runtime = webRuntime(ort as unknown as OrtModule & { env: { versions: Record<string, string | undefined> } });
+const runtime = webRuntime(
+  ort as unknown as OrtModule & { env: { versions: Record<string, string | undefined> } },
+);
 
 /**
  * Loads an ONNX model on onnxruntime-web (WebAssembly by default, `webgpu` or `webnn` where the

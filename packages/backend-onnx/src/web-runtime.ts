@@ -2,7 +2,17 @@ import { cleanOrtMessage } from './errors.js';
 import type { OrtModule } from './ort.js';
 import type { OnnxModelSource, OrtRuntime } from './session-model.js';
 
-const LABELS: Record<string, string> = { wasm: 'WebAssembly', cpu: 'CPU', webgpu: 'WebGPU', webnn: 'WebNN', webgl: 'WebGL' };
+const LABELS: Record<string, string> = {
+  wasm: 'WebAssembly',
+  cpu: 'CPU',
+  webgpu: 'WebGPU',
+  webnn: 'WebNN',
+  webgl: 'WebGL',
+  cuda: 'CUDA',
+  tensorrt: 'TensorRT',
+  dml: 'DirectML',
+  coreml: 'CoreML',
+};
 
 function label(name: string): string {
   return LABELS[name] ?? name;
@@ -16,13 +26,17 @@ function nav(): Record<string, unknown> | undefined {
 async function resolveSource(source: OnnxModelSource): Promise<string | Uint8Array> {
   if (source instanceof Uint8Array) return source;
   if (source instanceof ArrayBuffer) return new Uint8Array(source);
-  if (source instanceof URL) return source.protocol === 'file:' ? decodeURIComponent(source.pathname) : source.href;
-  if (typeof source === 'string') return source.startsWith('file://') ? decodeURIComponent(new URL(source).pathname) : source;
+  if (source instanceof URL)
+    return source.protocol === 'file:' ? decodeURIComponent(source.pathname) : source.href;
+  if (typeof source === 'string')
+    return source.startsWith('file://') ? decodeURIComponent(new URL(source).pathname) : source;
   throw new TypeError('source must be a URL, a path (in Node), a Uint8Array or an ArrayBuffer');
 }
 
 /** onnxruntime-web (any of its builds) as an {@link OrtRuntime}. */
-export function webRuntime(ort: OrtModule & { env: { versions: Record<string, string | undefined> } }): OrtRuntime {
+export function webRuntime(
+  ort: OrtModule & { env: { versions: Record<string, string | undefined> } },
+): OrtRuntime {
   return {
     name: 'onnxruntime-web',
     ort,
@@ -45,7 +59,8 @@ export function webRuntime(ort: OrtModule & { env: { versions: Record<string, st
     },
     blame(providers, err) {
       const msg = (err instanceof Error ? err.message : String(err)).toLowerCase();
-      for (const p of providers) if (msg.includes(`[${p.toLowerCase()}]`) || msg.includes(p.toLowerCase())) return p;
+      for (const p of providers)
+        if (msg.includes(`[${p.toLowerCase()}]`) || msg.includes(p.toLowerCase())) return p;
       return undefined;
     },
     explain(name, err) {

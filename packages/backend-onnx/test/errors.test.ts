@@ -23,8 +23,8 @@ describe('cleanOrtMessage', () => {
   });
 
   it('leaves a plain message alone', () => {
-    expect(cleanOrtMessage('Unexpected input data type. Actual: (tensor(double)) , expected: (tensor(float))')).toBe(
-      'Unexpected input data type. Actual: (tensor(double)) , expected: (tensor(float))',
-    );
+    expect(
+      cleanOrtMessage('Unexpected input data type. Actual: (tensor(double)) , expected: (tensor(float))'),
+    ).toBe('Unexpected input data type. Actual: (tensor(double)) , expected: (tensor(float))');
   });
 });

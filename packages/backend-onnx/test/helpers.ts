@@ -19,7 +19,11 @@ export function argmaxRows(data: Float32Array, cols: number): number[] {
 }
 
 /** Awaits a rejection and checks it is a ServeError with the code; returns it for more checks. */
-export async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<ServeError> {
+export async function rejectsWith(
+  promise: Promise<unknown>,
+  code: string,
+  message?: RegExp,
+): Promise<ServeError> {
   let caught: unknown;
   try {
     await promise;
