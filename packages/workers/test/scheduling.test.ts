@@ -1,3 +1,4 @@
+import { batching } from '@mlserve/batching';
 import { responseCache } from '@mlserve/cache';
 import { isServeError, type Model, pipeline, type ServeError } from '@mlserve/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -159,6 +160,36 @@ describe('composition', () => {
       expect(again.calls).toBe(first.calls);
       expect(context.cacheHit).toBe(true);
       expect(info(await served.infer(x(3))).calls).toBe(first.calls + 1);
+    } finally {
+      await served.dispose();
+    }
+  });
+
+  it('batching in front sends batches to all workers at once (the pool advertises its threads)', async () => {
+    const pool = await workerPool({
+      backend: { module: FAULTY, export: 'spinner' },
+      source: 'unused',
+      threads: 2,
+    });
+    const served = pipeline(pool, batching({ maxBatchSize: 2, maxDelayMs: 5 }));
+    try {
+      const row = (id: number) => ({
+        x: { type: 'float32' as const, dims: [1, 2], data: Float32Array.of(150, id) },
+      });
+      const contexts = [0, 1, 2, 3].map((): Record<string, unknown> => ({}));
+      const outs = await Promise.all(
+        [0, 1, 2, 3].map((i) => served.infer(row(i), { context: contexts[i]! })),
+      );
+      const rows = outs.map((o) => {
+        const d = o.y!.data as Float64Array;
+        return { threadId: d[0]!, start: d[1]!, end: d[2]!, id: d[3]! };
+      });
+      expect(rows.map((r) => r.id)).toEqual([0, 1, 2, 3]);
+      expect(contexts.map((c) => c.batchSize)).toEqual([2, 2, 2, 2]);
+      const batches = [...new Map(rows.map((r) => [`${r.threadId}/${r.start}`, r])).values()];
+      expect(batches).toHaveLength(2);
+      expect(new Set(batches.map((b) => b.threadId)).size).toBe(2);
+      expect(maxOverlap(batches)).toBe(2);
     } finally {
       await served.dispose();
     }
