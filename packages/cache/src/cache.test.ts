@@ -28,6 +28,7 @@ function doubler(opts: { delayMs?: number; fail?: () => boolean; name?: string }
     concurrency: 64,
     async infer(inputs, options) {
       calls.push(inputs);
+      if (options.context) options.context.computeMs = opts.delayMs ?? 0;
       if (opts.delayMs) {
         await new Promise<void>((resolve, reject) => {
           const t = setTimeout(resolve, opts.delayMs);
@@ -231,6 +232,8 @@ describe('responseCache: in process', () => {
     // Each caller owns its tensors.
     expect(new Set(outs.map((o) => o.y!.data)).size).toBe(50);
     expect(contexts.filter((c) => c.coalesced)).toHaveLength(49);
+    // What the layers below measured reaches every waiter.
+    for (const c of contexts) expect(c.computeMs).toBe(30);
     expect(cacheStats(served)).toMatchObject({ coalesced: 49, inferences: 1, inFlight: 0 });
   });
 

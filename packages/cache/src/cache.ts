@@ -1,6 +1,7 @@
 import {
   cloneTensor,
   expiredError,
+  type InferContext,
   type InferOptions,
   type Middleware,
   type Model,
@@ -97,6 +98,18 @@ interface Shared {
   outputs: Tensors;
   hit: boolean;
   taken: boolean;
+  /** What the layers below wrote while serving the shared call (queueMs, computeMs, batchSize...). */
+  context: InferContext | undefined;
+}
+
+/** Context keys a coalesced waiter never copies from the call it joined. */
+const OWN_KEYS = new Set(['startedAt', 'cacheHit', 'coalesced']);
+
+function shareContext(from: InferContext | undefined, to: InferContext | undefined): void {
+  if (!from || !to || from === to) return;
+  for (const k of Object.keys(from)) {
+    if (!OWN_KEYS.has(k) && to[k] === undefined) to[k] = from[k];
+  }
 }
 
 function isPromise<T>(v: unknown): v is Promise<T> {
@@ -316,13 +329,16 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         }
 
         // Identical requests share the lookup (for an asynchronous store) and the inference.
-        const { promise, joined } = calls.run(key, options, async (signal) => {
+        const { promise, joined } = calls.run(key, options, async (signal): Promise<Shared> => {
           running.add(key);
           try {
             const found = pending ? await lookup(key, pending) : undefined;
-            if (found) return { outputs: found, hit: true, taken: false };
-            const outputs = await compute(key, inputs, { ...options, signal, deadline: undefined });
-            return { outputs, hit: false, taken: false };
+            if (found) return { outputs: found, hit: true, taken: false, context: undefined };
+            // The inner call has no deadline of its own: each waiter races its own, and the shared
+            // signal aborts the call once every waiter has gone (core's merging semantics).
+            const context: InferContext = options?.context ?? {};
+            const outputs = await compute(key, inputs, { ...options, signal, deadline: undefined, context });
+            return { outputs, hit: false, taken: false, context };
           } finally {
             running.delete(key);
           }
@@ -332,7 +348,10 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         const shared = await promise;
         if (joined) {
           coalesced++;
-          if (options?.context) options.context.coalesced = true;
+          if (options?.context) {
+            options.context.coalesced = true;
+            shareContext(shared.context, options.context);
+          }
           emit({ type: 'coalesced', model: inner.name, key });
         }
         if (shared.hit) onHit(key, options);
