@@ -113,6 +113,7 @@ export const nodeRuntime: OrtRuntime = {
   ort: ort as unknown as OrtModule,
   version: (ort.env.versions as Record<string, string | undefined>).node,
   cpu: 'cpu',
+  blockingRun: true,
   cpuNames: ['cpu'],
   resolveSource,
   checkProvider(name) {

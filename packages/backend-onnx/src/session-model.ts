@@ -8,6 +8,7 @@ import {
   type ModelMetadata,
   raceExpiry,
   type Tensors,
+  TYPED_ARRAY,
   unavailable,
   validateRequest,
 } from '@mlserve/core';
@@ -62,6 +63,12 @@ export interface OrtRuntime {
   version: string | undefined;
   /** The CPU provider's name (`cpu` / `wasm`): the default and the fallback. */
   cpu: string;
+  /**
+   * Whether `session.run` blocks the event loop while it computes (onnxruntime-node). Then no timer
+   * can fire during a run, so the deadline is checked when the run returns instead of arming one
+   * timer per request; an abort still rejects at once.
+   */
+  blockingRun: boolean;
   /** Provider names that run on the CPU and so never count as unavailable. */
   cpuNames: readonly string[];
   /** Turns a source into what `InferenceSession.create` takes; rejects with NOT_FOUND. */
@@ -74,6 +81,31 @@ export interface OrtRuntime {
   explain(name: string, err: unknown): string;
 }
 
+const sessions = new WeakMap<Model, OrtSession>();
+
+/**
+ * The onnxruntime session under a model loaded by `loadOnnxModel`, looking through middleware
+ * (`model.inner` links); undefined for any other model. An escape hatch for what the Model API
+ * does not cover (profiling, `endProfiling()`, comparing against raw `session.run`). Do not
+ * release it yourself: `model.dispose()` does.
+ *
+ * @example
+ * ```ts
+ * const model = pipeline(await loadOnnxModel('mnist.onnx'), batching());
+ * const session = onnxSession(model);
+ * console.log(session?.inputNames);
+ * ```
+ */
+export function onnxSession(model: Model): OrtSession | undefined {
+  const seen = new Set<Model>();
+  for (let m: Model | undefined = model; m && !seen.has(m); m = m.inner) {
+    seen.add(m);
+    const s = sessions.get(m);
+    if (s) return s;
+  }
+  return undefined;
+}
+
 /** The stats an ONNX model reports under `stats().onnx`. */
 export interface OnnxStats {
   /** Runs that returned outputs. */
@@ -82,10 +114,8 @@ export interface OnnxStats {
   failed: number;
   /** Requests rejected because they were cancelled or expired (before or during the run). */
   expired: number;
-  /** Runs in progress now. */
+  /** Runs in progress now (including runs whose requests were cancelled but onnxruntime still computes). */
   inFlight: number;
-  /** Total compute time of successful runs, ms. */
-  computeMs: number;
 }
 
 function providerName(p: ExecutionProvider): string {
@@ -200,7 +230,7 @@ export async function loadWithRuntime(
   }
 
   try {
-    return new OnnxModel(runtime, session, {
+    const model = new OnnxModel(runtime, session, {
       name,
       version,
       padValues: options.padValues,
@@ -209,6 +239,8 @@ export async function loadWithRuntime(
       fallbackReason,
       freeDimensionOverrides: sessionOptions.freeDimensionOverrides,
     });
+    sessions.set(model, session);
+    return model;
   } catch (err) {
     await session.release().catch(() => {});
     throw err;
@@ -237,6 +269,13 @@ class OnnxModel implements Model {
   readonly #session: OrtSession;
   readonly #meta: ModelMetadata;
   readonly #inputNames: string[];
+  readonly #specs: {
+    name: string;
+    type: string;
+    dims: number[];
+    batched: boolean;
+    ctor: Function | undefined;
+  }[];
   readonly #outputNames: string[];
   readonly #backend: string;
   readonly #freeDims: Readonly<Record<string, number>>;
@@ -246,7 +285,6 @@ class OnnxModel implements Model {
   #runs = 0;
   #failed = 0;
   #expired = 0;
-  #computeMs = 0;
   readonly #settled = (): void => {
     if (--this.#inFlight === 0 && this.#drained) this.#drained();
   };
@@ -259,6 +297,13 @@ class OnnxModel implements Model {
     this.#freeDims = setup.freeDimensionOverrides ?? {};
     const signature = readSignature(session, setup.name, setup.padValues);
     this.#inputNames = signature.inputs.map((i) => i.name);
+    this.#specs = signature.inputs.map((i) => ({
+      name: i.name,
+      type: i.type,
+      dims: i.dims,
+      batched: i.batched,
+      ctor: i.type === 'string' ? undefined : TYPED_ARRAY[i.type],
+    }));
     this.#outputNames = signature.outputs.map((o) => o.name);
     this.#backend = `${runtime.name}/${setup.active}`;
     const batched = signature.inputs.length > 0 && signature.inputs.every((i) => i.batched);
@@ -283,6 +328,42 @@ class OnnxModel implements Model {
     };
   }
 
+  /**
+   * The common case in a few comparisons: every declared input present and well-formed, nothing
+   * else. When it says no, core's validateRequest finds the problem and words the error.
+   */
+  #quickCheck(inputs: Tensors): boolean {
+    if (typeof inputs !== 'object' || inputs === null) return false;
+    const specs = this.#specs;
+    let keys = 0;
+    for (const _ in inputs) keys++;
+    if (keys !== specs.length) return false;
+    let batch = -1;
+    for (let i = 0; i < specs.length; i++) {
+      const spec = specs[i]!;
+      const t = inputs[spec.name];
+      if (t === undefined || t === null || t.type !== spec.type) return false;
+      const dims = t.dims;
+      if (!Array.isArray(dims) || dims.length !== spec.dims.length) return false;
+      let n = 1;
+      for (let d = 0; d < dims.length; d++) {
+        const v = dims[d];
+        if (!Number.isSafeInteger(v) || v < 0) return false;
+        const want = spec.dims[d]!;
+        if (want >= 0 && v !== want) return false;
+        n *= v;
+      }
+      if (spec.batched) {
+        if (batch < 0) batch = dims[0];
+        else if (dims[0] !== batch) return false;
+      }
+      const data = t.data as { length?: unknown };
+      if (spec.ctor ? !(data instanceof spec.ctor) : !Array.isArray(data)) return false;
+      if (data.length !== n) return false;
+    }
+    return true;
+  }
+
   metadata(): ModelMetadata {
     return structuredClone(this.#meta);
   }
@@ -300,17 +381,24 @@ class OnnxModel implements Model {
         throw expired;
       }
     }
-    validateRequest(this.#meta, inputs, options);
+    if (!this.#quickCheck(inputs) || options?.outputs !== undefined)
+      validateRequest(this.#meta, inputs, options);
     const feeds = toFeeds(this.#runtime.ort, inputs, this.#inputNames);
     const fetches = options?.outputs ?? this.#outputNames;
-    const t0 = performance.now();
+    const context = options?.context;
+    const t0 = context ? performance.now() : 0;
     let results: Record<string, unknown>;
     try {
       const run = this.#session.run(feeds, fetches as string[]);
       // Counted until onnxruntime is done with it, even when the request stops waiting earlier.
       this.#inFlight++;
       run.then(this.#settled, this.#settled);
-      results = await (options === undefined ? run : raceExpiry(run, options));
+      let raced: Promise<Record<string, unknown>> = run;
+      if (options !== undefined) {
+        if (!this.#runtime.blockingRun) raced = raceExpiry(run, options);
+        else if (options.signal) raced = raceExpiry(run, { signal: options.signal });
+      }
+      results = await raced;
     } catch (err) {
       if (isServeError(err)) {
         this.#expired++;
@@ -319,7 +407,6 @@ class OnnxModel implements Model {
       this.#failed++;
       throw runError(this.name, err);
     }
-    const ms = performance.now() - t0;
     if (options !== undefined) {
       // The run cannot be stopped once started; a request that lost interest meanwhile gets no result.
       if (options.signal?.aborted) {
@@ -330,14 +417,12 @@ class OnnxModel implements Model {
         this.#expired++;
         throw deadlineExceeded('the request deadline passed while it ran');
       }
-      const context = options.context;
       if (context) {
-        context.computeMs = ms;
+        context.computeMs = performance.now() - t0;
         context.backend = this.#backend;
       }
     }
     this.#runs++;
-    this.#computeMs += ms;
     return fromOrtOutputs(results, fetches);
   }
 
@@ -377,7 +462,6 @@ class OnnxModel implements Model {
       failed: this.#failed,
       expired: this.#expired,
       inFlight: this.#inFlight,
-      computeMs: this.#computeMs,
     };
     return { onnx };
   }

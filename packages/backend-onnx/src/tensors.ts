@@ -35,7 +35,9 @@ function stringData(name: string, data: string[] | Uint8Array[]): string[] {
     const el = data[i]!;
     let s: string;
     if (typeof el === 'string') s = el;
-    else {
+    else if (!(el instanceof Uint8Array)) {
+      throw invalidArgument(`input "${name}": element ${i} is not a string or a Uint8Array`);
+    } else {
       try {
         s = utf8.decode(el);
       } catch {

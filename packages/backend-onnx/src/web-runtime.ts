@@ -42,6 +42,7 @@ export function webRuntime(
     ort,
     version: ort.env.versions.web,
     cpu: 'wasm',
+    blockingRun: false,
     cpuNames: ['wasm', 'cpu'],
     resolveSource,
     checkProvider(name) {
