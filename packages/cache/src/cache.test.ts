@@ -340,6 +340,12 @@ describe('responseCache: in process', () => {
     expect(a.calls).toHaveLength(1);
     expect(b.calls).toHaveLength(1);
     expect(store.stats!().entries).toBe(2);
+    // Disposing one model's cache leaves the shared store to the other.
+    await sa.dispose();
+    expect(store.stats!().entries).toBe(2);
+    expect((await rejectionOf(sa.infer(input(2)))).code).toBe('UNAVAILABLE');
+    await sb.infer(input(2));
+    expect(b.calls).toHaveLength(1);
   });
 
   it('forwards metadata, readiness and disposal', async () => {

@@ -7,6 +7,7 @@ import {
   type Model,
   SharedCalls,
   type Tensors,
+  unavailable,
   wrap,
 } from '@mlserve/core';
 import { cacheKey } from './key.js';
@@ -201,6 +202,8 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         }
       };
     }
+    const owned = options.store === undefined;
+    let closed = false;
     const store: CacheStore =
       options.store ??
       memoryStore({
@@ -290,6 +293,7 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
     return wrap(inner, {
       layer: 'cache',
       infer: async function responseCacheInfer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
+        if (closed) throw unavailable(`model "${inner.name}" is disposed`);
         const bypass = options?.parameters?.[bypassParameter];
         if (bypass === false || bypass === 'false') {
           bypassed++;
@@ -364,7 +368,9 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         return copyOf(shared.outputs);
       },
       async dispose() {
-        await store.clear?.();
+        closed = true;
+        // A store passed in may be shared with other models: only the cache's own is cleared.
+        if (owned) await store.clear?.();
       },
       stats: (): CacheStats => {
         const s = store.stats?.() ?? {};
