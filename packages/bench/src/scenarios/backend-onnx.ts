@@ -17,7 +17,12 @@ export default scenario({
 
     const cases = [
       { file: 'mlp.onnx' as const, input: 'features', dims: [1, 16], iterations: pick(20_000, 3_000) },
-      { file: 'mnist-cnn.onnx' as const, input: 'image', dims: [1, 1, 28, 28], iterations: pick(5_000, 1_000) },
+      {
+        file: 'mnist-cnn.onnx' as const,
+        input: 'image',
+        dims: [1, 1, 28, 28],
+        iterations: pick(5_000, 1_000),
+      },
     ];
     const sections: string[] = [];
     const summary: string[] = [];
@@ -32,8 +37,14 @@ export default scenario({
       const signal = new AbortController().signal;
       log(`${c.file}: ${c.iterations} sequential calls per round`);
       const [raw, api, full] = (await interleaved(pick(5, 3), [
-        { name: 'raw session.run', run: () => timePerCall('raw', () => session.run(feeds), { iterations: c.iterations }) },
-        { name: 'model.infer', run: () => timePerCall('api', () => model.infer(inputs), { iterations: c.iterations }) },
+        {
+          name: 'raw session.run',
+          run: () => timePerCall('raw', () => session.run(feeds), { iterations: c.iterations }),
+        },
+        {
+          name: 'model.infer',
+          run: () => timePerCall('api', () => model.infer(inputs), { iterations: c.iterations }),
+        },
         {
           name: 'model.infer + signal, deadline, context',
           run: () =>
