@@ -1,0 +1,167 @@
+import { batching } from '@mlserve/batching';
+import { fromFunction, type Model, type TensorSpec, type Tensors } from '@mlserve/core';
+import * as ort from 'onnxruntime-node';
+import { closedLoop, interleaved, type LoadResult, openLoop, ratioTable, scenario } from '../harness.js';
+
+const MODELS = new URL('../../../test-utils/models/', import.meta.url);
+
+/** A real onnxruntime-node session as a Model, one intra-op thread (the other core runs the JS). */
+async function ortModel(file: string, inputs: TensorSpec[], outputs: TensorSpec[]): Promise<Model> {
+  const session = await ort.InferenceSession.create(new URL(file, MODELS).pathname, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  });
+  return fromFunction({
+    name: file,
+    inputs,
+    outputs,
+    infer: async (feeds: Tensors) => {
+      const f: Record<string, ort.Tensor> = {};
+      for (const [k, t] of Object.entries(feeds))
+        f[k] = new ort.Tensor(t.type as 'float32', t.data as Float32Array, t.dims);
+      const res = await session.run(f);
+      const out: Tensors = {};
+      for (const [k, t] of Object.entries(res))
+        out[k] = { type: 'float32', dims: t.dims, data: t.data as Float32Array };
+      return out;
+    },
+    dispose: () => session.release(),
+  });
+}
+
+function randomRequests(n: number, name: string, dims: number[]): Tensors[] {
+  const size = dims.reduce((a, b) => a * b, 1);
+  return Array.from({ length: n }, () => ({
+    [name]: {
+      type: 'float32' as const,
+      dims,
+      data: Float32Array.from({ length: size }, () => Math.random()),
+    },
+  }));
+}
+
+/** Dynamic batching against one-request-per-call on real onnxruntime, 256 concurrent callers. */
+export default scenario({
+  name: 'batching',
+  title: 'Dynamic batching: throughput and p99 with and without, auto vs fixed delay',
+  async run({ pick, log }) {
+    const durationMs = pick(3000, 1000);
+    const warmupMs = pick(300, 200);
+    const concurrency = 256;
+    const sections: string[] = [
+      'One onnxruntime-node session per model, `intraOpNumThreads: 1`, in process. The machine is shared',
+      'and noisy (2 cores, other engineers running tests), so read ratios, not absolute figures.',
+      '',
+    ];
+
+    const mlp = await ortModel(
+      'mlp.onnx',
+      [{ name: 'features', type: 'float32', dims: [-1, 16] }],
+      [{ name: 'scores', type: 'float32', dims: [-1, 2] }],
+    );
+    const cnn = await ortModel(
+      'mnist-cnn.onnx',
+      [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
+      [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
+    );
+    const mlpReqs = randomRequests(1024, 'features', [1, 16]);
+    const cnnReqs = randomRequests(256, 'image', [1, 1, 28, 28]);
+
+    const load = (name: string, m: Model, reqs: Tensors[]) =>
+      closedLoop(name, (i) => m.infer(reqs[i % reqs.length]!), { concurrency, durationMs, warmupMs });
+    const withStats = (r: LoadResult, m: Model) => {
+      const s = m.stats?.().batching as { averageBatchSize: number } | undefined;
+      if (s) r.extra = { 'avg batch': s.averageBatchSize.toFixed(1) };
+      return r;
+    };
+
+    const rounds = pick(3, 1);
+    log(`mlp: unbatched vs batched (${rounds} interleaved rounds)`);
+    const mlpBatched = batching({ maxBatchSize: 256, maxDelayMs: 'auto' })(mlp);
+    const [mlpBase, mlpB] = (await interleaved(rounds, [
+      { name: 'mlp, one call per request', run: () => load('', mlp, mlpReqs) },
+      {
+        name: "mlp, batching({ maxBatchSize: 256, maxDelayMs: 'auto' })",
+        run: () => load('', mlpBatched, mlpReqs),
+      },
+    ])) as [LoadResult, LoadResult];
+    withStats(mlpB, mlpBatched);
+    sections.push(ratioTable(`mlp.onnx, ${concurrency} concurrent callers`, mlpBase, [mlpB]));
+
+    log('mnist-cnn: unbatched vs batched');
+    const cnn32 = batching({ maxBatchSize: 32, maxDelayMs: 'auto' })(cnn);
+    const cnn64 = batching({ maxBatchSize: 64, maxDelayMs: 'auto' })(cnn);
+    const [cnnBase, cnnA, cnnC] = (await interleaved(rounds, [
+      { name: 'mnist-cnn, one call per request', run: () => load('', cnn, cnnReqs) },
+      {
+        name: "mnist-cnn, batching({ maxBatchSize: 32, maxDelayMs: 'auto' })",
+        run: () => load('', cnn32, cnnReqs),
+      },
+      {
+        name: "mnist-cnn, batching({ maxBatchSize: 64, maxDelayMs: 'auto' })",
+        run: () => load('', cnn64, cnnReqs),
+      },
+    ])) as [LoadResult, LoadResult, LoadResult];
+    withStats(cnnA, cnn32);
+    withStats(cnnC, cnn64);
+    const cnnB = cnnA.throughput >= cnnC.throughput ? cnnA : cnnC;
+    sections.push(ratioTable(`mnist-cnn.onnx, ${concurrency} concurrent callers`, cnnBase, [cnnA, cnnC]));
+
+    // Auto against fixed delays: under load (closed loop, 256 callers) and light traffic (open loop).
+    log('auto vs fixed delays');
+    const delays = pick([0, 1, 2, 5], [0, 2, 5]);
+    const configs = [
+      ...delays.map((d) => ({ label: `maxDelayMs: ${d}`, delay: d as number | 'auto' })),
+      { label: "maxDelayMs: 'auto'", delay: 'auto' as const },
+    ];
+    const models = configs.map((c) =>
+      batching({ maxBatchSize: 32, maxDelayMs: c.delay, maxLatencyMs: 10 })(cnn),
+    );
+    const results = await interleaved(
+      rounds,
+      configs.map((c, k) => ({ name: c.label, run: () => load('', models[k]!, cnnReqs) })),
+    );
+    for (const [k, r] of results.entries()) withStats(r, models[k]!);
+    const autoHeavy = results[results.length - 1]!;
+    const heavy = results.slice(0, -1);
+    const best = heavy.reduce((a, b) => (b.throughput > a.throughput ? b : a));
+    sections.push(
+      ratioTable(`mnist-cnn under load (${concurrency} callers): best fixed delay as baseline`, best, [
+        ...heavy.filter((r) => r !== best),
+        autoHeavy,
+      ]),
+    );
+
+    const rate = 200;
+    log(`light traffic: ${rate} req/s open loop`);
+    const light: LoadResult[] = [];
+    let j = 0;
+    for (const c of configs) {
+      const m = batching({ maxBatchSize: 32, maxDelayMs: c.delay, maxLatencyMs: 10 })(cnn);
+      light.push(
+        await openLoop(c.label, () => m.infer(cnnReqs[j++ % cnnReqs.length]!), {
+          rate,
+          durationMs,
+          warmupMs,
+        }),
+      );
+    }
+    const fixedL = light.find((r) => r.name === best.name)!;
+    const autoL = light[light.length - 1]!;
+    sections.push(
+      ratioTable(
+        `mnist-cnn, light traffic (${rate} req/s open loop): the delay that was best under load as baseline`,
+        fixedL,
+        light.filter((r) => r !== fixedL),
+      ),
+    );
+    sections.push(
+      `Summary: batching gives ${(mlpB.throughput / mlpBase.throughput).toFixed(1)}x on mlp (p99 ${mlpB.p99.toFixed(2)} ms vs ${mlpBase.p99.toFixed(2)} ms) and ${(cnnB.throughput / cnnBase.throughput).toFixed(2)}x on mnist-cnn (p99 ${cnnB.p99.toFixed(2)} ms vs ${cnnBase.p99.toFixed(2)} ms); 'auto' reaches ${((100 * autoHeavy.throughput) / best.throughput).toFixed(0)}% of the best fixed delay's (${best.name}) throughput under load, and under light traffic a p99 of ${autoL.p99.toFixed(2)} ms against ${fixedL.p99.toFixed(2)} ms for ${best.name}.`,
+      '',
+    );
+    await mlp.dispose();
+    await cnn.dispose();
+    return sections.join('\n');
+  },
+});
