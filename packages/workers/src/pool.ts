@@ -17,6 +17,7 @@ import {
 } from '@mlserve/core';
 import { Piscina } from 'piscina';
 import { acquire, drain, gate, type PoolSlot } from './budget.js';
+import { ProcessPool } from './processes.js';
 import {
   fromWireError,
   type InferResult,
@@ -48,6 +49,21 @@ export interface WorkerPoolOptions extends ModelDescription {
   resourceLimits?: ResourceLimits;
   /** How long every thread may take to load the model, ms. Default 120000. */
   loadTimeoutMs?: number;
+  /**
+   * `'thread'` (default): Piscina worker threads, tensors moved without copies. `'process'`: child
+   * processes, so a native crash in the backend fails one request instead of the whole server, at
+   * the cost of a copy of every tensor each way.
+   */
+  isolation?: 'thread' | 'process';
+}
+
+/** What runs the tasks: Piscina threads or child processes. @internal */
+interface Engine {
+  metadata: ModelMetadata;
+  run(task: InferTask, transferList: ArrayBuffer[]): Promise<InferResult>;
+  destroy(): Promise<void>;
+  utilization(): number;
+  deaths(): number;
 }
 
 /** Counters of a pool, under `stats().workers`. */
@@ -70,10 +86,10 @@ function positiveInt(name: string, v: unknown): void {
   }
 }
 
-/** dist/worker.js, next to the built index, or (when running from source) the package's dist. */
-export function workerFile(): string {
+/** dist/worker.js (or child.js), next to the built index, or (when running from source) the package's dist. */
+export function workerFile(file: 'worker.js' | 'child.js' = 'worker.js'): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'worker.js'), join(here, '..', 'dist', 'worker.js')];
+  const candidates = [join(here, file), join(here, '..', 'dist', file)];
   for (const file of candidates) if (existsSync(file)) return file;
   throw unavailable(
     `@mlserve/workers: the worker script is missing (looked for ${candidates.join(', ')}); build the package ` +
@@ -150,6 +166,90 @@ function mapRunError(err: unknown, name: string, disposed: boolean): ServeError 
   return toServeError(err);
 }
 
+async function startThreads(
+  data: WorkerData,
+  settings: { threads: number; minThreads: number; loadTimeoutMs: number; options: WorkerPoolOptions },
+): Promise<Engine> {
+  const { threads, minThreads, loadTimeoutMs, options } = settings;
+  const { description } = data;
+  let deaths = 0;
+  const piscina = new Piscina({
+    filename: workerFile(),
+    minThreads,
+    maxThreads: threads,
+    concurrentTasksPerWorker: 1,
+    idleTimeout: options.idleTimeout ?? Number.POSITIVE_INFINITY,
+    workerData: data,
+    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+  });
+  // A worker that dies between tasks is replaced by Piscina; count it instead of crashing the process.
+  piscina.on('error', () => {
+    deaths++;
+  });
+
+  // One load task per thread; each holds its thread until all have arrived, so all threads load.
+  const barrier = new Int32Array(new SharedArrayBuffer(4));
+  let loads: LoadResult[];
+  try {
+    loads = await Promise.all(
+      Array.from(
+        { length: threads },
+        () =>
+          piscina.run({
+            kind: 'load',
+            barrier,
+            parties: threads,
+            timeoutMs: loadTimeoutMs,
+          }) as Promise<LoadResult>,
+      ),
+    );
+  } catch (err) {
+    await piscina.destroy().catch(() => {});
+    throw unavailable(
+      `worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`,
+      { cause: err },
+    );
+  }
+  const failed = loads.find((r) => !r.ok);
+  if (failed && !failed.ok) {
+    await piscina.destroy().catch(() => {});
+    throw fromWireError(failed.error);
+  }
+  const ids = new Set(loads.map((r) => r.threadId));
+  const first = loads[0];
+  if (ids.size !== threads || !first?.ok) {
+    await piscina.destroy().catch(() => {});
+    throw new ServeError('INTERNAL', `worker pool: ${ids.size} of ${threads} threads loaded the model`);
+  }
+  return {
+    metadata: first.metadata,
+    run: (task, transferList) =>
+      (piscina.run(task, { transferList }) as Promise<InferResult>).catch((err: unknown) => {
+        if (isWorkerDeath(err)) deaths++;
+        throw err;
+      }),
+    destroy: () => piscina.destroy(),
+    utilization: () => piscina.utilization,
+    deaths: () => deaths,
+  };
+}
+
+async function startProcesses(
+  data: WorkerData,
+  processes: number,
+  maxOldGenerationSizeMb: number | undefined,
+): Promise<Engine> {
+  const pool = new ProcessPool({ file: workerFile('child.js'), processes, data, maxOldGenerationSizeMb });
+  const metadata = await pool.start();
+  return {
+    metadata,
+    run: (task) => pool.run(task),
+    destroy: () => pool.destroy(),
+    utilization: () => pool.utilization,
+    deaths: () => pool.deaths,
+  };
+}
+
 /**
  * Serves a model from Piscina worker threads, so inference never blocks the event loop: health
  * checks, cache hits and other models keep answering while the workers compute. Resolves once every
@@ -196,60 +296,16 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   const rejectStatus = options.rejectStatus ?? 429;
   const copyInputs = options.copyInputs ?? false;
   const loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
+  if (options.isolation !== undefined && options.isolation !== 'thread' && options.isolation !== 'process') {
+    throw new TypeError("options.isolation must be 'thread' or 'process'");
+  }
 
   const data: WorkerData = { description, intraOpThreads };
-  let workerDeaths = 0;
-  const piscina = new Piscina({
-    filename: workerFile(),
-    minThreads,
-    maxThreads: threads,
-    concurrentTasksPerWorker: 1,
-    idleTimeout: options.idleTimeout ?? Number.POSITIVE_INFINITY,
-    workerData: data,
-    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
-  });
-  // A worker that dies between tasks is replaced by Piscina; count it instead of crashing the process.
-  piscina.on('error', () => {
-    workerDeaths++;
-  });
-
-  // One load task per thread; each holds its thread until all have arrived, so all threads load.
-  const barrier = new Int32Array(new SharedArrayBuffer(4));
-  let loads: LoadResult[];
-  try {
-    loads = await Promise.all(
-      Array.from(
-        { length: threads },
-        () =>
-          piscina.run({
-            kind: 'load',
-            barrier,
-            parties: threads,
-            timeoutMs: loadTimeoutMs,
-          }) as Promise<LoadResult>,
-      ),
-    );
-  } catch (err) {
-    await piscina.destroy().catch(() => {});
-    throw unavailable(
-      `worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
-  const failed = loads.find((r) => !r.ok);
-  if (failed && !failed.ok) {
-    await piscina.destroy().catch(() => {});
-    throw fromWireError(failed.error);
-  }
-  const ids = new Set(loads.map((r) => r.threadId));
-  const first = loads[0];
-  if (ids.size !== threads || !first?.ok) {
-    await piscina.destroy().catch(() => {});
-    throw new ServeError('INTERNAL', `worker pool: ${ids.size} of ${threads} threads loaded the model`);
-  }
-  const innerMeta = first.metadata;
+  const engine =
+    options.isolation === 'process'
+      ? await startProcesses(data, threads, options.resourceLimits?.maxOldGenerationSizeMb)
+      : await startThreads(data, { threads, minThreads, loadTimeoutMs, options });
+  const innerMeta = engine.metadata;
   const meta: ModelMetadata = {
     ...innerMeta,
     concurrency: threads,
@@ -258,6 +314,7 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   const name = meta.name;
   const version = meta.version;
 
+  const isolated = options.isolation === 'process';
   const slot: PoolSlot = { threads, cost: intraOpThreads, running: 0, queued: 0 };
   let completed = 0;
   let failures = 0;
@@ -284,13 +341,16 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
     if (context) context.queueMs = (context.queueMs ?? 0) + (performance.now() - t0);
     let run: Promise<InferResult>;
     try {
-      const { tensors, transferList } = prepareTransfer(inputs, { copy: copyInputs });
+      // Child processes get a serialized copy anyway: nothing to move or detach there.
+      const { tensors, transferList } = isolated
+        ? { tensors: inputs, transferList: [] }
+        : prepareTransfer(inputs, { copy: copyInputs });
       const wire: WireOptions = {};
       for (const k of ['deadline', 'outputs', 'parameters', 'id', 'priority', 'sequence'] as const) {
         if (opts[k] !== undefined) (wire as Record<string, unknown>)[k] = opts[k];
       }
       const task: InferTask = { kind: 'infer', inputs: tensors, options: wire };
-      run = piscina.run(task, { transferList }) as Promise<InferResult>;
+      run = engine.run(task, transferList);
     } catch (err) {
       release();
       failures++;
@@ -303,7 +363,6 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
       result = await raceExpiry(run, opts);
     } catch (err) {
       failures++;
-      if (isWorkerDeath(err)) workerDeaths++;
       throw mapRunError(err, name, disposing !== undefined);
     }
     if (!result.ok) {
@@ -328,7 +387,7 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
     dispose() {
       disposing ??= (async () => {
         drain(slot, () => unavailable(`model "${name}" is disposed`));
-        await piscina.destroy();
+        await engine.destroy();
       })();
       return disposing;
     },
@@ -341,8 +400,8 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
         queued: slot.queued,
         completed,
         failed: failures,
-        workerDeaths,
-        utilization: piscina.utilization,
+        workerDeaths: engine.deaths(),
+        utilization: engine.utilization(),
       } satisfies WorkerPoolStats,
     }),
   };
