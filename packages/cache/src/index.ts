@@ -18,3 +18,4 @@ export {
   type MemoryStoreOptions,
   memoryStore,
 } from './store.js';
+export { type TieredStoreOptions, tieredStore } from './tiered-store.js';

@@ -7,6 +7,8 @@ import { type CacheStats, responseCache } from './cache.js';
 import { decodeTensors } from './codec.js';
 import { cacheKey } from './key.js';
 import { redisStore } from './redis-store.js';
+import { memoryStore } from './store.js';
+import { tieredStore } from './tiered-store.js';
 
 const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -205,6 +207,47 @@ describe.runIf(haveRedis)('redisStore against a real redis-server', () => {
       expect(calls).toHaveLength(1);
       await waitFor(() => stats(served).storeErrors >= 2); // the GET and the fire-and-forget SET
       expect(stats(served).timeouts).toBeGreaterThanOrEqual(2);
+    } finally {
+      server.process.kill('SIGCONT');
+    }
+  });
+
+  it('serves hot answers from a near in-process tier, sharing through Redis (tieredStore)', async () => {
+    const p = prefix();
+    const [c1, c2] = [await connect(), await connect()];
+    const a = counter();
+    const b = counter();
+    const tiered = (client: Redis) =>
+      tieredStore({
+        near: memoryStore({ max: 100 }),
+        far: redisStore({ client, prefix: p }),
+        nearTtlMs: 5_000,
+      });
+    const replicaA = pipeline(a.model, responseCache({ store: tiered(c1), ttlMs: 60_000 }));
+    const replicaB = pipeline(b.model, responseCache({ store: tiered(c2), ttlMs: 60_000 }));
+    await replicaA.infer(input(11));
+    await waitFor(async () => (await c1.keys(`${p}*`)).length === 1);
+    const redisHits = async () => Number((await c1.info('stats')).match(/keyspace_hits:(\d+)/)![1]);
+    const h0 = await redisHits();
+    const ctx: InferContext = {};
+    await replicaB.infer(input(11), { context: ctx }); // far hit, copied near
+    expect(ctx.cacheHit).toBe(true);
+    for (let i = 0; i < 5; i++) await replicaB.infer(input(11)); // near hits: no Redis round trip
+    expect((await redisHits()) - h0).toBe(1);
+    expect(b.calls).toHaveLength(0);
+    expect(stats(replicaB)).toMatchObject({
+      hits: 6,
+      nearHits: 5,
+      farHits: 1,
+      store: 'tiered(memory,redis)',
+    });
+    // With Redis hung, near hits still answer and far misses run the model.
+    server.process.kill('SIGSTOP');
+    try {
+      await replicaB.infer(input(11));
+      await replicaB.infer(input(12));
+      expect(b.calls).toHaveLength(1);
+      expect(stats(replicaB).nearHits).toBe(6);
     } finally {
       server.process.kill('SIGCONT');
     }
