@@ -90,6 +90,24 @@ export function sharedSuite(entry: string, load: Loader): void {
       }
     });
 
+    it('answers concurrent requests each with its own rows', async () => {
+      const holdout = mnistHoldout();
+      const one = async (i: number) =>
+        (await model.infer({ image: tensor('float32', holdout.image(i), [1, 1, 28, 28]) })).logits!
+          .data as Float32Array;
+      const sequential: Float32Array[] = [];
+      for (let i = 0; i < 16; i++) sequential.push(await one(i));
+      const concurrent = await Promise.all(Array.from({ length: 16 }, (_, i) => one(i)));
+      for (let i = 0; i < 16; i++) expect(Array.from(concurrent[i]!)).toEqual(Array.from(sequential[i]!));
+    });
+
+    it('hands out metadata copies', () => {
+      const meta = model.metadata();
+      meta.inputs[0]!.dims[1] = 3;
+      meta.inputs.pop();
+      expect(model.metadata().inputs[0]!.dims).toEqual([-1, 1, 28, 28]);
+    });
+
     it('returns outputs the caller owns', async () => {
       const image = tensor('float32', mnistHoldout().image(0), [1, 1, 28, 28]);
       const a = await model.infer({ image });
