@@ -129,3 +129,52 @@ describe('exactness on real onnxruntime', () => {
     expect(worst).toBeLessThanOrEqual(1e-6);
   });
 });
+
+describe('over @mlserve/backend-onnx', () => {
+  test('tiny-text with pad values from the backend: padded batches within 1e-6, mnist exact', async () => {
+    const { loadOnnxModel } = await import('@mlserve/backend-onnx');
+    const text = await loadOnnxModel(modelPath('tiny-text.onnx'), {
+      intraOpNumThreads: 1,
+      padValues: { input_ids: 0n, attention_mask: 0n },
+    });
+    const rand = rng(11);
+    const requests: Tensors[] = Array.from({ length: 24 }, () => {
+      const len = 2 + Math.floor(rand() * 10);
+      return {
+        input_ids: {
+          type: 'int64',
+          dims: [1, len],
+          data: BigInt64Array.from({ length: len }, () => BigInt(1 + Math.floor(rand() * 900))),
+        },
+        attention_mask: { type: 'int64', dims: [1, len], data: new BigInt64Array(len).fill(1n) },
+      };
+    });
+    const expected = await oneByOne(text, requests);
+    let padded = 0;
+    const served = batching({ maxDelayMs: 0, onBatch: (e) => e.padded && padded++ })(text);
+    const got = await Promise.all(requests.map((r) => served.infer(r)));
+    expect(padded).toBeGreaterThan(0);
+    for (let i = 0; i < requests.length; i++) {
+      const g = got[i]!.logits!.data as Float32Array;
+      const e = expected[i]!.logits!.data as Float32Array;
+      for (let j = 0; j < 3; j++) expect(Math.abs(g[j]! - e[j]!)).toBeLessThanOrEqual(1e-6);
+    }
+    await served.dispose();
+
+    const cnn = await loadOnnxModel(modelPath('mnist-cnn.onnx'), { intraOpNumThreads: 1 });
+    const digits = mnistHoldout();
+    const images: Tensors[] = Array.from({ length: 32 }, (_, i) => ({
+      image: { type: 'float32', dims: [1, 1, 28, 28], data: digits.image(100 + i) },
+    }));
+    const one = await oneByOne(cnn, images);
+    const batched = batching({ maxBatchSize: 16, maxDelayMs: 0 })(cnn);
+    const many = await Promise.all(images.map((r) => batched.infer(r)));
+    for (let i = 0; i < images.length; i++) {
+      expect(Array.from(many[i]!.logits!.data as Float32Array)).toEqual(
+        Array.from(one[i]!.logits!.data as Float32Array),
+      );
+    }
+    expect((batched.stats!().batching as { averageBatchSize: number }).averageBatchSize).toBeGreaterThan(4);
+    await batched.dispose();
+  });
+});
