@@ -1,0 +1,292 @@
+import {
+  bytesPerElement,
+  type DataType,
+  elementCount,
+  float16BitsToNumber,
+  float32ToFloat16Bits,
+  invalidArgument,
+  type NumericTensorData,
+  type Tensor,
+  TYPED_ARRAY,
+} from '@mlserve/core';
+
+/**
+ * Tensor encoding shared by every protocol: KServe V2 datatype names, JSON `data` arrays (flat or
+ * nested) and the binary tensor extension's raw little-endian bytes. Everything here treats its
+ * input as hostile: sizes are checked against what the client actually sent before anything is
+ * allocated, so `shape: [1e9, 1e9]` with three numbers fails at once with INVALID_ARGUMENT.
+ */
+
+/** KServe V2 datatype name for each core type. */
+export const V2_DATATYPE: Readonly<Record<DataType, string>> = Object.freeze({
+  bool: 'BOOL',
+  uint8: 'UINT8',
+  uint16: 'UINT16',
+  uint32: 'UINT32',
+  uint64: 'UINT64',
+  int8: 'INT8',
+  int16: 'INT16',
+  int32: 'INT32',
+  int64: 'INT64',
+  float16: 'FP16',
+  float32: 'FP32',
+  float64: 'FP64',
+  string: 'BYTES',
+});
+
+const FROM_V2 = new Map<string, DataType>(Object.entries(V2_DATATYPE).map(([k, v]) => [v, k as DataType]));
+
+/** The core type of a V2 datatype name; INVALID_ARGUMENT for anything else (BF16 included). */
+export function fromV2Datatype(value: unknown, what: string): DataType {
+  const t = typeof value === 'string' ? FROM_V2.get(value) : undefined;
+  if (!t) {
+    const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 20)) : typeof value;
+    throw invalidArgument(`${what}: unsupported datatype ${shown}`);
+  }
+  return t;
+}
+
+/** Deepest nesting of a JSON `data` array accepted (tensors of higher rank are not served). */
+export const MAX_RANK = 32;
+
+/** Checks a client's shape: an array of at most {@link MAX_RANK} non-negative safe integers. */
+export function parseShape(value: unknown, what: string): { dims: number[]; count: number } {
+  if (!Array.isArray(value)) throw invalidArgument(`${what}: "shape" must be an array of integers`);
+  if (value.length > MAX_RANK)
+    throw invalidArgument(`${what}: rank ${value.length} is over the limit of ${MAX_RANK}`);
+  const count = elementCount(value, what);
+  return { dims: value as number[], count };
+}
+
+/**
+ * Flattens a JSON `data` value (flat or nested arrays) into `out`, refusing to collect more than
+ * `limit` elements or to nest deeper than {@link MAX_RANK}. Returns false when the limit is passed.
+ */
+function flattenInto(value: unknown, out: unknown[], limit: number, depth: number, what: string): boolean {
+  if (!Array.isArray(value)) {
+    if (out.length >= limit) return false;
+    out.push(value);
+    return true;
+  }
+  if (depth > MAX_RANK) throw invalidArgument(`${what}: "data" is nested deeper than ${MAX_RANK}`);
+  for (const v of value) {
+    if (Array.isArray(v)) {
+      if (!flattenInto(v, out, limit, depth + 1, what)) return false;
+    } else {
+      if (out.length >= limit) return false;
+      out.push(v);
+    }
+  }
+  return true;
+}
+
+/**
+ * Builds a tensor from V2 JSON `data`. The element count comes from the data the client sent and
+ * must equal the product of the shape before the typed array is allocated.
+ */
+export function tensorFromJson(
+  type: DataType,
+  dims: number[],
+  count: number,
+  data: unknown,
+  what: string,
+): Tensor {
+  if (data === undefined) throw invalidArgument(`${what}: "data" is missing`);
+  const flat: unknown[] = [];
+  if (!flattenInto(Array.isArray(data) ? data : [data], flat, count, 1, what) || flat.length !== count) {
+    const got = flat.length === count ? 'more' : String(flat.length);
+    throw invalidArgument(`${what}: shape [${dims.join(',')}] needs ${count} elements, "data" has ${got}`);
+  }
+  if (type === 'string') {
+    const out = new Array<string>(count);
+    for (let i = 0; i < count; i++) {
+      const v = flat[i];
+      if (typeof v !== 'string') throw invalidArgument(`${what}: BYTES element ${i} must be a string`);
+      out[i] = v;
+    }
+    return { type, dims, data: out };
+  }
+  const arr = new TYPED_ARRAY[type](count) as NumericTensorData;
+  const put = arr as unknown as (number | bigint)[];
+  for (let i = 0; i < count; i++) put[i] = jsonElement(type, flat[i], i, what);
+  return { type, dims, data: arr };
+}
+
+const INT_LIMITS: Partial<Record<DataType, [number, number]>> = {
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+  uint8: [0, 255],
+  uint16: [0, 65535],
+  uint32: [0, 4294967295],
+};
+
+function jsonElement(type: DataType, v: unknown, i: number, what: string): number | bigint {
+  if (type === 'bool') {
+    if (v === true || v === 1) return 1;
+    if (v === false || v === 0) return 0;
+    throw invalidArgument(`${what}: BOOL element ${i} must be true or false`);
+  }
+  if (type === 'int64' || type === 'uint64') {
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw invalidArgument(`${what}: element ${i} must be an integer`);
+    }
+    const b = BigInt(v);
+    const ok = type === 'int64' ? b >= -(2n ** 63n) && b < 2n ** 63n : b >= 0n && b < 2n ** 64n;
+    if (!ok) throw invalidArgument(`${what}: element ${i} is out of range for ${V2_DATATYPE[type]}`);
+    return b;
+  }
+  if (typeof v !== 'number') throw invalidArgument(`${what}: element ${i} must be a number`);
+  const range = INT_LIMITS[type];
+  if (range && (!Number.isInteger(v) || v < range[0] || v > range[1])) {
+    throw invalidArgument(`${what}: element ${i} (${v}) is not a valid ${V2_DATATYPE[type]}`);
+  }
+  return type === 'float16' ? float32ToFloat16Bits(v) : v;
+}
+
+/**
+ * Builds a tensor from the binary extension's raw bytes (little-endian; BYTES as 4-byte length
+ * prefixes). The byte count must match the shape exactly; the data is copied into an aligned
+ * array so the request body is not kept alive.
+ */
+export function tensorFromBinary(
+  type: DataType,
+  dims: number[],
+  count: number,
+  bytes: Uint8Array,
+  what: string,
+): Tensor {
+  if (type === 'string') return { type, dims, data: splitLengthPrefixed(bytes, count, what) };
+  const need = count * bytesPerElement(type);
+  if (bytes.byteLength !== need) {
+    throw invalidArgument(
+      `${what}: shape [${dims.join(',')}] of ${V2_DATATYPE[type]} needs ${need} bytes, binary_data_size is ${bytes.byteLength}`,
+    );
+  }
+  const arr = new TYPED_ARRAY[type](count) as NumericTensorData;
+  new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(bytes);
+  if (type === 'bool') {
+    for (let i = 0; i < count; i++)
+      if ((arr as Uint8Array)[i]! > 1) throw invalidArgument(`${what}: BOOL byte ${i} is not 0 or 1`);
+  }
+  return { type, dims, data: arr };
+}
+
+/** Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes. */
+export function splitLengthPrefixed(bytes: Uint8Array, count: number, what: string): Uint8Array[] {
+  // Every element costs at least its 4-byte prefix: check before allocating the array.
+  if (count * 4 > bytes.byteLength) {
+    throw invalidArgument(`${what}: ${count} BYTES elements cannot fit in ${bytes.byteLength} bytes`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Array<Uint8Array>(count);
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    if (off + 4 > bytes.byteLength)
+      throw invalidArgument(`${what}: BYTES element ${i} length prefix is past the end`);
+    const len = view.getUint32(off, true);
+    off += 4;
+    if (len > bytes.byteLength - off)
+      throw invalidArgument(`${what}: BYTES element ${i} (${len} bytes) runs past the end`);
+    out[i] = bytes.slice(off, off + len);
+    off += len;
+  }
+  if (off !== bytes.byteLength)
+    throw invalidArgument(`${what}: ${bytes.byteLength - off} bytes left after ${count} BYTES elements`);
+  return out;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes UTF-8, failing with INVALID_ARGUMENT on invalid bytes. */
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw invalidArgument(`${what}: invalid UTF-8`);
+  }
+}
+
+/** The raw bytes of a tensor as the binary extension sends them. */
+export function tensorToBinary(t: Tensor): Buffer {
+  if (t.type === 'string') {
+    const parts: Buffer[] = [];
+    for (const el of t.data as (string | Uint8Array)[]) {
+      const body =
+        typeof el === 'string'
+          ? Buffer.from(el, 'utf8')
+          : Buffer.from(el.buffer, el.byteOffset, el.byteLength);
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32LE(body.byteLength, 0);
+      parts.push(len, body);
+    }
+    return Buffer.concat(parts);
+  }
+  const d = t.data as NumericTensorData;
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/** A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings). */
+export function tensorDataToJson(t: Tensor): string {
+  switch (t.type) {
+    case 'string': {
+      const els = (t.data as (string | Uint8Array)[]).map((el) =>
+        JSON.stringify(
+          typeof el === 'string' ? el : Buffer.from(el.buffer, el.byteOffset, el.byteLength).toString('utf8'),
+        ),
+      );
+      return `[${els.join(',')}]`;
+    }
+    case 'bool':
+      return `[${Array.from(t.data as Uint8Array, (v) => (v ? 'true' : 'false')).join(',')}]`;
+    case 'float16':
+      return `[${Array.from(t.data as Uint16Array, (v) => jsonNumber(float16BitsToNumber(v))).join(',')}]`;
+    case 'int64':
+    case 'uint64':
+      return `[${Array.from(t.data as BigInt64Array, String).join(',')}]`;
+    case 'float32':
+    case 'float64':
+      return `[${Array.from(t.data as Float32Array, jsonNumber).join(',')}]`;
+    default:
+      return `[${(t.data as Int32Array).join(',')}]`;
+  }
+}
+
+/** JSON has no NaN or Infinity: they are sent as null, as Python's json does not (it breaks the spec). */
+function jsonNumber(v: number): string {
+  return Number.isFinite(v) ? String(v) : 'null';
+}
+
+/** A tensor's elements as plain JS values, nested by its dims (for TF Serving responses). */
+export function tensorToNested(t: Tensor, skipLeading = 0): unknown {
+  const flat = plainElements(t);
+  const dims = t.dims.slice(skipLeading);
+  if (dims.length === 0) return flat[0];
+  let level: unknown[] = flat;
+  for (let d = dims.length - 1; d >= 1; d--) {
+    const size = dims[d]!;
+    const next: unknown[] = [];
+    for (let i = 0; i < level.length; i += size) next.push(level.slice(i, i + size));
+    level = next;
+  }
+  return level;
+}
+
+/** A tensor's elements as plain JS values (int64 as numbers, BYTES as strings). */
+export function plainElements(t: Tensor): unknown[] {
+  switch (t.type) {
+    case 'string':
+      return (t.data as (string | Uint8Array)[]).map((el) =>
+        typeof el === 'string' ? el : Buffer.from(el.buffer, el.byteOffset, el.byteLength).toString('utf8'),
+      );
+    case 'bool':
+      return Array.from(t.data as Uint8Array, (v) => v === 1);
+    case 'float16':
+      return Array.from(t.data as Uint16Array, float16BitsToNumber);
+    case 'int64':
+    case 'uint64':
+      return Array.from(t.data as BigInt64Array, Number);
+    default:
+      return Array.from(t.data as Float32Array);
+  }
+}

@@ -1,0 +1,79 @@
+import { toServeError } from '@mlserve/core';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { createProtocol, errorResponse, type MlserveHttpOptions, type ProtocolResponse } from './protocol.js';
+
+/** Options of {@link mlservePlugin}: the shared options; the mount point comes from `register`'s `prefix`. */
+export type MlservePluginOptions = MlserveHttpOptions;
+
+function send(reply: FastifyReply, res: ProtocolResponse): FastifyReply {
+  reply.code(res.status).headers(res.headers);
+  return reply.send(res.body ?? '');
+}
+
+async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Promise<void> {
+  const protocol = createProtocol(options);
+  const prefix = app.prefix;
+  // Every body arrives raw (tritonclient sends binary requests with no Content-Type at all); the
+  // protocol core decompresses and parses it. Only this plugin's routes are affected.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: protocol.bodyLimit }, (_req, body, done) => {
+    done(null, body);
+  });
+  app.setErrorHandler((err, request, reply) => {
+    // Fastify's own failures (body too large, aborted upload) as `{"error": ...}` with their status.
+    const status = (err as { statusCode?: number }).statusCode;
+    const e = toServeError(err);
+    const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status && status < 500 ? 'INVALID_ARGUMENT' : e.code;
+    const res = errorResponse(
+      status && status !== e.status ? Object.assign(toServeError(new Error(e.message), code), { status }) : e,
+      request.id,
+    );
+    return send(reply, res);
+  });
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    };
+    reply.raw.once('close', onClose);
+    const url = request.raw.url ?? '/';
+    const q = url.indexOf('?');
+    const full = q < 0 ? url : url.slice(0, q);
+    const path = prefix && full.startsWith(prefix) ? full.slice(prefix.length) || '/' : full;
+    const res = await protocol.handle({
+      method: request.method,
+      path,
+      headers: request.headers,
+      body: Buffer.isBuffer(request.body) ? request.body : undefined,
+      signal: controller.signal,
+      log: request.log,
+    });
+    return send(reply, res);
+  };
+  const methods = ['GET', 'HEAD', 'POST'] as const;
+  app.route({ method: [...methods], url: '/v2', handler, exposeHeadRoute: false });
+  app.route({ method: [...methods], url: '/v2/*', handler, exposeHeadRoute: false });
+  app.route({ method: [...methods], url: '/v1/*', handler, exposeHeadRoute: false });
+  if (options.metrics) app.get('/metrics', handler);
+}
+
+/**
+ * The Fastify plugin: KServe V2 and TF Serving REST for a registry's models, encapsulated (its
+ * body parser, body limit and error handler touch only its own routes).
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify';
+ * import { mlservePlugin } from '@mlserve/http';
+ * const app = Fastify({ logger: true });
+ * await app.register(mlservePlugin, { registry, bodyLimit: 16 * 1024 * 1024 });
+ * await app.listen({ port: 8000 });
+ * ```
+ */
+export const mlservePlugin: FastifyPluginAsync<MlservePluginOptions> = fp(mlserve, {
+  name: '@mlserve/http',
+  fastify: '5.x',
+  encapsulate: true,
+});

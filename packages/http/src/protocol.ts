@@ -1,0 +1,498 @@
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { deflate, gunzip, gzip, inflate } from 'node:zlib';
+import {
+  type InferContext,
+  type InferOptions,
+  invalidArgument,
+  type ModelMetadata,
+  type ModelRegistry,
+  notFound,
+  payloadTooLarge,
+  raceExpiry,
+  ServeError,
+  type Tensors,
+  toServeError,
+  unimplemented,
+  validateRequest,
+} from '@mlserve/core';
+import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
+import {
+  classify,
+  decodeV2Request,
+  encodeV2Response,
+  parseHeaderLength,
+  parseJson,
+  v2ModelMetadata,
+} from './v2.js';
+
+const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
+const gzipAsync = promisify(gzip);
+const deflateAsync = promisify(deflate);
+
+/** A pino-style logger (Fastify's `request.log` is one). */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** The `/metrics` source: a prom-client `Registry` fits as it is. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** The model repository extension's settings. */
+export interface ManagementOptions {
+  /** When set, repository requests need `Authorization: Bearer <token>`. */
+  token?: string;
+  /**
+   * Loads (or reloads) a model by name for `POST /v2/repository/models/{name}/load`; without it,
+   * load answers 501. `@mlserve/repository` provides one.
+   */
+  load?: (name: string, parameters: Record<string, unknown>) => Promise<void>;
+  /** Lists models the repository could load but has not, for `POST /v2/repository/index`. */
+  index?: () => Promise<{ name: string; version?: string; state?: string; reason?: string }[]>;
+}
+
+/** Options shared by {@link mlservePlugin} and {@link mlserveRouter}. */
+export interface MlserveHttpOptions {
+  /** The models to serve. */
+  registry: ModelRegistry;
+  /** Largest request body in bytes, compressed or not (default 64 MiB); larger gets 413. */
+  bodyLimit?: number;
+  /** The model repository extension (`/v2/repository/...`): off unless given (`true` for no token). */
+  management?: boolean | ManagementOptions;
+  /** Mounts `GET /metrics` on this registry (a prom-client `Registry`, e.g. `metricsRegistry()`). */
+  metrics?: MetricsSource;
+  /** Classification labels by model name (else `metadata().extra.labels`): a list, or lists by output. */
+  labels?: Record<string, readonly string[] | Record<string, readonly string[]>>;
+  /** Responses at least this large are compressed when the client's Accept-Encoding allows (default 1024 bytes). */
+  compressThreshold?: number;
+  /** Requests may not ask for a longer timeout than this, ms (default: no cap). */
+  maxTimeoutMs?: number;
+  /**
+   * Check each request against the model's metadata (input names, types, shapes, output names)
+   * before it runs, with core's `validateRequest` (default true). Turn it off when the pipeline
+   * already has `validation()`.
+   */
+  validate?: boolean;
+  /** `GET /v2` server name and version. */
+  serverName?: string;
+  serverVersion?: string;
+}
+
+/** A request as the protocol core sees it, whatever the framework. */
+export interface ProtocolRequest {
+  method: string;
+  /** Path below the mount prefix, without the query string: `/v2/models/mnist/infer`. */
+  path: string;
+  /** Lower-case header names. */
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer | undefined;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+  log?: Logger;
+}
+
+/** What to send back. */
+export interface ProtocolResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer | undefined;
+}
+
+/** The header that sets a request's timeout in milliseconds (besides the V2 `timeout` parameter in µs). */
+export const TIMEOUT_HEADER = 'x-request-timeout-ms';
+/** The request id header, read when the body has no `id` and always sent back. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+const tracer = trace.getTracer('@mlserve/http');
+
+function header(req: ProtocolRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Maps any error to its status and `{"error": ...}` body, with Retry-After for overload. */
+export function errorResponse(err: unknown, requestId?: string): ProtocolResponse {
+  const e = toServeError(err);
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (requestId) headers[REQUEST_ID_HEADER] = requestId;
+  if (e.retryAfterMs !== undefined)
+    headers['retry-after'] = String(Math.max(1, Math.ceil(e.retryAfterMs / 1000)));
+  return { status: e.status, headers, body: Buffer.from(JSON.stringify(e.toJSON())) };
+}
+
+function json(status: number, value: unknown, extra: Record<string, string> = {}): ProtocolResponse {
+  return {
+    status,
+    headers: { 'content-type': 'application/json', ...extra },
+    body: Buffer.from(JSON.stringify(value)),
+  };
+}
+
+/**
+ * Decompresses a request body per `Content-Encoding` (gzip, deflate, identity), never producing
+ * more than `limit` bytes (PAYLOAD_TOO_LARGE past it).
+ */
+export async function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Promise<Buffer> {
+  const enc = encoding?.trim().toLowerCase();
+  if (!enc || enc === 'identity') return body;
+  if (enc !== 'gzip' && enc !== 'deflate')
+    throw new ServeError('INVALID_ARGUMENT', `unsupported Content-Encoding "${enc.slice(0, 32)}"`, {
+      status: 415,
+    });
+  try {
+    return enc === 'gzip'
+      ? await gunzipAsync(body, { maxOutputLength: limit })
+      : await inflateAsync(body, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+      throw payloadTooLarge(`the decompressed body is over the limit of ${limit} bytes`);
+    }
+    throw invalidArgument(`the ${enc} body is corrupt: ${(err as Error).message}`);
+  }
+}
+
+/** Picks gzip or deflate from Accept-Encoding (q=0 excluded). */
+function pickEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefined {
+  if (!accept) return undefined;
+  const ok = new Set<string>();
+  for (const part of accept.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (q && Number(q.slice(2)) === 0) continue;
+    if (name) ok.add(name);
+  }
+  if (ok.has('gzip')) return 'gzip';
+  if (ok.has('deflate')) return 'deflate';
+  return undefined;
+}
+
+const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?$/;
+const V2_REPO = /^\/v2\/repository\/models\/([^/]+)\/(load|unload)$/;
+const V1_MODEL =
+  /^\/v1\/models\/([^/:]+)(?:\/(versions|labels)\/([^/:]+))?(\/metadata|:predict|:classify|:regress)?$/;
+
+function decodeSegment(s: string | undefined): string | undefined {
+  if (s === undefined) return undefined;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw invalidArgument('the path is not valid percent-encoding');
+  }
+}
+
+/**
+ * The framework-free protocol core: KServe V2 and TF Serving REST over a {@link ModelRegistry}.
+ * The Fastify plugin and the Express router are thin shells around it; a gRPC server can reuse
+ * its pieces (`decodeV2Request`, `errorResponse`, the registry lookup).
+ *
+ * @example
+ * ```ts
+ * const protocol = createProtocol({ registry });
+ * const res = await protocol.handle({ method: 'GET', path: '/v2/health/ready', headers: {}, body: undefined, signal });
+ * ```
+ */
+export function createProtocol(options: MlserveHttpOptions) {
+  const { registry, metrics, labels = {}, maxTimeoutMs, validate = true } = options;
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const compressThreshold = options.compressThreshold ?? 1024;
+  if (!Number.isSafeInteger(bodyLimit) || bodyLimit <= 0)
+    throw new TypeError('options.bodyLimit must be a positive integer');
+  const management: ManagementOptions | undefined =
+    options.management === true ? {} : options.management === false ? undefined : options.management;
+  const extensions = ['binary_tensor_data', 'classification', ...(management ? ['model_repository'] : [])];
+
+  function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
+    const src: unknown = labels[meta.name] ?? meta.extra?.labels;
+    if (Array.isArray(src)) return src as string[];
+    if (src && typeof src === 'object') {
+      const byOutput = (src as Record<string, unknown>)[output];
+      if (Array.isArray(byOutput)) return byOutput as string[];
+    }
+    return undefined;
+  }
+
+  function deadlineFrom(req: ProtocolRequest, timeoutUs: number | undefined): number | undefined {
+    let ms: number | undefined;
+    const h = header(req, TIMEOUT_HEADER);
+    if (h !== undefined) {
+      const v = Number(h);
+      if (h.trim() === '' || !Number.isFinite(v) || v < 0)
+        throw invalidArgument(`${TIMEOUT_HEADER} must be a non-negative number`);
+      ms = v;
+    }
+    if (timeoutUs !== undefined) ms = Math.min(ms ?? Number.POSITIVE_INFINITY, timeoutUs / 1000);
+    if (maxTimeoutMs !== undefined) ms = Math.min(ms ?? Number.POSITIVE_INFINITY, maxTimeoutMs);
+    return ms === undefined ? undefined : Date.now() + ms;
+  }
+
+  async function maybeCompress(req: ProtocolRequest, res: ProtocolResponse): Promise<ProtocolResponse> {
+    if (!res.body || res.body.byteLength < compressThreshold) return res;
+    const enc = pickEncoding(header(req, 'accept-encoding'));
+    if (!enc) return res;
+    const body = enc === 'gzip' ? await gzipAsync(res.body) : await deflateAsync(res.body);
+    return { ...res, headers: { ...res.headers, 'content-encoding': enc, vary: 'Accept-Encoding' }, body };
+  }
+
+  async function readBody(req: ProtocolRequest): Promise<Buffer> {
+    return decodeBody(req.body ?? Buffer.alloc(0), header(req, 'content-encoding'), bodyLimit);
+  }
+
+  async function runInfer(
+    _req: ProtocolRequest,
+    name: string,
+    version: string | undefined,
+    inputs: Tensors,
+    opts: InferOptions,
+    span: Span,
+  ): Promise<{ outputs: Tensors; model: { name: string; version: string; meta: ModelMetadata } }> {
+    const model = registry.get(name, version, opts);
+    const meta = model.metadata();
+    if (validate) validateRequest(meta, inputs, opts);
+    span.setAttribute('mlserve.model.version', model.version);
+    const outputs = await raceExpiry(model.infer(inputs, opts), opts);
+    const ctx = opts.context!;
+    for (const k of [
+      'queueMs',
+      'computeMs',
+      'batchSize',
+      'cacheHit',
+      'coalesced',
+      'worker',
+      'backend',
+    ] as const) {
+      const v = ctx[k];
+      if (v !== undefined) span.setAttribute(`mlserve.${k}`, v as string | number | boolean);
+    }
+    return { outputs, model: { name: model.name, version: model.version, meta } };
+  }
+
+  async function v2Infer(
+    req: ProtocolRequest,
+    name: string,
+    version: string | undefined,
+    requestId: string,
+    span: Span,
+  ) {
+    // Resolve first: an unknown model is 404 whatever the body holds.
+    registry.get(name, version);
+    const body = await readBody(req);
+    const decoded = decodeV2Request(
+      body,
+      parseHeaderLength(header(req, 'inference-header-content-length'), body.byteLength),
+    );
+    const id = decoded.id ?? requestId;
+    const context: InferContext = { startedAt: performance.now() };
+    const opts: InferOptions = { signal: req.signal, id, context, parameters: decoded.parameters };
+    const deadline = deadlineFrom(req, decoded.timeoutUs);
+    if (deadline !== undefined) opts.deadline = deadline;
+    if (decoded.priority !== undefined) opts.priority = decoded.priority;
+    if (decoded.sequence) opts.sequence = decoded.sequence;
+    if (decoded.outputs) opts.outputs = decoded.outputs.map((o) => o.name);
+    const { outputs, model } = await runInfer(req, name, version, decoded.inputs, opts, span);
+    for (const o of decoded.outputs ?? []) {
+      const t = outputs[o.name];
+      if (o.classification === undefined || !t) continue;
+      const info = model.meta.outputs.find((x) => x.name === o.name);
+      const batched = (info?.batched ?? false) && model.meta.maxBatchSize > 0;
+      outputs[o.name] = classify(t, o.classification, batched, labelsFor(model.meta, o.name), o.name);
+    }
+    const enc = encodeV2Response(model, id, outputs, decoded);
+    const headers: Record<string, string> = { 'content-type': enc.contentType, [REQUEST_ID_HEADER]: id };
+    if (enc.headerLength !== undefined) headers['inference-header-content-length'] = String(enc.headerLength);
+    return maybeCompress(req, { status: 200, headers, body: enc.body });
+  }
+
+  async function v1Predict(
+    req: ProtocolRequest,
+    name: string,
+    version: string | undefined,
+    requestId: string,
+    span: Span,
+  ) {
+    const meta = registry.get(name, version).metadata();
+    const body = parseJson(await readBody(req));
+    const { inputs, format } = decodePredict(body, meta);
+    const context: InferContext = { startedAt: performance.now() };
+    const opts: InferOptions = { signal: req.signal, id: requestId, context };
+    const deadline = deadlineFrom(req, undefined);
+    if (deadline !== undefined) opts.deadline = deadline;
+    const { outputs } = await runInfer(req, name, version, inputs, opts, span);
+    return maybeCompress(req, json(200, encodePredict(outputs, format), { [REQUEST_ID_HEADER]: requestId }));
+  }
+
+  function checkToken(req: ProtocolRequest): void {
+    if (!management?.token) return;
+    const auth = header(req, 'authorization') ?? '';
+    if (auth !== `Bearer ${management.token}`) {
+      throw new ServeError('INVALID_ARGUMENT', 'the repository API needs a valid bearer token', {
+        status: 401,
+      });
+    }
+  }
+
+  async function route(req: ProtocolRequest, requestId: string, span: Span): Promise<ProtocolResponse> {
+    const { method, path } = req;
+    const get = method === 'GET' || method === 'HEAD';
+    if (path === '/v2' || path === '/v2/') {
+      if (!get) throw notAllowed();
+      return json(200, {
+        name: options.serverName ?? 'mlserve',
+        version: options.serverVersion ?? '0.1.0',
+        extensions,
+      });
+    }
+    if (path === '/v2/health/live') return json(200, { live: true });
+    if (path === '/v2/health/ready') {
+      const ready = registry.isReady();
+      return json(ready ? 200 : 503, { ready });
+    }
+    let m = V2_MODEL.exec(path);
+    if (m) {
+      const name = decodeSegment(m[1])!;
+      const version = decodeSegment(m[2]);
+      span.setAttribute('mlserve.model.name', name);
+      const action = m[3];
+      if (action === '/infer') {
+        if (method !== 'POST') throw notAllowed();
+        return v2Infer(req, name, version, requestId, span);
+      }
+      if (!get) throw notAllowed();
+      if (action === '/ready') {
+        const status = registry.status(name, version);
+        if (!status)
+          throw notFound(
+            version === undefined
+              ? `unknown model "${name}"`
+              : `unknown version "${version}" of model "${name}"`,
+          );
+        const ready = registry.isReady(name, version);
+        return json(ready ? 200 : 503, { name, ready });
+      }
+      const meta = registry.get(name, version).metadata();
+      const versions = version === undefined ? registry.versions(name) : [meta.version];
+      return json(200, v2ModelMetadata(meta, versions));
+    }
+    if (path.startsWith('/v2/repository/')) {
+      if (!management) throw notFound(`no route ${path}`);
+      if (method !== 'POST') throw notAllowed();
+      checkToken(req);
+      if (path === '/v2/repository/index') {
+        const rows: Record<string, unknown>[] = registry.list().map((s) => ({
+          name: s.name,
+          version: s.version,
+          state: s.state.toUpperCase(),
+          reason: s.error ?? '',
+        }));
+        if (management.index) {
+          const known = new Set(rows.map((r) => r.name));
+          for (const r of await management.index())
+            if (!known.has(r.name)) rows.push({ state: 'UNAVAILABLE', reason: '', ...r });
+        }
+        return json(200, rows);
+      }
+      m = V2_REPO.exec(path);
+      if (m) {
+        const name = decodeSegment(m[1])!;
+        const body = await readBody(req);
+        const parsed = body.byteLength === 0 ? {} : parseJson(body);
+        const params = (parsed as { parameters?: unknown }).parameters;
+        if (m[2] === 'unload') {
+          await registry.remove(name);
+          return json(200, {});
+        }
+        if (!management.load) throw unimplemented('this server was given no loader: load is not available');
+        await management.load(
+          name,
+          params && typeof params === 'object' ? (params as Record<string, unknown>) : {},
+        );
+        return json(200, {});
+      }
+    }
+    m = V1_MODEL.exec(path);
+    if (m) {
+      const name = decodeSegment(m[1])!;
+      const version = decodeSegment(m[3]);
+      span.setAttribute('mlserve.model.name', name);
+      const action = m[4];
+      if (action === ':predict') {
+        if (method !== 'POST') throw notAllowed();
+        return v1Predict(req, name, version, requestId, span);
+      }
+      if (action === ':classify' || action === ':regress')
+        throw unimplemented(`${action.slice(1)} is not supported; use :predict`);
+      if (!get) throw notAllowed();
+      if (action === '/metadata') return json(200, tfMetadata(registry.get(name, version).metadata()));
+      if (version !== undefined) {
+        const s = registry.status(name, version);
+        if (!s) throw notFound(`unknown version "${version}" of model "${name}"`);
+        return json(200, tfStatus([s]));
+      }
+      const all = registry.list().filter((s) => s.name === name);
+      if (all.length === 0) throw notFound(`unknown model "${name}"`);
+      return json(200, tfStatus(all));
+    }
+    if (path === '/metrics' && metrics) {
+      return {
+        status: 200,
+        headers: { 'content-type': metrics.contentType },
+        body: Buffer.from(await metrics.metrics()),
+      };
+    }
+    throw notFound(`no route ${method} ${path.slice(0, 200)}`);
+  }
+
+  /** Handles one request; never throws (errors become responses). */
+  async function handle(req: ProtocolRequest): Promise<ProtocolResponse> {
+    const requestId = header(req, REQUEST_ID_HEADER)?.slice(0, 128) || randomUUID();
+    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    return tracer.startActiveSpan(
+      `${req.method} ${req.path.replace(/\/(models|versions|labels)\/[^/:]+/g, '/$1/{}')}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': req.method,
+          'url.path': req.path,
+          'mlserve.request_id': requestId,
+        },
+      },
+      parent,
+      async (span) => {
+        try {
+          const res = await route(req, requestId, span);
+          res.headers[REQUEST_ID_HEADER] ??= requestId;
+          span.setAttribute('http.response.status_code', res.status);
+          return res;
+        } catch (err) {
+          const e = toServeError(err);
+          span.setAttribute('http.response.status_code', e.status);
+          if (e.status >= 500) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+            req.log?.error({ requestId, code: e.code, err: e.cause ?? e }, e.message);
+          } else {
+            req.log?.info({ requestId, code: e.code, status: e.status }, e.message);
+          }
+          return errorResponse(e, requestId);
+        } finally {
+          span.end();
+        }
+      },
+    );
+  }
+
+  return { handle, bodyLimit, registry };
+}
+
+function notAllowed(): ServeError {
+  return new ServeError('INVALID_ARGUMENT', 'method not allowed', { status: 405 });
+}
+
+/** The object {@link createProtocol} returns. */
+export type Protocol = ReturnType<typeof createProtocol>;

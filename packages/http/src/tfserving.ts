@@ -1,0 +1,259 @@
+import {
+  type DataType,
+  elementCount,
+  invalidArgument,
+  type ModelMetadata,
+  type Tensor,
+  type Tensors,
+  tensor,
+  type VersionStatus,
+} from '@mlserve/core';
+import { MAX_RANK, tensorToNested } from './codec.js';
+
+/**
+ * TensorFlow Serving's REST API (`/v1/models/...`): the row (`instances`) and columnar (`inputs`)
+ * predict formats, version status and signature metadata. Types come from the model's metadata,
+ * since TF Serving JSON carries none; binary strings travel as `{"b64": "..."}`.
+ */
+
+/** A decoded predict request. */
+export interface PredictRequest {
+  inputs: Tensors;
+  /** `instances` (row) or `inputs` (columnar): the response uses the same format. */
+  format: 'row' | 'columnar';
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isB64(v: unknown): v is { b64: string } {
+  return isPlainObject(v) && typeof v.b64 === 'string' && Object.keys(v).length === 1;
+}
+
+/** Shape of a nested array, read along its first elements; bounded by {@link MAX_RANK}. */
+function inferDims(value: unknown, what: string): number[] {
+  const dims: number[] = [];
+  let v = value;
+  while (Array.isArray(v)) {
+    if (dims.length >= MAX_RANK) throw invalidArgument(`${what}: nested deeper than ${MAX_RANK}`);
+    dims.push(v.length);
+    v = v[0];
+  }
+  return dims;
+}
+
+/** Flattens a nested array that must have exactly `dims` (no ragged rows). */
+function flattenStrict(
+  value: unknown,
+  dims: readonly number[],
+  depth: number,
+  out: unknown[],
+  what: string,
+): void {
+  if (depth === dims.length) {
+    if (Array.isArray(value))
+      throw invalidArgument(`${what}: ragged nesting (expected a value at depth ${depth})`);
+    out.push(value);
+    return;
+  }
+  if (!Array.isArray(value) || value.length !== dims[depth]) {
+    throw invalidArgument(`${what}: ragged nesting (expected ${dims[depth]} elements at depth ${depth})`);
+  }
+  for (const v of value) flattenStrict(v, dims, depth + 1, out, what);
+}
+
+/** Builds a typed tensor from a nested JSON value (strict shape), for the model's declared type. */
+export function nestedToTensor(type: DataType, value: unknown, what: string, leading?: number): Tensor {
+  let dims: number[];
+  let flat: unknown[];
+  if (leading !== undefined) {
+    // A list of rows (instances): each row's shape must be the same.
+    const rows = value as unknown[];
+    const rowDims = inferDims(rows[0], what);
+    dims = [leading, ...rowDims];
+    elementCount(dims, what);
+    flat = [];
+    for (const row of rows) flattenStrict(row, rowDims, 0, flat, what);
+  } else {
+    dims = inferDims(value, what);
+    elementCount(dims, what);
+    flat = [];
+    flattenStrict(value, dims, 0, flat, what);
+  }
+  if (type === 'string') {
+    const anyB64 = flat.some(isB64);
+    const data = flat.map((v, i) => {
+      if (isB64(v)) return Buffer.from(v.b64, 'base64');
+      if (typeof v !== 'string')
+        throw invalidArgument(`${what}: element ${i} must be a string or {"b64": ...}`);
+      return anyB64 ? Buffer.from(v, 'utf8') : v;
+    });
+    return { type, dims, data: data as string[] | Uint8Array[] };
+  }
+  try {
+    return tensor(type, flat as number[], dims);
+  } catch (err) {
+    throw invalidArgument(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Decodes a TF Serving predict body against the model's inputs.
+ *
+ * @example
+ * ```ts
+ * const { inputs, format } = decodePredict(JSON.parse(text), model.metadata());
+ * ```
+ */
+export function decodePredict(body: unknown, meta: ModelMetadata): PredictRequest {
+  if (!isPlainObject(body)) throw invalidArgument('the request must be a JSON object');
+  const hasRows = body.instances !== undefined;
+  const hasCols = body.inputs !== undefined;
+  if (hasRows === hasCols) throw invalidArgument('the request needs exactly one of "instances" or "inputs"');
+  const typeOf = (name: string): DataType => {
+    const info = meta.inputs.find((i) => i.name === name);
+    if (!info) {
+      throw invalidArgument(
+        `unknown input "${name.slice(0, 64)}" (inputs: ${meta.inputs.map((i) => `"${i.name}"`).join(', ')})`,
+      );
+    }
+    return info.type;
+  };
+  const inputs = Object.create(null) as Tensors;
+  const single = meta.inputs.length === 1 ? meta.inputs[0]! : undefined;
+  if (hasRows) {
+    const rows = body.instances;
+    if (!Array.isArray(rows) || rows.length === 0)
+      throw invalidArgument('"instances" must be a non-empty array');
+    const named = isPlainObject(rows[0]) && !isB64(rows[0]);
+    if (!named) {
+      if (!single)
+        throw invalidArgument(
+          'the model has several inputs: each instance must be an object of named inputs',
+        );
+      inputs[single.name] = nestedToTensor(single.type, rows, `input "${single.name}"`, rows.length);
+      return { inputs, format: 'row' };
+    }
+    const names = Object.keys(rows[0] as object);
+    for (const name of names) {
+      const column = rows.map((r, i) => {
+        if (!isPlainObject(r) || !Object.hasOwn(r, name))
+          throw invalidArgument(`instance ${i} lacks input "${name.slice(0, 64)}"`);
+        return r[name];
+      });
+      inputs[name] = nestedToTensor(typeOf(name), column, `input "${name.slice(0, 64)}"`, rows.length);
+    }
+    return { inputs, format: 'row' };
+  }
+  const cols = body.inputs;
+  if (isPlainObject(cols) && !isB64(cols)) {
+    for (const [name, value] of Object.entries(cols)) {
+      inputs[name] = nestedToTensor(typeOf(name), value, `input "${name.slice(0, 64)}"`);
+    }
+  } else {
+    if (!single)
+      throw invalidArgument('the model has several inputs: "inputs" must be an object of named inputs');
+    inputs[single.name] = nestedToTensor(single.type, cols, `input "${single.name}"`);
+  }
+  return { inputs, format: 'columnar' };
+}
+
+/** Encodes outputs as TF Serving does: `{"predictions": [...]}` (row) or `{"outputs": ...}` (columnar). */
+export function encodePredict(outputs: Tensors, format: 'row' | 'columnar'): Record<string, unknown> {
+  const names = Object.keys(outputs);
+  if (format === 'columnar') {
+    if (names.length === 1) return { outputs: tensorToNested(outputs[names[0]!]!) };
+    const out: Record<string, unknown> = {};
+    for (const n of names) out[n] = tensorToNested(outputs[n]!);
+    return { outputs: out };
+  }
+  if (names.length === 1) {
+    const t = outputs[names[0]!]!;
+    return { predictions: t.dims.length === 0 ? [tensorToNested(t)] : tensorToNested(t) };
+  }
+  const rows = outputs[names[0]!]!.dims[0] ?? 1;
+  const perOutput = names.map((n) => {
+    const t = outputs[n]!;
+    if ((t.dims[0] ?? 1) !== rows) {
+      throw invalidArgument(`outputs have different batch sizes; use the columnar ("inputs") format`);
+    }
+    return tensorToNested(t) as unknown[];
+  });
+  const predictions: Record<string, unknown>[] = [];
+  for (let r = 0; r < rows; r++) {
+    const row: Record<string, unknown> = {};
+    names.forEach((n, j) => {
+      row[n] = perOutput[j]![r];
+    });
+    predictions.push(row);
+  }
+  return { predictions };
+}
+
+const TF_STATE: Record<VersionStatus['state'], string> = {
+  loading: 'LOADING',
+  ready: 'AVAILABLE',
+  unloading: 'UNLOADING',
+  unavailable: 'END',
+  failed: 'END',
+};
+
+/** `GET /v1/models/{name}[/versions/{v}]`: TF Serving's model status. */
+export function tfStatus(statuses: readonly VersionStatus[]): Record<string, unknown> {
+  return {
+    model_version_status: statuses.map((s) => ({
+      version: s.version,
+      state: TF_STATE[s.state],
+      status: { error_code: s.state === 'failed' ? 'UNKNOWN' : 'OK', error_message: s.error ?? '' },
+    })),
+  };
+}
+
+const TF_DTYPE: Record<DataType, string> = {
+  float32: 'DT_FLOAT',
+  float64: 'DT_DOUBLE',
+  float16: 'DT_HALF',
+  int8: 'DT_INT8',
+  int16: 'DT_INT16',
+  int32: 'DT_INT32',
+  int64: 'DT_INT64',
+  uint8: 'DT_UINT8',
+  uint16: 'DT_UINT16',
+  uint32: 'DT_UINT32',
+  uint64: 'DT_UINT64',
+  bool: 'DT_BOOL',
+  string: 'DT_STRING',
+};
+
+/** `GET /v1/models/{name}/metadata`: the model as one `serving_default` signature. */
+export function tfMetadata(meta: ModelMetadata): Record<string, unknown> {
+  const io = (list: ModelMetadata['inputs']) => {
+    const out: Record<string, unknown> = {};
+    for (const i of list) {
+      out[i.name] = {
+        dtype: TF_DTYPE[i.type],
+        tensor_shape: {
+          dim: i.dims.map((d, j) => ({ size: String(d), name: i.dimNames?.[j] ?? '' })),
+          unknown_rank: false,
+        },
+        name: i.name,
+      };
+    }
+    return out;
+  };
+  return {
+    model_spec: { name: meta.name, signature_name: '', version: meta.version },
+    metadata: {
+      signature_def: {
+        signature_def: {
+          serving_default: {
+            inputs: io(meta.inputs),
+            outputs: io(meta.outputs),
+            method_name: 'tensorflow/serving/predict',
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,315 @@
+import {
+  float16BitsToNumber,
+  invalidArgument,
+  type ModelMetadata,
+  type ParameterValue,
+  type Tensor,
+  type Tensors,
+} from '@mlserve/core';
+import {
+  decodeUtf8,
+  fromV2Datatype,
+  parseShape,
+  tensorDataToJson,
+  tensorFromBinary,
+  tensorFromJson,
+  tensorToBinary,
+  V2_DATATYPE,
+} from './codec.js';
+
+/** What a requested output asks for (KServe V2 `outputs[]` entry). */
+export interface RequestedOutput {
+  name: string;
+  /** Send this output in the binary extension (`parameters.binary_data`). */
+  binary?: boolean;
+  /** Top-k classification instead of the raw tensor (`parameters.classification`). */
+  classification?: number;
+}
+
+/** A decoded V2 inference request. */
+export interface V2Request {
+  id: string | undefined;
+  /** Null-prototype record of decoded input tensors. */
+  inputs: Tensors;
+  /** The outputs asked for; undefined for all. */
+  outputs: RequestedOutput[] | undefined;
+  /** `binary_data_output`: every output in binary unless an output says otherwise. */
+  binaryDataOutput: boolean;
+  /** Request parameters other than the reserved ones below (null prototype). */
+  parameters: Record<string, ParameterValue>;
+  /** `timeout` parameter, microseconds (tritonclient's unit). */
+  timeoutUs: number | undefined;
+  /** `priority` parameter. */
+  priority: number | undefined;
+  /** `sequence_id` / `sequence_start` / `sequence_end` parameters. */
+  sequence: { id: string | number; start?: boolean; end?: boolean } | undefined;
+}
+
+/** Parameters that steer the server rather than the model: not passed on as model parameters. */
+const RESERVED = new Set([
+  'timeout',
+  'priority',
+  'binary_data_output',
+  'sequence_id',
+  'sequence_start',
+  'sequence_end',
+]);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values. */
+export function parseParameters(value: unknown, what: string): Record<string, ParameterValue> {
+  const out = Object.create(null) as Record<string, ParameterValue>;
+  if (value === undefined || value === null) return out;
+  if (!isPlainObject(value)) throw invalidArgument(`${what}: "parameters" must be an object`);
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string' && typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) {
+      throw invalidArgument(
+        `${what}: parameter ${JSON.stringify(k.slice(0, 64))} must be a string, number or boolean`,
+      );
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Parses JSON text, mapping syntax errors to INVALID_ARGUMENT. */
+export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
+  const text = decodeUtf8(bytes, what);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Parses `Inference-Header-Content-Length`: the JSON header's byte length in a binary request.
+ * Undefined when the header is absent (a JSON-only request).
+ */
+export function parseHeaderLength(value: string | undefined, bodyLength: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(value.trim()))
+    throw invalidArgument('Inference-Header-Content-Length must be a non-negative integer');
+  const n = Number(value.trim());
+  if (n > bodyLength) {
+    throw invalidArgument(
+      `Inference-Header-Content-Length ${n} is past the end of the ${bodyLength}-byte body`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Decodes a KServe V2 inference request: a JSON body, or (when `headerLength` is given) the binary
+ * tensor extension: a JSON header of that many bytes followed by the inputs' raw data in order.
+ *
+ * @example
+ * ```ts
+ * const req = decodeV2Request(body, parseHeaderLength(headers['inference-header-content-length'], body.length));
+ * const outputs = await model.infer(req.inputs, { outputs: req.outputs?.map((o) => o.name) });
+ * ```
+ */
+export function decodeV2Request(body: Uint8Array, headerLength?: number): V2Request {
+  const jsonBytes = headerLength === undefined ? body : body.subarray(0, headerLength);
+  const binary = headerLength === undefined ? undefined : body.subarray(headerLength);
+  const json = parseJson(jsonBytes, headerLength === undefined ? 'request body' : 'inference header');
+  if (!isPlainObject(json)) throw invalidArgument('the request must be a JSON object');
+
+  let id: string | undefined;
+  if (json.id !== undefined) {
+    if (typeof json.id !== 'string') throw invalidArgument('"id" must be a string');
+    id = json.id;
+  }
+  const params = parseParameters(json.parameters, 'request');
+  let timeoutUs: number | undefined;
+  let priority: number | undefined;
+  let sequence: V2Request['sequence'];
+  const binaryDataOutput = params.binary_data_output === true;
+  if (params.timeout !== undefined) {
+    const t = params.timeout;
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+      throw invalidArgument('parameter "timeout" must be a non-negative integer (microseconds)');
+    }
+    timeoutUs = t;
+  }
+  if (params.priority !== undefined) {
+    if (typeof params.priority !== 'number' || !Number.isSafeInteger(params.priority)) {
+      throw invalidArgument('parameter "priority" must be an integer');
+    }
+    priority = params.priority;
+  }
+  if (params.sequence_id !== undefined) {
+    const sid = params.sequence_id;
+    if (typeof sid === 'boolean')
+      throw invalidArgument('parameter "sequence_id" must be a string or integer');
+    sequence = { id: sid };
+    if (params.sequence_start !== undefined) sequence.start = params.sequence_start === true;
+    if (params.sequence_end !== undefined) sequence.end = params.sequence_end === true;
+  }
+  const parameters = Object.create(null) as Record<string, ParameterValue>;
+  for (const [k, v] of Object.entries(params)) if (!RESERVED.has(k)) parameters[k] = v;
+
+  if (!Array.isArray(json.inputs)) throw invalidArgument('"inputs" must be an array');
+  const inputs = Object.create(null) as Tensors;
+  let offset = 0;
+  const binLength = binary?.byteLength ?? 0;
+  for (let i = 0; i < json.inputs.length; i++) {
+    const raw: unknown = json.inputs[i];
+    if (!isPlainObject(raw)) throw invalidArgument(`input ${i} must be an object`);
+    const name = raw.name;
+    if (typeof name !== 'string' || name.length === 0)
+      throw invalidArgument(`input ${i}: "name" must be a non-empty string`);
+    const what = `input "${name.slice(0, 64)}"`;
+    if (Object.hasOwn(inputs, name)) throw invalidArgument(`${what} is given twice`);
+    const type = fromV2Datatype(raw.datatype, what);
+    const { dims, count } = parseShape(raw.shape, what);
+    const ip = parseParameters(raw.parameters, what);
+    let t: Tensor;
+    if (ip.binary_data_size !== undefined) {
+      const size = ip.binary_data_size;
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+        throw invalidArgument(`${what}: binary_data_size must be a non-negative integer`);
+      }
+      if (!binary)
+        throw invalidArgument(`${what}: binary_data_size given without Inference-Header-Content-Length`);
+      if (raw.data !== undefined) throw invalidArgument(`${what}: has both "data" and binary_data_size`);
+      if (size > binLength - offset) {
+        throw invalidArgument(`${what}: binary_data_size ${size} is past the end of the binary data`);
+      }
+      t = tensorFromBinary(type, [...dims], count, binary.subarray(offset, offset + size), what);
+      offset += size;
+    } else {
+      t = tensorFromJson(type, [...dims], count, raw.data, what);
+    }
+    inputs[name] = t;
+  }
+  if (offset !== binLength) {
+    throw invalidArgument(`${binLength - offset} bytes of binary data follow the inputs unclaimed`);
+  }
+
+  let outputs: RequestedOutput[] | undefined;
+  if (json.outputs !== undefined) {
+    if (!Array.isArray(json.outputs)) throw invalidArgument('"outputs" must be an array');
+    outputs = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < json.outputs.length; i++) {
+      const raw: unknown = json.outputs[i];
+      if (!isPlainObject(raw) || typeof raw.name !== 'string')
+        throw invalidArgument(`output ${i}: "name" must be a string`);
+      if (seen.has(raw.name)) throw invalidArgument(`output "${raw.name.slice(0, 64)}" is requested twice`);
+      seen.add(raw.name);
+      const op = parseParameters(raw.parameters, `output "${raw.name.slice(0, 64)}"`);
+      const out: RequestedOutput = { name: raw.name };
+      if (op.binary_data !== undefined) out.binary = op.binary_data === true;
+      if (op.classification !== undefined) {
+        const k = op.classification;
+        if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1) {
+          throw invalidArgument(
+            `output "${raw.name.slice(0, 64)}": classification must be a positive integer`,
+          );
+        }
+        out.classification = k;
+      }
+      outputs.push(out);
+    }
+  }
+  return { id, inputs, outputs, binaryDataOutput, parameters, timeoutUs, priority, sequence };
+}
+
+/** An encoded V2 response: `headerLength` is set (for `Inference-Header-Content-Length`) when binary. */
+export interface EncodedResponse {
+  body: Buffer;
+  headerLength: number | undefined;
+  contentType: string;
+}
+
+/**
+ * Encodes a V2 inference response. Outputs go in the order asked for (else the model's); each
+ * goes as JSON `data` or, when asked (`binary_data` per output or `binary_data_output`), as raw
+ * bytes after the JSON header, with `binary_data_size` in its parameters.
+ */
+export function encodeV2Response(
+  model: { name: string; version: string },
+  id: string | undefined,
+  outputs: Tensors,
+  request: Pick<V2Request, 'outputs' | 'binaryDataOutput'>,
+): EncodedResponse {
+  const wanted = new Map((request.outputs ?? []).map((o) => [o.name, o]));
+  const names = request.outputs ? request.outputs.map((o) => o.name) : Object.keys(outputs);
+  const parts: string[] = [];
+  const binaries: Buffer[] = [];
+  for (const name of names) {
+    const t = outputs[name];
+    if (!t) continue;
+    const binary = wanted.get(name)?.binary ?? request.binaryDataOutput;
+    const head = `{"name":${JSON.stringify(name)},"datatype":"${V2_DATATYPE[t.type]}","shape":[${t.dims.join(',')}]`;
+    if (binary) {
+      const bytes = tensorToBinary(t);
+      binaries.push(bytes);
+      parts.push(`${head},"parameters":{"binary_data_size":${bytes.byteLength}}}`);
+    } else {
+      parts.push(`${head},"data":${tensorDataToJson(t)}}`);
+    }
+  }
+  const idPart = id === undefined ? '' : `"id":${JSON.stringify(id)},`;
+  const json = `{${idPart}"model_name":${JSON.stringify(model.name)},"model_version":${JSON.stringify(model.version)},"outputs":[${parts.join(',')}]}`;
+  if (binaries.length === 0)
+    return { body: Buffer.from(json), headerLength: undefined, contentType: 'application/json' };
+  const header = Buffer.from(json);
+  return {
+    body: Buffer.concat([header, ...binaries]),
+    headerLength: header.byteLength,
+    contentType: 'application/octet-stream',
+  };
+}
+
+/**
+ * The classification extension: replaces a score tensor with its top-k classes as BYTES
+ * `score:index[:label]`, per batch row when the model is batched (shape `[batch, k]`), else over
+ * the whole tensor (shape `[k]`).
+ */
+export function classify(
+  t: Tensor,
+  k: number,
+  batched: boolean,
+  labels: readonly string[] | undefined,
+  name: string,
+): Tensor {
+  if (t.type === 'string')
+    throw invalidArgument(`output "${name}": classification needs a numeric output, it is BYTES`);
+  const rows = batched && t.dims.length >= 2 ? t.dims[0]! : 1;
+  const per = rows === 0 ? 0 : t.data.length / rows;
+  const top = Math.min(k, per);
+  const out: string[] = [];
+  const values = t.data as ArrayLike<number | bigint>;
+  const score = (i: number) => {
+    const v = values[i]!;
+    return t.type === 'float16' ? float16BitsToNumber(v as number) : Number(v);
+  };
+  for (let r = 0; r < rows; r++) {
+    const idx = Array.from({ length: per }, (_, i) => i);
+    idx.sort((a, b) => score(r * per + b) - score(r * per + a) || a - b);
+    for (let j = 0; j < top; j++) {
+      const i = idx[j]!;
+      const label = labels?.[i];
+      out.push(label === undefined ? `${score(r * per + i)}:${i}` : `${score(r * per + i)}:${i}:${label}`);
+    }
+  }
+  return { type: 'string', dims: batched && t.dims.length >= 2 ? [rows, top] : [top], data: out };
+}
+
+/** V2 model metadata (`GET /v2/models/{name}[/versions/{v}]`). */
+export function v2ModelMetadata(meta: ModelMetadata, versions: readonly string[]): Record<string, unknown> {
+  const io = (list: ModelMetadata['inputs']) =>
+    list.map((i) => ({ name: i.name, datatype: V2_DATATYPE[i.type], shape: i.dims }));
+  return {
+    name: meta.name,
+    versions,
+    platform: meta.platform,
+    inputs: io(meta.inputs),
+    outputs: io(meta.outputs),
+  };
+}
