@@ -190,9 +190,16 @@ function layersRunner(model: tf.LayersModel): Runner {
   const known: boolean[] = [];
   const inputs = model.inputs.map((i, n) => {
     known.push(true);
-    return info(model.inputNames[n] ?? i.name, i.dtype, i.shape);
+    return info(i.sourceLayer?.name ?? model.inputNames[n] ?? i.name, i.dtype, i.shape);
   });
-  const outputs = model.outputs.map((o, n) => info(model.outputNames[n] ?? o.name, o.dtype, o.shape));
+  // Outputs are named by their layer (`probabilities`), not tfjs's `probabilities/probabilities_1`,
+  // unless one layer has several outputs.
+  const layerNames = model.outputs.map((o) => o.sourceLayer?.name ?? o.name);
+  const byLayer =
+    layerNames.length === model.outputs.length && new Set(layerNames).size === layerNames.length;
+  const outputs = model.outputs.map((o, n) =>
+    info((byLayer ? layerNames[n] : model.outputNames[n]) ?? o.name, o.dtype, o.shape),
+  );
   return {
     kind: 'layers',
     inputs,
