@@ -12,6 +12,7 @@ import {
   type ModelMetadata,
   mergeOptions,
   parametersKey,
+  payloadTooLarge,
   ServeError,
   SharedSignal,
   sliceRows,
@@ -307,7 +308,22 @@ class Batcher {
       }
       const rows = inputs[this.#firstBatched]!.dims[0]!;
       if (rows === 0) return this.#inner.infer(inputs, options);
+      if (rows > this.#maxQueue) {
+        this.#rejected.queueFull++;
+        throw payloadTooLarge(
+          `a request of ${rows} rows is larger than the queue (maxQueueSize ${this.#maxQueue})`,
+        );
+      }
       if (this.#queuedItems + rows > this.#maxQueue) throw this.#queueFull(rows);
+      if (options?.deadline !== undefined && this.#fitted) {
+        const left = options.deadline - Date.now();
+        if (left < this.#expected(Math.min(rows, this.#maxBatch))) {
+          this.#rejected.deadline++;
+          throw deadlineExceeded(
+            `the request cannot finish before its deadline (${Math.max(0, Math.round(left))} ms left, a batch takes about ${this.#expected(rows).toFixed(1)} ms); it was not started`,
+          );
+        }
+      }
       if (rows > this.#maxBatch) return this.#split(inputs, options, rows);
       return this.#enqueue(inputs, options, rows);
     } catch (err) {
@@ -804,12 +820,13 @@ class Batcher {
         };
         if (padded) event.padded = padded;
         if (error) event.error = error;
+        // A listener's failure must not break the batcher (nor keep the other listeners from the event).
         try {
           this.#onBatch?.(event);
+        } catch {}
+        try {
           this.events.emit('batch', event);
-        } catch {
-          // A listener's failure must not break the batcher.
-        }
+        } catch {}
       }
       if (this.#queuedRequests > 0) this.#kick();
     }
