@@ -1,0 +1,145 @@
+import {
+  fromFunction,
+  type InferOptions,
+  type Middleware,
+  pipeline,
+  resourceExhausted,
+  wrap,
+} from '@mlserve/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { metrics, metricsText } from './index.js';
+
+const echo = (name = 'm') =>
+  fromFunction({
+    name,
+    version: '3',
+    inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+    outputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+    infer: ({ x }) => ({ x: x! }),
+  });
+
+const x = (rows: number) => ({
+  x: { type: 'float32' as const, dims: [rows, 2], data: new Float32Array(rows * 2) },
+});
+
+/** A stand-in for inner layers (batching, cache): writes what they would into the context. */
+const annotate =
+  (values: (o: InferOptions) => Record<string, unknown>): Middleware =>
+  (inner) =>
+    wrap(inner, {
+      infer: (inputs, options = {}) => {
+        Object.assign(options.context!, values(options));
+        return inner.infer(inputs, options);
+      },
+    });
+
+async function value(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = registry.getSingleMetric(name) ?? registry.getSingleMetric(name.replace(/_count$/, ''));
+  if (!metric) throw new Error(`no metric ${name}`);
+  const data = await metric.get();
+  return data.values
+    .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+    .filter((v) => !('metricName' in v) || v.metricName === undefined || v.metricName === name)
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('metrics()', () => {
+  it('counts successes, inferences and executions; average batch size is their ratio', async () => {
+    const registry = new Registry();
+    // Two requests of 3 and 1 rows shared one batch of 4; a third ran alone with 2 rows.
+    let n = 0;
+    const model = pipeline(
+      echo(),
+      metrics({ registry }),
+      annotate(() => ({ batchSize: [4, 4, 2][n++], computeMs: 5, queueMs: 2 })),
+    );
+    await model.infer(x(3));
+    await model.infer(x(1));
+    await model.infer(x(2));
+    const labels = { model: 'm', version: '3' };
+    expect(await value(registry, 'nv_inference_request_success', labels)).toBe(3);
+    expect(await value(registry, 'nv_inference_count', labels)).toBe(6);
+    expect(await value(registry, 'nv_inference_exec_count', labels)).toBeCloseTo(2);
+    expect(await value(registry, 'nv_inference_queue_duration_us', labels)).toBeCloseTo(6000);
+    expect(await value(registry, 'nv_inference_compute_infer_duration_us', labels)).toBeCloseTo(15000);
+    expect(await value(registry, 'mlserve_request_duration_seconds_count', labels)).toBe(3);
+    expect(await value(registry, 'mlserve_queue_duration_seconds_count', labels)).toBe(3);
+    expect(model.stats?.()).toMatchObject({ metrics: { success: 3, failure: 0, pending: 0 } });
+  });
+
+  it('counts failures by reason, and cache hits and misses', async () => {
+    const registry = new Registry();
+    const failing = fromFunction({
+      name: 'f',
+      inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+      outputs: [],
+      infer: () => {
+        throw resourceExhausted('full');
+      },
+    });
+    await expect(pipeline(failing, metrics({ registry })).infer(x(1))).rejects.toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+    });
+    expect(
+      await value(registry, 'nv_inference_request_failure', { model: 'f', reason: 'RESOURCE_EXHAUSTED' }),
+    ).toBe(1);
+    let hit = false;
+    const cached = pipeline(
+      echo('c'),
+      metrics({ registry }),
+      annotate(() => ({ cacheHit: (hit = !hit) })),
+    );
+    for (let i = 0; i < 4; i++) await cached.infer(x(1));
+    expect(await value(registry, 'nv_cache_num_hits_per_model', { model: 'c' })).toBe(2);
+    expect(await value(registry, 'nv_cache_num_misses_per_model', { model: 'c' })).toBe(2);
+    // Cache hits are inferences but not executions.
+    expect(await value(registry, 'nv_inference_count', { model: 'c' })).toBe(4);
+    expect(await value(registry, 'nv_inference_exec_count', { model: 'c' })).toBe(2);
+  });
+
+  it('tracks in-flight requests and shares one registry between models', async () => {
+    const registry = new Registry();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const held = fromFunction({
+      name: 'held',
+      inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+      outputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+      infer: async ({ x: t }) => {
+        await gate;
+        return { x: t! };
+      },
+    });
+    const a = pipeline(held, metrics({ registry }));
+    const b = pipeline(echo('other'), metrics({ registry }));
+    const pending = [a.infer(x(1)), a.infer(x(1))];
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await value(registry, 'nv_inference_pending_request_count', { model: 'held' })).toBe(2);
+    await b.infer(x(1));
+    release();
+    await Promise.all(pending);
+    expect(await value(registry, 'nv_inference_pending_request_count', { model: 'held' })).toBe(0);
+    const { contentType, body } = await metricsText(registry);
+    expect(contentType).toMatch(/text\/plain/);
+    expect(body).toMatch(/nv_inference_request_success\{model="held",version="1"\} 2/);
+    expect(body).toMatch(/nv_inference_request_success\{model="other",version="3"\} 1/);
+  });
+
+  it('creates a context when the caller gave none, so inner layers can write to it', async () => {
+    const registry = new Registry();
+    let seen: unknown;
+    const model = pipeline(
+      echo(),
+      metrics({ registry }),
+      annotate((o) => {
+        seen = o.context;
+        return {};
+      }),
+    );
+    await model.infer(x(1));
+    expect(seen).toMatchObject({ startedAt: expect.any(Number) });
+  });
+});

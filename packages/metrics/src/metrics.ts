@@ -1,0 +1,213 @@
+import {
+  type InferContext,
+  type InferOptions,
+  type Middleware,
+  type Tensors,
+  toServeError,
+  wrap,
+} from '@mlserve/core';
+import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Options of {@link metrics}. */
+export interface MetricsOptions {
+  /** The prom-client registry to register on (default: prom-client's global `register`). */
+  registry?: Registry;
+  /** Prefix of the histogram names (default `mlserve_`). The Triton-named counters keep their names. */
+  prefix?: string;
+  /** Histogram buckets in seconds (default: 0.5 ms to 10 s). */
+  buckets?: number[];
+}
+
+const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+interface Instruments {
+  success: Counter<'model' | 'version'>;
+  failure: Counter<'model' | 'version' | 'reason'>;
+  inferences: Counter<'model' | 'version'>;
+  executions: Counter<'model' | 'version'>;
+  requestUs: Counter<'model' | 'version'>;
+  queueUs: Counter<'model' | 'version'>;
+  computeUs: Counter<'model' | 'version'>;
+  pending: Gauge<'model' | 'version'>;
+  cacheHits: Counter<'model' | 'version'>;
+  cacheMisses: Counter<'model' | 'version'>;
+  requestSeconds: Histogram<'model' | 'version'>;
+  queueSeconds: Histogram<'model' | 'version'>;
+  computeSeconds: Histogram<'model' | 'version'>;
+}
+
+type Labels = 'model' | 'version' | 'reason';
+
+function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+/** Creates (or finds, when another `metrics()` already made them) the instruments on a registry. */
+function instruments(registry: Registry, prefix: string, buckets: number[]): Instruments {
+  const labelNames: Labels[] = ['model', 'version'];
+  const counter = (name: string, help: string, extra: Labels[] = []) =>
+    getOrCreate(
+      registry,
+      name,
+      () => new Counter({ name, help, labelNames: [...labelNames, ...extra], registers: [registry] }),
+    );
+  const histogram = (name: string, help: string) =>
+    getOrCreate(
+      registry,
+      name,
+      () => new Histogram({ name, help, labelNames, buckets, registers: [registry] }),
+    );
+  return {
+    success: counter(
+      'nv_inference_request_success',
+      'Number of successful inference requests, all batch sizes',
+    ),
+    failure: counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', [
+      'reason',
+    ]),
+    inferences: counter(
+      'nv_inference_count',
+      'Number of inferences performed (a batch of n counts n; cache hits included)',
+    ),
+    executions: counter(
+      'nv_inference_exec_count',
+      'Number of model executions performed (a batch counts once; cache hits excluded)',
+    ),
+    requestUs: counter(
+      'nv_inference_request_duration_us',
+      'Cumulative inference request duration in microseconds',
+    ),
+    queueUs: counter(
+      'nv_inference_queue_duration_us',
+      'Cumulative inference queuing duration in microseconds',
+    ),
+    computeUs: counter(
+      'nv_inference_compute_infer_duration_us',
+      'Cumulative compute inference duration in microseconds (each request of a batch is charged the batch time)',
+    ),
+    pending: getOrCreate(
+      registry,
+      'nv_inference_pending_request_count',
+      () =>
+        new Gauge({
+          name: 'nv_inference_pending_request_count',
+          help: 'Instantaneous number of requests in flight in the model, queued or running',
+          labelNames,
+          registers: [registry],
+        }),
+    ),
+    cacheHits: counter('nv_cache_num_hits_per_model', 'Number of response cache hits per model'),
+    cacheMisses: counter('nv_cache_num_misses_per_model', 'Number of response cache misses per model'),
+    requestSeconds: histogram(`${prefix}request_duration_seconds`, 'End-to-end inference request duration'),
+    queueSeconds: histogram(
+      `${prefix}queue_duration_seconds`,
+      'Time a request waited in queues (batcher, limits)',
+    ),
+    computeSeconds: histogram(
+      `${prefix}compute_duration_seconds`,
+      'Backend compute time of the batch that carried the request',
+    ),
+  };
+}
+
+/** Rows along dim 0 of the first input (1 for scalars or no inputs). */
+function rowsOf(inputs: Tensors): number {
+  for (const name in inputs) {
+    const t = inputs[name];
+    if (t && t.dims.length > 0) return t.dims[0]!;
+    return 1;
+  }
+  return 1;
+}
+
+/**
+ * Prometheus metrics for a model, with Triton's metric names and meanings: success and failure
+ * counts, inference count and execution count (their ratio is the average batch size), cumulative
+ * request / queue / compute durations, pending requests, cache hits and misses, plus latency
+ * histograms, all labelled by model and version. Put it outermost: it reads what inner layers
+ * wrote into the request's `context` (`queueMs`, `computeMs`, `batchSize`, `cacheHit`).
+ *
+ * @example
+ * ```ts
+ * import { Registry } from 'prom-client';
+ * const registry = new Registry();
+ * const served = pipeline(model, metrics({ registry }), responseCache({ max: 1000 }), batching());
+ * app.register(mlservePlugin, { registry: models, metrics: registry }); // GET /metrics
+ * ```
+ */
+export function metrics({
+  registry = defaultRegistry,
+  prefix = 'mlserve_',
+  buckets = DEFAULT_BUCKETS,
+}: MetricsOptions = {}): Middleware {
+  const m = instruments(registry, prefix, buckets);
+  return (inner) => {
+    const labels = { model: inner.name, version: inner.version };
+    let success = 0;
+    let failure = 0;
+    let pending = 0;
+    return wrap(inner, {
+      layer: 'metrics',
+      infer: async function metricsInfer(inputs, options: InferOptions = {}) {
+        const context: InferContext = options.context ?? {};
+        const startedAt = performance.now();
+        context.startedAt ??= startedAt;
+        pending++;
+        m.pending.inc(labels);
+        try {
+          const outputs = await inner.infer(inputs, options.context ? options : { ...options, context });
+          const seconds = (performance.now() - startedAt) / 1000;
+          const rows = rowsOf(inputs);
+          success++;
+          m.success.inc(labels);
+          m.inferences.inc(labels, rows);
+          m.requestUs.inc(labels, seconds * 1e6);
+          m.requestSeconds.observe(labels, seconds);
+          if (context.cacheHit === true) {
+            m.cacheHits.inc(labels);
+          } else {
+            if (context.cacheHit === false) m.cacheMisses.inc(labels);
+            // This request's share of one execution: its rows over the rows of its batch, so the
+            // shares of a batch's requests add up to one execution.
+            const batch =
+              typeof context.batchSize === 'number' && context.batchSize > 0 ? context.batchSize : rows;
+            m.executions.inc(labels, batch > 0 ? Math.min(1, rows / batch) : 1);
+            if (typeof context.computeMs === 'number') {
+              m.computeUs.inc(labels, context.computeMs * 1000);
+              m.computeSeconds.observe(labels, context.computeMs / 1000);
+            }
+          }
+          if (typeof context.queueMs === 'number') {
+            m.queueUs.inc(labels, context.queueMs * 1000);
+            m.queueSeconds.observe(labels, context.queueMs / 1000);
+          }
+          return outputs;
+        } catch (err) {
+          const e = toServeError(err);
+          failure++;
+          m.failure.inc({ ...labels, reason: e.code });
+          throw e;
+        } finally {
+          pending--;
+          m.pending.dec(labels);
+        }
+      },
+      stats: () => ({ success, failure, pending }),
+    });
+  };
+}
+
+/**
+ * The Prometheus exposition of a registry: what a `/metrics` route sends.
+ *
+ * @example
+ * ```ts
+ * const { contentType, body } = await metricsText(registry);
+ * res.setHeader('content-type', contentType).end(body);
+ * ```
+ */
+export async function metricsText(
+  registry: Registry = defaultRegistry,
+): Promise<{ contentType: string; body: string }> {
+  return { contentType: registry.contentType, body: await registry.metrics() };
+}
