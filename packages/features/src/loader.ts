@@ -77,6 +77,21 @@ export class Loader {
     return promise;
   }
 
+  /** One store call for these keys now, not merged with other requests (`merge: false`). */
+  loadNow(keys: string[]): Promise<(FeatureRecord | null)[]> {
+    const batch = new Map<string, Pending>();
+    const promises = keys.map(
+      (k) =>
+        new Promise<FeatureRecord | null>((resolve, reject) => {
+          batch.set(k, { resolve, reject });
+        }),
+    );
+    const all = Promise.all(promises);
+    all.catch(() => undefined);
+    this.#fetch(keys, batch, false);
+    return all;
+  }
+
   #flush(): void {
     this.#scheduled = false;
     const batch = this.#pending;
@@ -85,11 +100,11 @@ export class Loader {
     for (let i = 0; i < keys.length; i += this.#maxKeys) this.#fetch(keys.slice(i, i + this.#maxKeys), batch);
   }
 
-  #fetch(keys: string[], batch: Map<string, Pending>): void {
+  #fetch(keys: string[], batch: Map<string, Pending>, shared = true): void {
     this.counters.roundTrips++;
     this.counters.keysFetched += keys.length;
     const settle = (key: string) => {
-      this.#inflight.delete(key);
+      if (shared) this.#inflight.delete(key);
       return batch.get(key)!;
     };
     let call: Promise<(FeatureRecord | null)[]>;

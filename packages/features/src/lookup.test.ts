@@ -64,6 +64,20 @@ describe('featureLookup', () => {
     expect(served.stats?.()).toMatchObject({ features: { requests: 64, roundTrips: 1, keysFetched: 3 } });
   });
 
+  it('gives every request its own round trip with merge: false', async () => {
+    const store = instrumented(users());
+    const served = pipeline(
+      echoModel(),
+      featureLookup({ keyInput: 'user', store, features, target: { input: 'features' }, merge: false }),
+    );
+    const outs = await Promise.all(Array.from({ length: 10 }, () => served.infer(ids('u1', 'u2', 'u1'))));
+    expect(Array.from(outs[9]!.features!.data as Float32Array)).toEqual([
+      31, 4, 120.5, 45, 0, 80, 31, 4, 120.5,
+    ]);
+    expect(store.calls).toHaveLength(10);
+    expect(store.calls[0]).toEqual(['u1', 'u2']);
+  });
+
   it('joins lookups of keys already in flight from an earlier turn', async () => {
     const store = instrumented(users(), { delayMs: 30 });
     const served = pipeline(

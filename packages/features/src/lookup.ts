@@ -48,7 +48,16 @@ export interface FeatureLookupOptions {
   cache?: { max: number; ttlMs: number };
   /** A failing or slow store: `reject` (default, UNAVAILABLE) or use each feature's `default`. */
   onStoreError?: 'default' | 'reject';
-  /** Keys per store call; larger merged batches are split (default 1000). */
+  /**
+   * Merge the lookups of concurrent requests into one store call per event-loop turn (default
+   * true). `false` gives every request its own call: only for stores that cannot take batches.
+   */
+  merge?: boolean;
+  /**
+   * Keys per store call (default 16); a larger merged batch is split into several calls sent in
+   * the same turn, so the first answers come back (and their requests move on to the model) while
+   * the store still works on the rest.
+   */
   maxKeysPerCall?: number;
   /** Counters in a prom-client registry. */
   metrics?: { registry: import('prom-client').Registry };
@@ -110,7 +119,8 @@ export function featureLookup(options: FeatureLookupOptions): Middleware {
     timeoutMs = 50,
     cache,
     onStoreError = 'reject',
-    maxKeysPerCall = 1000,
+    maxKeysPerCall = 16,
+    merge = true,
   } = options;
   if ((keyInput === undefined) === (keyParameter === undefined)) {
     throw new TypeError('featureLookup: give exactly one of options.keyInput and options.keyParameter');
@@ -219,16 +229,25 @@ export function featureLookup(options: FeatureLookupOptions): Middleware {
       opts: InferOptions | undefined,
     ): Promise<Map<string, FeatureRecord | null>> {
       const found = new Map<string, FeatureRecord | null>();
-      const waits: Promise<void>[] = [];
+      const waits: Promise<unknown>[] = [];
+      const missing: string[] = [];
       for (const k of unique) {
         const c = loader.cached(k);
         if (c !== undefined) found.set(k, c);
-        else
+        else if (merge)
           waits.push(
             loader.load(k).then((r) => {
               found.set(k, r);
             }),
           );
+        else missing.push(k);
+      }
+      if (missing.length > 0) {
+        waits.push(
+          loader.loadNow(missing).then((rs) => {
+            for (const [i, k] of missing.entries()) found.set(k, rs[i] ?? null);
+          }),
+        );
       }
       if (waits.length === 0) return found;
       let limit = timeoutMs;
