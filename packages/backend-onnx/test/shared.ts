@@ -192,6 +192,8 @@ export function sharedSuite(entry: string, load: Loader): void {
       expect((model.stats!().onnx as { inFlight: number }).inFlight).toBe(1);
       controller.abort();
       await rejectsWith(pending, 'CANCELLED');
+      // Rejected before onnxruntime finished: the run is still counted in flight.
+      expect((model.stats!().onnx as { inFlight: number }).inFlight).toBe(1);
       // The model stays usable, and the run that was let go is counted until onnxruntime finishes it.
       const { logits } = await model.infer({ image });
       expect(logits!.dims).toEqual([64, 10]);
