@@ -60,6 +60,86 @@ export default scenario({
     const part1 = ratioTable('mnist-cnn, sequential calls, in process', bare!, [hit!, miss!]);
     const summary1 = `A hit takes ${(hit!.mean * 1000).toFixed(1)} us against ${(bare!.mean * 1000).toFixed(1)} us for the model (${(bare!.mean / hit!.mean).toFixed(1)}x faster); a miss costs ${(((miss!.mean - bare!.mean) / bare!.mean) * 100).toFixed(1)}% over the bare model.`;
 
+    // 1a. The layer's own cost, around a model that does nothing (a 784-float input, 10 floats out).
+    const noop = fromFunction({
+      name: 'noop',
+      inputs: [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
+      outputs: [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
+      infer: () => ({ logits: { type: 'float32', dims: [1, 10], data: new Float32Array(10) } }),
+    });
+    const noopHit = pipeline(noop, responseCache({ max: 100_000 }));
+    const noopMiss = pipeline(noop, responseCache({ max: 100_000 }));
+    const noopMissSolo = pipeline(noop, responseCache({ max: 100_000, coalesce: false }));
+    await noopHit.infer(fixed);
+    const n = pick(20_000, 3000);
+    const [nBare, nHit, nMiss, nMissSolo] = await interleaved(pick(3, 1), [
+      {
+        name: 'no-op model (a new input each call)',
+        run: () => timePerCall('bare', () => noop.infer(digit(fresh++)), { iterations: n }),
+      },
+      { name: 'cache hit', run: () => timePerCall('hit', () => noopHit.infer(fixed), { iterations: n }) },
+      {
+        name: 'cache miss',
+        run: () => timePerCall('miss', () => noopMiss.infer(digit(fresh++)), { iterations: n }),
+      },
+      {
+        name: 'cache miss, coalesce: false',
+        run: () => timePerCall('miss', () => noopMissSolo.infer(digit(fresh++)), { iterations: n }),
+      },
+    ]);
+    const us = (ms: number) => (ms * 1000).toFixed(1);
+    const part1a = `${ratioTable('The layer alone: a no-op model with a 28x28 input', nBare!, [nHit!, nMiss!, nMissSolo!])}\nMedian per call: ${us(nBare!.p50)} us bare, ${us(nHit!.p50)} us for a hit, ${us(nMiss!.p50)} us for a miss (${us(nMissSolo!.p50)} us without coalescing). Means run higher on a miss because every miss grows the heap the cache keeps (GC), and this machine deschedules the process often.\n`;
+
+    // 1b. The same through Redis on loopback (a hit is a round trip plus decoding).
+    let part1b = '';
+    const { hasBinary, startRedis } = await import('@mlserve/test-utils');
+    if (hasBinary('redis-server')) {
+      const { redisStore } = await import('@mlserve/cache');
+      const { default: Redis } = await import('ioredis');
+      const server = await startRedis();
+      const client = new Redis(server.port, '127.0.0.1', {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        lazyConnect: true,
+      });
+      await client.connect();
+      try {
+        const viaRedis = pipeline(
+          mnist,
+          responseCache({ store: redisStore({ client, timeoutMs: 1000 }), ttlMs: 600_000 }),
+        );
+        await viaRedis.infer(fixed);
+        await new Promise((r) => setTimeout(r, 50));
+        log(`redis: ${iterations} sequential calls each`);
+        const [bareR, redisHit, redisMiss] = await interleaved(pick(3, 1), [
+          {
+            name: 'bare model (a new input each call)',
+            run: () => timePerCall('bare', () => mnist.infer(digit(fresh++)), { iterations }),
+          },
+          {
+            name: 'Redis hit (GET + decode)',
+            run: () => timePerCall('hit', () => viaRedis.infer(fixed), { iterations }),
+          },
+          {
+            name: 'Redis miss (GET + infer + SET)',
+            run: () => timePerCall('miss', () => viaRedis.infer(digit(fresh++)), { iterations }),
+          },
+        ]);
+        part1b = ratioTable('mnist-cnn, sequential calls, Redis on loopback', bareR!, [
+          redisHit!,
+          redisMiss!,
+        ]);
+      } finally {
+        client.disconnect();
+        // startRedis() unrefs the child: keep the loop alive until it has exited.
+        const alive = setInterval(() => {}, 1000);
+        await server.stop();
+        clearInterval(alive);
+      }
+    } else {
+      part1b = '_Redis figures skipped: redis-server is not installed._';
+    }
+
     // 2. Keying a 3x224x224 float input against one mobilenetv2 inference.
     log('keying cost vs mobilenetv2');
     const mobilenet = await ort.InferenceSession.create(modelPath('mobilenetv2.onnx'), threads);
@@ -131,6 +211,8 @@ export default scenario({
       'The machine is shared and noisy: read the ratios, not the absolute figures.',
       part1,
       summary1,
+      part1a,
+      part1b,
       part2,
       part3,
       picture,
