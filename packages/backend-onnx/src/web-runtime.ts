@@ -53,8 +53,8 @@ export function webRuntime(
       if (name === 'webnn' && !nav()?.ml) {
         return 'WebNN execution provider is not available: this runtime has no navigator.ml (use a browser with WebNN, or the wasm provider)';
       }
-      if (!['webgpu', 'webnn', 'webgl'].includes(name)) {
-        return `${label(name)} execution provider is not available in onnxruntime-web (it has wasm, webgpu, webnn and webgl); use @mlserve/backend-onnx on onnxruntime-node for it`;
+      if (!['webgpu', 'webnn'].includes(name)) {
+        return `${label(name)} execution provider is not available in onnxruntime-web (the build this entry imports has wasm, webgpu and webnn); for it use @mlserve/backend-onnx on onnxruntime-node`;
       }
       return undefined;
     },
