@@ -316,6 +316,19 @@ describe('responseCache: in process', () => {
     expect(cacheStats(served)).toMatchObject({ bypassed: 2, skipped: 2, hits: 2 });
   });
 
+  it('never answers stateful sequence requests or requests with non-scalar parameters', async () => {
+    const { model, calls } = doubler();
+    const served = pipeline(model, responseCache({ max: 10 }));
+    await served.infer(input(1), { sequence: { id: 1, start: true } });
+    await served.infer(input(1), { sequence: { id: 1 } });
+    expect(calls).toHaveLength(2);
+    const nested = { parameters: { filter: { a: 1 } as unknown as string } };
+    await served.infer(input(1), nested);
+    await served.infer(input(1), { parameters: { filter: { b: 2 } as unknown as string } });
+    expect(calls).toHaveLength(4);
+    expect(cacheStats(served)).toMatchObject({ bypassed: 4, entries: 0 });
+  });
+
   it('rejects bad input with INVALID_ARGUMENT, never a crash', async () => {
     const { model, calls } = doubler();
     const served = pipeline(model, responseCache({ max: 10 }));

@@ -117,6 +117,25 @@ function isPromise<T>(v: unknown): v is Promise<T> {
   return typeof (v as { then?: unknown } | undefined)?.then === 'function';
 }
 
+/**
+ * Requests the cache must not answer: the bypass parameter; a request of a stateful sequence (its
+ * answer depends on state outside the request); parameters that are not scalars (their canonical
+ * form would not tell two values apart).
+ */
+function mustBypass(options: InferOptions | undefined, bypassParameter: string): boolean {
+  if (!options) return false;
+  if (options.sequence !== undefined) return true;
+  const parameters = options.parameters;
+  if (!parameters) return false;
+  const flag = parameters[bypassParameter];
+  if (flag === false || flag === 'false') return true;
+  for (const k in parameters) {
+    const v: unknown = parameters[k];
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') return true;
+  }
+  return false;
+}
+
 function copyOf(outputs: Tensors): Tensors {
   const out: Tensors = {};
   for (const name of Object.keys(outputs)) out[name] = cloneTensor(outputs[name]!);
@@ -294,8 +313,7 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
       layer: 'cache',
       infer: async function responseCacheInfer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
         if (closed) throw unavailable(`model "${inner.name}" is disposed`);
-        const bypass = options?.parameters?.[bypassParameter];
-        if (bypass === false || bypass === 'false') {
+        if (mustBypass(options, bypassParameter)) {
           bypassed++;
           emit({ type: 'bypass', model: inner.name });
           return inner.infer(inputs, options);
