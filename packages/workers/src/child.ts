@@ -28,6 +28,15 @@ process.on('message', async (message: ParentMessage) => {
     return;
   }
   const l = await loaded;
+  if (message.kind === 'warmup') {
+    try {
+      await l?.model?.warmup?.();
+      send({ kind: 'warmed', id: message.id });
+    } catch (err) {
+      send({ kind: 'warmed', id: message.id, error: toWireError(err) });
+    }
+    return;
+  }
   if (!l?.model) {
     send({
       kind: 'result',

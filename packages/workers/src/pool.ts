@@ -64,6 +64,8 @@ interface Engine {
   destroy(): Promise<void>;
   utilization(): number;
   deaths(): number;
+  /** Runs the model's warmup() once in every worker. */
+  warmup(): Promise<void>;
 }
 
 /** Counters of a pool, under `stats().workers`. */
@@ -231,6 +233,24 @@ async function startThreads(
     destroy: () => piscina.destroy(),
     utilization: () => piscina.utilization,
     deaths: () => deaths,
+    async warmup() {
+      const warm = new Int32Array(new SharedArrayBuffer(4));
+      const results = await Promise.all(
+        Array.from(
+          { length: piscina.threads.length },
+          () =>
+            piscina.run({
+              kind: 'load',
+              barrier: warm,
+              parties: piscina.threads.length,
+              timeoutMs: loadTimeoutMs,
+              warmup: true,
+            }) as Promise<LoadResult>,
+        ),
+      );
+      const failed = results.find((r) => !r.ok);
+      if (failed && !failed.ok) throw fromWireError(failed.error);
+    },
   };
 }
 
@@ -247,6 +267,7 @@ async function startProcesses(
     destroy: () => pool.destroy(),
     utilization: () => pool.utilization,
     deaths: () => pool.deaths,
+    warmup: () => pool.warmup(),
   };
 }
 
@@ -392,6 +413,10 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
       return disposing;
     },
     isReady: () => !disposing,
+    async warmup() {
+      if (disposing) throw unavailable(`model "${name}" is disposed`);
+      await engine.warmup();
+    },
     stats: () => ({
       workers: {
         threads,

@@ -12,13 +12,15 @@ import {
 /** @internal Parent to child. */
 export type ParentMessage =
   | { kind: 'init'; data: WorkerData }
-  | { kind: 'task'; id: number; task: InferTask };
+  | { kind: 'task'; id: number; task: InferTask }
+  | { kind: 'warmup'; id: number };
 
 /** @internal Child to parent. */
 export type ChildMessage =
   | { kind: 'ready'; ok: true; metadata: ModelMetadata }
   | { kind: 'ready'; ok: false; error: WireError }
-  | { kind: 'result'; id: number; result: InferResult };
+  | { kind: 'result'; id: number; result: InferResult }
+  | { kind: 'warmed'; id: number; error?: WireError };
 
 interface Pending {
   task: InferTask;
@@ -51,6 +53,7 @@ export class ProcessPool {
   readonly #opts: ProcessPoolOptions;
   readonly #children = new Set<Child>();
   readonly #waiting: Pending[] = [];
+  readonly #warmups = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   #nextId = 1;
   #destroyed = false;
   #busyMs = 0;
@@ -93,6 +96,13 @@ export class ProcessPool {
           resolve(message.metadata);
           this.#idle(child);
           this.#dispatch();
+          return;
+        }
+        if (message.kind === 'warmed') {
+          const w = this.#warmups.get(message.id);
+          this.#warmups.delete(message.id);
+          if (message.error) w?.reject(fromWireError(message.error));
+          else w?.resolve();
           return;
         }
         const current = child.current;
@@ -166,6 +176,24 @@ export class ProcessPool {
       this.#waiting.push({ task, resolve, reject });
       this.#dispatch();
     });
+  }
+
+  /** Runs the model's warmup() in every ready child. */
+  async warmup(): Promise<void> {
+    const all = [...this.#children]
+      .filter((c) => c.ready)
+      .map(
+        (c) =>
+          new Promise<void>((resolve, reject) => {
+            const id = this.#nextId++;
+            this.#warmups.set(id, { resolve, reject });
+            c.proc.send({ kind: 'warmup', id } satisfies ParentMessage);
+            c.proc.once('exit', () => {
+              if (this.#warmups.delete(id)) reject(unavailable('the worker process exited during warmup'));
+            });
+          }),
+      );
+    await Promise.all(all);
   }
 
   /** Share of the children's time spent on tasks since the start. */

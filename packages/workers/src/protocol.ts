@@ -58,6 +58,8 @@ export interface LoadTask {
   barrier: Int32Array;
   parties: number;
   timeoutMs: number;
+  /** Run the model's warmup() before arriving at the barrier. */
+  warmup?: boolean;
 }
 
 /** @internal The options that cross to the worker (no signal: the pool handles aborts). */

@@ -64,9 +64,18 @@ export type Loaded = { model: Model; error?: undefined } | { model?: undefined; 
 
 export async function runLoad(task: LoadTask, loaded: Loaded, threadId: number): Promise<LoadResult> {
   const { barrier, parties, timeoutMs } = task;
+  let warmupError: unknown;
+  if (task.warmup && loaded.model?.warmup) {
+    try {
+      await loaded.model.warmup();
+    } catch (err) {
+      warmupError = err;
+    }
+  }
   Atomics.add(barrier, 0, 1);
   Atomics.notify(barrier, 0);
   if (!loaded.model) return { ok: false, threadId, error: toWireError(loaded.error) };
+  if (warmupError !== undefined) return { ok: false, threadId, error: toWireError(warmupError) };
   // Hold this thread until every thread has taken a load task, so that each one lands on a
   // different thread (a thread runs one task at a time).
   const end = Date.now() + timeoutMs;

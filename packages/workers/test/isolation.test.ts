@@ -54,6 +54,14 @@ describe("isolation: 'process'", () => {
     expect(pool.metadata()).toMatchObject({ concurrency: 2, backend: 'worker-pool(test/faulty)' });
   });
 
+  it("warmup() runs the model's warmup in every child", async () => {
+    await pool.warmup!();
+    const contexts = [{}, {}] as Record<string, unknown>[];
+    await Promise.all(contexts.map((context) => pool.infer(spin(80), { context })));
+    expect(new Set(contexts.map((c) => c.worker)).size).toBe(2);
+    expect(contexts.map((c) => c.warmups)).toEqual([1, 1]);
+  });
+
   it('runs `threads` requests at once', async () => {
     const runs = (await Promise.all([pool.infer(spin(150)), pool.infer(spin(150))])).map(info);
     expect(maxOverlap(runs)).toBe(2);

@@ -4,7 +4,7 @@ import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerPool } from '../src/index.js';
-import { FAULTY, info, ORT_LOADER, x } from './helpers.js';
+import { FAULTY, info, ORT_LOADER, spin, x } from './helpers.js';
 
 async function rejection(p: Promise<unknown>): Promise<ServeError> {
   try {
@@ -90,6 +90,15 @@ describe('workerPool failures', () => {
     const out = await pool.infer(x(1, 2, 3, 4));
     expect(Array.from(out.y!.data as Float32Array)).toEqual([2, 4, 6, 8]);
     expect(info(out).threadId).toBeGreaterThan(0);
+  });
+
+  it("warmup() runs the model's warmup once in every thread", async () => {
+    await pool.warmup!();
+    const contexts = [{}, {}] as Record<string, unknown>[];
+    await Promise.all(contexts.map((context) => pool.infer(spin(80), { context })));
+    expect(new Set(contexts.map((c) => c.worker)).size).toBe(2);
+    expect(contexts.map((c) => c.warmups)).toEqual([1, 1]);
+    expect(contexts.map((c) => c.seenBy)).toEqual(contexts.map((c) => c.worker));
   });
 
   it('copies an output that is a view into a larger buffer', async () => {
