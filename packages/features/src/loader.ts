@@ -1,4 +1,4 @@
-import { internal } from '@mlserve/core';
+import { internal, unavailable } from '@mlserve/core';
 import { LRUCache } from 'lru-cache';
 import type { FeatureRecord, FeatureStore } from './store.js';
 
@@ -12,6 +12,10 @@ export interface LoaderStats {
   joined: number;
   cacheHits: number;
   storeErrors: number;
+  /** Store calls abandoned because they took longer than the lookup timeout. */
+  callTimeouts: number;
+  /** Keys whose store call is in flight now. */
+  inflight?: number;
 }
 
 interface Pending {
@@ -35,19 +39,33 @@ export class Loader {
   #pending = new Map<string, Pending>();
   #inflight = new Map<string, Promise<FeatureRecord | null>>();
   #scheduled = false;
-  readonly counters: LoaderStats = { roundTrips: 0, keysFetched: 0, joined: 0, cacheHits: 0, storeErrors: 0 };
+  readonly #callTimeoutMs: number;
+  readonly counters: LoaderStats = {
+    roundTrips: 0,
+    keysFetched: 0,
+    joined: 0,
+    cacheHits: 0,
+    storeErrors: 0,
+    callTimeouts: 0,
+  };
 
   constructor(
     store: FeatureStore,
     features: string[],
-    options: { maxKeys: number; cache?: { max: number; ttlMs: number } | undefined },
+    options: { maxKeys: number; callTimeoutMs: number; cache?: { max: number; ttlMs: number } | undefined },
   ) {
+    this.#callTimeoutMs = options.callTimeoutMs;
     this.#store = store;
     this.#features = features;
     this.#maxKeys = options.maxKeys;
     if (options.cache) {
       this.#cache = new LRUCache<string, FeatureRecord>({ max: options.cache.max, ttl: options.cache.ttlMs });
     }
+  }
+
+  /** Keys whose store call is in flight now. */
+  get inflight(): number {
+    return this.#inflight.size;
   }
 
   /** The cached answer for `key`: a record, null (known absent), or undefined (not cached). */
@@ -103,8 +121,9 @@ export class Loader {
   #fetch(keys: string[], batch: Map<string, Pending>, shared = true): void {
     this.counters.roundTrips++;
     this.counters.keysFetched += keys.length;
+    let settled = false;
     const settle = (key: string) => {
-      if (shared) this.#inflight.delete(key);
+      if (shared && this.#inflight.get(key) !== undefined) this.#inflight.delete(key);
       return batch.get(key)!;
     };
     let call: Promise<(FeatureRecord | null)[]>;
@@ -113,8 +132,23 @@ export class Loader {
     } catch (err) {
       call = Promise.reject(err);
     }
+    // A store that never answers must not pin its keys in flight (and their waiters) for ever.
+    const timer = setTimeout(() => {
+      settled = true;
+      this.counters.callTimeouts++;
+      const err = unavailable(`feature store did not answer within ${this.#callTimeoutMs} ms`);
+      for (const k of keys) settle(k).reject(err);
+    }, this.#callTimeoutMs);
     call.then(
       (records) => {
+        clearTimeout(timer);
+        if (settled) {
+          // Too late for its requests, but still good for the next ones.
+          if (Array.isArray(records) && records.length === keys.length) {
+            for (const [i, k] of keys.entries()) this.#cache?.set(k, records[i] ?? ABSENT);
+          }
+          return;
+        }
         if (!Array.isArray(records) || records.length !== keys.length) {
           this.counters.storeErrors++;
           const err = internal(
@@ -130,8 +164,9 @@ export class Loader {
         });
       },
       (err) => {
+        clearTimeout(timer);
         this.counters.storeErrors++;
-        for (const k of keys) settle(k).reject(err);
+        if (!settled) for (const k of keys) settle(k).reject(err);
       },
     );
   }

@@ -190,6 +190,37 @@ describe('featureLookup', () => {
     expect(lenient.stats?.()).toMatchObject({ features: { storeErrorDefault: 1, timeouts: 1 } });
   });
 
+  it('lets go of keys whose store call never returns', async () => {
+    const calls: string[][] = [];
+    const hung = {
+      getMany: (keys: string[]) => {
+        calls.push(keys);
+        return new Promise<never>(() => undefined);
+      },
+    };
+    const served = pipeline(
+      echoModel(),
+      featureLookup({
+        keyInput: 'user',
+        store: hung,
+        features,
+        target: { input: 'features' },
+        timeoutMs: 20,
+      }),
+    );
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) => served.infer(ids(`k${i}`))),
+      );
+      expect(results.every((r) => r.status === 'rejected' && r.reason.code === 'UNAVAILABLE')).toBe(true);
+      await new Promise((r) => setTimeout(r, 10));
+      expect(served.stats?.()).toMatchObject({ features: { inflight: 0 } });
+    }
+    // Each round asked the store again rather than waiting on the stuck calls.
+    expect(calls.flat()).toHaveLength(150);
+    expect(served.stats?.()).toMatchObject({ features: { callTimeouts: 12 } });
+  });
+
   it('turns a failing store into UNAVAILABLE, or defaults, by policy', async () => {
     const down = instrumented(users(), { fail: true });
     const strict = pipeline(

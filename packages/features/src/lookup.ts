@@ -171,7 +171,7 @@ export function featureLookup(options: FeatureLookupOptions): Middleware {
   }
 
   return (inner: Model): Model => {
-    const loader = new Loader(store, names, { maxKeys: maxKeysPerCall, cache });
+    const loader = new Loader(store, names, { maxKeys: maxKeysPerCall, callTimeoutMs: timeoutMs, cache });
     const counters = {
       requests: 0,
       hits: 0,
@@ -181,7 +181,7 @@ export function featureLookup(options: FeatureLookupOptions): Middleware {
       storeErrorReject: 0,
       timeouts: 0,
     };
-    const stats = (): FeatureLookupStats => ({ ...counters, ...loader.counters });
+    const stats = (): FeatureLookupStats => ({ ...counters, ...loader.counters, inflight: loader.inflight });
     const metricsReady = options.metrics
       ? registerMetrics(options.metrics.registry, inner.name, stats)
       : undefined;
@@ -467,9 +467,10 @@ async function registerMetrics(
     // Both counters call this on a scrape; publish each delta once.
     const s = stats();
     for (const [decision, key] of decisions) {
-      const d = s[key] - (published.get(decision) ?? 0);
+      const now = s[key] ?? 0;
+      const d = now - (published.get(decision) ?? 0);
       if (d > 0 || !synced) lookups.inc({ model, decision }, d);
-      published.set(decision, s[key]);
+      published.set(decision, now);
     }
     const t = s.roundTrips - (published.get('trips') ?? 0);
     if (t > 0 || !synced) trips.inc({ model }, t);
