@@ -45,7 +45,10 @@ export const AUTO_ORDER: readonly string[] = Object.freeze(['tensorflow', 'wasm'
 
 function localRequire(): NodeJS.Require {
   // In the CJS build `require` exists; in ESM, make one from this module's URL.
-  return typeof require === 'function' ? require : createRequire(import.meta.url);
+  // (Loaders such as tsx define a `require` without `resolve` in ESM: check for it.)
+  return typeof require === 'function' && typeof require.resolve === 'function'
+    ? require
+    : createRequire(import.meta.url);
 }
 
 /** The directory holding tfjs-backend-wasm's `.wasm` files, with a trailing slash. */
