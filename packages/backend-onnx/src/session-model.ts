@@ -159,7 +159,7 @@ export async function loadWithRuntime(
     throw new TypeError('options.version must be a non-empty string');
   checkPositiveInt(options.intraOpNumThreads, 'intraOpNumThreads');
   checkPositiveInt(options.interOpNumThreads, 'interOpNumThreads');
-  const requested = options.executionProviders ?? [runtime.cpu];
+  const requested = options.executionProviders ?? options.sessionOptions?.executionProviders ?? [runtime.cpu];
   if (!Array.isArray(requested) || requested.length === 0) {
     throw new TypeError('options.executionProviders must be a non-empty array');
   }
@@ -194,40 +194,38 @@ export async function loadWithRuntime(
   const resolved = await runtime.resolveSource(source);
 
   // Providers that cannot exist here are found before onnxruntime-common would drop them silently.
-  let providers = [...requested];
-  let fallbackReason: string | undefined;
-  const fallBack = (reason: string, cause: unknown) => {
-    if (!options.fallbackToCpu)
+  // With fallbackToCpu, each provider that cannot load is dropped in turn (so ['tensorrt', 'cuda']
+  // lands on CUDA when only TensorRT is missing), and CPU is what is left at the end.
+  let providers: ExecutionProvider[] = [...requested];
+  const reasons: string[] = [];
+  const drop = (name: string, reason: string, cause: unknown) => {
+    if (!options.fallbackToCpu) {
       throw unavailable(reason, { cause, details: { executionProviders: requested.map(providerName) } });
-    fallbackReason = reason;
-    providers = [runtime.cpu];
+    }
+    reasons.push(reason);
+    providers = providers.filter((p) => providerName(p) !== name);
+    if (providers.length === 0) providers = [runtime.cpu];
   };
-  for (const p of providers) {
-    const problem = runtime.checkProvider(providerName(p));
-    if (problem) {
-      fallBack(problem, undefined);
-      break;
+  let session: OrtSession | undefined;
+  for (let attempt = 0; session === undefined; attempt++) {
+    const unavailableHere = providers.map(providerName).find((n) => runtime.checkProvider(n) !== undefined);
+    if (unavailableHere !== undefined) {
+      drop(unavailableHere, runtime.checkProvider(unavailableHere)!, undefined);
+      continue;
     }
-  }
-
-  const create = (eps: readonly ExecutionProvider[]) =>
-    runtime.ort.InferenceSession.create(resolved as string, { ...sessionOptions, executionProviders: eps });
-  let session: OrtSession;
-  try {
-    session = await create(providers);
-  } catch (err) {
-    const blamed = runtime.blame(
-      providers.map(providerName).filter((n) => !runtime.cpuNames.includes(n)),
-      err,
-    );
-    if (!blamed) throw loadError(what, err);
-    fallBack(runtime.explain(blamed, err), err);
     try {
-      session = await create(providers);
-    } catch (again) {
-      throw loadError(what, again);
+      session = await runtime.ort.InferenceSession.create(resolved as string, {
+        ...sessionOptions,
+        executionProviders: providers,
+      });
+    } catch (err) {
+      const gpu = providers.map(providerName).filter((n) => !runtime.cpuNames.includes(n));
+      const blamed = attempt <= requested.length ? runtime.blame(gpu, err) : undefined;
+      if (blamed === undefined) throw loadError(what, err);
+      drop(blamed, runtime.explain(blamed, err), err);
     }
   }
+  const fallbackReason = reasons.length > 0 ? reasons.join('; ') : undefined;
 
   try {
     const model = new OnnxModel(runtime, session, {

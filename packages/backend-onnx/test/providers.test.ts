@@ -115,6 +115,23 @@ describe('onnxruntime-node execution providers', () => {
     await model.dispose();
   });
 
+  it('drops each provider that cannot load in turn, landing on CPU, and takes providers from sessionOptions too', async () => {
+    const model = await loadOnnxModel(modelPath('mlp.onnx'), {
+      sessionOptions: { executionProviders: ['dml', 'webgpu', 'cuda', 'cpu'] },
+      fallbackToCpu: true,
+      intraOpNumThreads: 1,
+    });
+    const extra = model.metadata().extra!;
+    expect(extra.executionProvider).toBe('cpu');
+    expect(extra.requestedExecutionProviders).toEqual(['dml', 'webgpu', 'cuda', 'cpu']);
+    const reason = extra.fallbackReason as string;
+    expect(reason).toMatch(/^DirectML execution provider is not available/);
+    expect(reason).toContain('; CUDA execution provider is not available');
+    expect(reason).toContain('; WebGPU execution provider is not available');
+    expect((await model.infer(features())).scores!.dims).toEqual([1, 2]);
+    await model.dispose();
+  });
+
   it('rejects a request whose deadline passes while onnxruntime computes, dropping the result', async () => {
     const model = await loadOnnxModel(modelPath('mobilenetv2.onnx'), { intraOpNumThreads: 1 });
     const input = tensor('float32', new Float32Array(2 * 3 * 224 * 224).fill(0.5), [2, 3, 224, 224]);
