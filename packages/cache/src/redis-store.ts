@@ -28,6 +28,13 @@ export interface RedisStoreOptions {
    * that times out is served as a miss; this also covers a connection that hangs without closing.
    */
   timeoutMs?: number;
+  /**
+   * A circuit breaker: after `failures` failed or timed-out commands in a row, the store stops
+   * calling Redis for `cooldownMs` (lookups read as misses at once, writes are dropped), so that a
+   * hung Redis costs each request nothing rather than `timeoutMs`. Default
+   * `{ failures: 5, cooldownMs: 1000 }`; `false` turns it off.
+   */
+  breaker?: { failures?: number; cooldownMs?: number } | false;
 }
 
 /**
@@ -48,6 +55,7 @@ export function redisStore({
   client,
   prefix = 'mlserve:cache:',
   timeoutMs = 50,
+  breaker = {},
 }: RedisStoreOptions): CacheStore {
   if (!client || typeof client.getBuffer !== 'function' || typeof client.set !== 'function') {
     throw new TypeError('redisStore: options.client must be an ioredis client');
@@ -56,23 +64,53 @@ export function redisStore({
   if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) {
     throw new TypeError('redisStore: options.timeoutMs must be a positive number');
   }
+  const threshold = breaker === false ? Number.POSITIVE_INFINITY : (breaker.failures ?? 5);
+  const cooldownMs = breaker === false ? 0 : (breaker.cooldownMs ?? 1000);
+  if (breaker !== false) {
+    if (!(Number.isSafeInteger(threshold) && threshold > 0)) {
+      throw new TypeError('redisStore: options.breaker.failures must be a positive integer');
+    }
+    if (!(Number.isFinite(cooldownMs) && cooldownMs > 0)) {
+      throw new TypeError('redisStore: options.breaker.cooldownMs must be a positive number');
+    }
+  }
   let bytesRead = 0;
   let bytesWritten = 0;
   let timeouts = 0;
+  let failuresInARow = 0;
+  let openUntil = 0;
+  let breakerOpens = 0;
+  let shortCircuited = 0;
+
+  const isOpen = () => openUntil !== 0 && performance.now() < openUntil;
+  const failed = () => {
+    failuresInARow++;
+    if (failuresInARow >= threshold) {
+      if (!isOpen()) breakerOpens++;
+      openUntil = performance.now() + cooldownMs;
+    }
+  };
+  const succeeded = () => {
+    failuresInARow = 0;
+    openUntil = 0;
+  };
 
   function bounded<T>(command: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         timeouts++;
+        failed();
         reject(unavailable(`redis ${what} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
       command.then(
         (v) => {
           clearTimeout(timer);
+          succeeded();
           resolve(v);
         },
         (err: unknown) => {
           clearTimeout(timer);
+          failed();
           reject(
             unavailable(`redis ${what} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
           );
@@ -84,12 +122,20 @@ export function redisStore({
   return {
     kind: 'redis',
     async get(key): Promise<Tensors | undefined> {
+      if (isOpen()) {
+        shortCircuited++;
+        return undefined;
+      }
       const raw = await bounded(client.getBuffer(prefix + key), 'GET');
       if (raw === null) return undefined;
       bytesRead += raw.byteLength;
       return decodeTensors(raw);
     },
     set(key, value, { ttlMs }) {
+      if (isOpen()) {
+        shortCircuited++;
+        return;
+      }
       // Encoded synchronously: the value may be handed to a caller right after this returns.
       const bytes = encodeTensors(value);
       bytesWritten += bytes.byteLength;
@@ -100,6 +146,13 @@ export function redisStore({
     delete(key) {
       return bounded(client.del(prefix + key), 'DEL').then(() => undefined);
     },
-    stats: (): CacheStoreStats => ({ bytesRead, bytesWritten, timeouts }),
+    stats: (): CacheStoreStats => ({
+      bytesRead,
+      bytesWritten,
+      timeouts,
+      breakerOpen: isOpen(),
+      breakerOpens,
+      shortCircuited,
+    }),
   };
 }

@@ -164,30 +164,71 @@ describe.runIf(haveRedis)('redisStore against a real redis-server', () => {
   it('keeps serving as misses while Redis is down, and hits resume after a restart', async () => {
     const client = await connect();
     const { model, calls } = counter();
-    const served = pipeline(
-      model,
-      responseCache({ store: redisStore({ client, prefix: prefix(), timeoutMs: 100 }), ttlMs: 60_000 }),
-    );
+    const store = redisStore({
+      client,
+      prefix: prefix(),
+      timeoutMs: 100,
+      breaker: { failures: 3, cooldownMs: 150 },
+    });
+    const served = pipeline(model, responseCache({ store, ttlMs: 60_000 }));
     await served.infer(input(5));
     await waitFor(() => stats(served).bytesWritten !== 0);
     await sleep(20);
     await served.infer(input(5));
     expect(calls).toHaveLength(1);
     await server.kill();
-    for (let i = 0; i < 10; i++) {
-      const out = await served.infer(input(5));
-      expect([...(out.y!.data as Float32Array)]).toEqual([10]);
+    try {
+      for (let i = 0; i < 10; i++) {
+        const out = await served.infer(input(5));
+        expect([...(out.y!.data as Float32Array)]).toEqual([10]);
+      }
+      expect(calls).toHaveLength(11);
+      // The first failures count; then the breaker stops calling Redis for a while.
+      expect(stats(served).storeErrors).toBeGreaterThanOrEqual(3);
+      expect(stats(served)).toMatchObject({ breakerOpen: true, breakerOpens: 1 });
+      expect(stats(served).shortCircuited).toBeGreaterThan(0);
+    } finally {
+      await server.restart();
     }
-    expect(calls).toHaveLength(11);
-    expect(stats(served).storeErrors).toBeGreaterThanOrEqual(10);
-    await server.restart();
     await waitFor(() => client.status === 'ready');
+    await sleep(200); // past the cooldown
     await served.infer(input(5)); // empty Redis after the crash: a miss that writes again
     await waitFor(async () => (await client.dbsize()) > 0);
     const ctx: InferContext = {};
     await served.infer(input(5), { context: ctx });
     expect(ctx.cacheHit).toBe(true);
     expect(calls).toHaveLength(12);
+    expect(stats(served).breakerOpen).toBe(false);
+  });
+
+  it('stops paying the timeout once the breaker opens on a hung Redis, and closes it when Redis answers', async () => {
+    const client = await connect();
+    const { model, calls } = counter();
+    const p = prefix();
+    const store = redisStore({
+      client,
+      prefix: p,
+      timeoutMs: 30,
+      breaker: { failures: 2, cooldownMs: 300 },
+    });
+    const served = pipeline(model, responseCache({ store, ttlMs: 60_000 }));
+    server.process.kill('SIGSTOP');
+    try {
+      await served.infer(input(21)); // GET and SET time out: two failures open the breaker
+      await waitFor(() => stats(served).breakerOpen === true);
+      const timeoutsBefore = stats(served).timeouts as number;
+      for (let i = 0; i < 20; i++) await served.infer(input(22 + i));
+      expect(calls).toHaveLength(21);
+      expect(stats(served).timeouts).toBe(timeoutsBefore); // no command was sent to the hung server
+      expect(stats(served).shortCircuited).toBe(40);
+    } finally {
+      server.process.kill('SIGCONT');
+    }
+    await sleep(350);
+    await served.infer(input(21));
+    // Redis answers again: the write lands and the breaker is closed.
+    await waitFor(async () => (await client.keys(`${p}*`)).length === 1);
+    expect(stats(served).breakerOpen).toBe(false);
   });
 
   it('treats a hung Redis as a miss within timeoutMs (the connection stays open, no answer)', async () => {
