@@ -168,7 +168,7 @@ export default scenario({
         const b = bodies(m.input, m.output, m.dims);
         const binary = b.binary;
         const hdr = String(b.headerLength);
-        const configs = [
+        const configs: { name: string; path: string; body: Buffer; headers: Record<string, string> }[] = [
           {
             name: 'V2 binary',
             path: `/v2/models/${m.name}/infer`,
