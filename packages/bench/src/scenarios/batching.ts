@@ -1,7 +1,7 @@
 import { batching } from '@mlserve/batching';
 import { fromFunction, type Model, type TensorSpec, type Tensors } from '@mlserve/core';
 import * as ort from 'onnxruntime-node';
-import { closedLoop, interleaved, type LoadResult, openLoop, ratioTable, scenario } from '../harness.js';
+import { closedLoop, type LoadResult, openLoop, ratioTable, scenario } from '../harness.js';
 
 const MODELS = new URL('../../../test-utils/models/', import.meta.url);
 
@@ -28,6 +28,27 @@ async function ortModel(file: string, inputs: TensorSpec[], outputs: TensorSpec[
     },
     dispose: () => session.release(),
   });
+}
+
+/**
+ * Like the harness's `interleaved`, but each round starts at a different configuration, so none
+ * always runs right after the same neighbour (the machine heats up and others' load comes and goes).
+ * Keeps, per configuration, the round with the median throughput.
+ */
+async function rotated(
+  rounds: number,
+  runs: { name: string; run: () => Promise<LoadResult> }[],
+): Promise<LoadResult[]> {
+  const all = runs.map(() => [] as LoadResult[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < runs.length; k++) {
+      const idx = (k + r) % runs.length;
+      const res = await runs[idx]!.run();
+      res.name = runs[idx]!.name;
+      all[idx]!.push(res);
+    }
+  }
+  return all.map((list) => [...list].sort((a, b) => a.throughput - b.throughput)[list.length >> 1]!);
 }
 
 function randomRequests(n: number, name: string, dims: number[]): Tensors[] {
@@ -71,15 +92,24 @@ export default scenario({
     const load = (name: string, m: Model, reqs: Tensors[]) =>
       closedLoop(name, (i) => m.infer(reqs[i % reqs.length]!), { concurrency, durationMs, warmupMs });
     const withStats = (r: LoadResult, m: Model) => {
-      const s = m.stats?.().batching as { averageBatchSize: number } | undefined;
-      if (s) r.extra = { 'avg batch': s.averageBatchSize.toFixed(1) };
+      const s = m.stats?.().batching as
+        | { averageBatchSize: number; releases: Record<string, number> }
+        | undefined;
+      if (s) {
+        const total = Object.values(s.releases).reduce((a, b) => a + b, 0) || 1;
+        const why = Object.entries(s.releases)
+          .filter(([, n]) => n > 0)
+          .map(([k, n]) => `${k} ${Math.round((100 * n) / total)}%`)
+          .join(', ');
+        r.extra = { 'avg batch': s.averageBatchSize.toFixed(1), released: why };
+      }
       return r;
     };
 
     const rounds = pick(3, 1);
     log(`mlp: unbatched vs batched (${rounds} interleaved rounds)`);
     const mlpBatched = batching({ maxBatchSize: 256, maxDelayMs: 'auto' })(mlp);
-    const [mlpBase, mlpB] = (await interleaved(rounds, [
+    const [mlpBase, mlpB] = (await rotated(rounds, [
       { name: 'mlp, one call per request', run: () => load('', mlp, mlpReqs) },
       {
         name: "mlp, batching({ maxBatchSize: 256, maxDelayMs: 'auto' })",
@@ -92,7 +122,7 @@ export default scenario({
     log('mnist-cnn: unbatched vs batched');
     const cnn32 = batching({ maxBatchSize: 32, maxDelayMs: 'auto' })(cnn);
     const cnn64 = batching({ maxBatchSize: 64, maxDelayMs: 'auto' })(cnn);
-    const [cnnBase, cnnA, cnnC] = (await interleaved(rounds, [
+    const [cnnBase, cnnA, cnnC] = (await rotated(rounds, [
       { name: 'mnist-cnn, one call per request', run: () => load('', cnn, cnnReqs) },
       {
         name: "mnist-cnn, batching({ maxBatchSize: 32, maxDelayMs: 'auto' })",
@@ -118,7 +148,7 @@ export default scenario({
     const models = configs.map((c) =>
       batching({ maxBatchSize: 32, maxDelayMs: c.delay, maxLatencyMs: 10 })(cnn),
     );
-    const results = await interleaved(
+    const results = await rotated(
       rounds,
       configs.map((c, k) => ({ name: c.label, run: () => load('', models[k]!, cnnReqs) })),
     );
@@ -139,13 +169,12 @@ export default scenario({
     let j = 0;
     for (const c of configs) {
       const m = batching({ maxBatchSize: 32, maxDelayMs: c.delay, maxLatencyMs: 10 })(cnn);
-      light.push(
-        await openLoop(c.label, () => m.infer(cnnReqs[j++ % cnnReqs.length]!), {
-          rate,
-          durationMs,
-          warmupMs,
-        }),
-      );
+      const r = await openLoop(c.label, () => m.infer(cnnReqs[j++ % cnnReqs.length]!), {
+        rate,
+        durationMs,
+        warmupMs,
+      });
+      light.push(withStats(r, m));
     }
     const fixedL = light.find((r) => r.name === best.name)!;
     const autoL = light[light.length - 1]!;
