@@ -80,19 +80,23 @@ order.forEach((src, dst) => {
   y[dst] = ys[src] as number;
 });
 
-// Input layout [batch, 1, 28, 28] like the ONNX mnist-cnn, reshaped to NHWC inside the model.
-const model = tf.sequential({
-  layers: [
-    tf.layers.reshape({ inputShape: [1, 28, 28], targetShape: [28, 28, 1], name: 'to_nhwc' }),
-    tf.layers.conv2d({ filters: 8, kernelSize: 3, activation: 'relu' }),
-    tf.layers.maxPooling2d({ poolSize: 2 }),
-    tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu' }),
-    tf.layers.maxPooling2d({ poolSize: 2 }),
-    tf.layers.flatten(),
-    tf.layers.dense({ units: 64, activation: 'relu' }),
-    tf.layers.dense({ units: 10, activation: 'softmax', name: 'probabilities' }),
-  ],
-});
+// Input `image` [batch, 1, 28, 28] like the ONNX mnist-cnn, reshaped to NHWC inside the model;
+// output `probabilities` [batch, 10].
+const image = tf.input({ shape: [1, 28, 28], name: 'image' });
+let h = image as tf.SymbolicTensor;
+for (const layer of [
+  tf.layers.reshape({ targetShape: [28, 28, 1], name: 'to_nhwc' }),
+  tf.layers.conv2d({ filters: 8, kernelSize: 3, activation: 'relu' }),
+  tf.layers.maxPooling2d({ poolSize: 2 }),
+  tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu' }),
+  tf.layers.maxPooling2d({ poolSize: 2 }),
+  tf.layers.flatten(),
+  tf.layers.dense({ units: 64, activation: 'relu' }),
+  tf.layers.dense({ units: 10, activation: 'softmax', name: 'probabilities' }),
+]) {
+  h = layer.apply(h) as tf.SymbolicTensor;
+}
+const model = tf.model({ inputs: image, outputs: h, name: 'mnist' });
 model.compile({
   optimizer: tf.train.adam(0.002),
   loss: 'sparseCategoricalCrossentropy',
