@@ -9,7 +9,8 @@ import {
 import type { Extractor } from './extractors.js';
 import { assertProfile, type CategoricalProfile, type NumericProfile, type Profile } from './profile.js';
 import type { PayloadSink } from './sink.js';
-import { chiSquare, histogram, ksDistance, psi } from './stats.js';
+import { chiSquare, psi } from './stats.js';
+import { type CategoricalWindow, type NumericWindow, windowFor } from './window.js';
 
 /** Score limits; a feature drifts when any enabled score crosses its limit. */
 export interface Thresholds {
@@ -118,45 +119,6 @@ export interface Monitor extends Middleware {
   stats(): MonitorStats;
 }
 
-class Ring {
-  readonly values: Float64Array | string[];
-  readonly times: Float64Array;
-  head = 0;
-  length = 0;
-  constructor(
-    readonly capacity: number,
-    categorical: boolean,
-  ) {
-    this.values = categorical ? new Array<string>(capacity) : new Float64Array(capacity);
-    this.times = new Float64Array(capacity);
-  }
-  push(v: number | string, t: number): void {
-    const i = (this.head + this.length) % this.capacity;
-    (this.values as (number | string)[])[i] = v;
-    this.times[i] = t;
-    if (this.length < this.capacity) this.length++;
-    else this.head = (this.head + 1) % this.capacity;
-  }
-  evictBefore(t: number): void {
-    while (this.length > 0 && this.times[this.head]! < t) {
-      this.head = (this.head + 1) % this.capacity;
-      this.length--;
-    }
-  }
-  numbers(): Float64Array {
-    const out = new Float64Array(this.length);
-    const v = this.values as Float64Array;
-    for (let k = 0; k < this.length; k++) out[k] = v[(this.head + k) % this.capacity]!;
-    return out;
-  }
-  strings(): string[] {
-    const out: string[] = new Array(this.length);
-    const v = this.values as string[];
-    for (let k = 0; k < this.length; k++) out[k] = v[(this.head + k) % this.capacity]!;
-    return out;
-  }
-}
-
 interface Pending {
   inputs: Tensors;
   outputs: Tensors;
@@ -233,9 +195,8 @@ export function monitor(options: MonitorOptions): Monitor {
   };
   const perFeature = options.thresholds?.features ?? {};
 
-  const rings = new Map<string, Ring>();
-  for (const [name, f] of Object.entries(ref.features))
-    rings.set(name, new Ring(capacity, f.kind === 'categorical'));
+  const rings = new Map<string, NumericWindow | CategoricalWindow>();
+  for (const [name, f] of Object.entries(ref.features)) rings.set(name, windowFor(capacity, f));
   const queue: Pending[] = [];
   const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0 };
   let lastExtractError: string | undefined;
@@ -299,35 +260,26 @@ export function monitor(options: MonitorOptions): Monitor {
     setImmediate(drain);
   }
 
-  function scoreNumeric(f: NumericProfile, ring: Ring): FeatureScore {
-    const live = ring.numbers().sort();
-    const s: FeatureScore = {
+  function scoreNumeric(f: NumericProfile, w: NumericWindow): FeatureScore {
+    return {
       kind: 'numeric',
-      rows: live.length,
-      psi: Number.NaN,
+      rows: w.length,
+      psi: psi(f.counts, Array.from(w.psiCounts)),
+      ks: w.ks(),
+      mean: w.mean(),
+      referenceMean: f.mean,
       drifted: false,
       breached: [],
     };
-    let sum = 0;
-    for (const v of live) sum += v;
-    s.mean = live.length ? sum / live.length : Number.NaN;
-    s.referenceMean = f.mean;
-    s.psi = psi(f.counts, histogram(live, f.edges));
-    s.ks = ksDistance(live, f.quantiles);
-    return s;
   }
 
-  function scoreCategorical(f: CategoricalProfile, ring: Ring): FeatureScore {
-    const live = ring.strings();
-    const cats = Object.keys(f.frequencies);
-    const index = new Map(cats.map((c, i) => [c, i]));
-    const observed = new Array<number>(cats.length + 1).fill(0);
-    for (const v of live) observed[index.get(v) ?? cats.length]!++;
-    const expected = [...cats.map((c) => f.frequencies[c] ?? 0), 0];
+  function scoreCategorical(f: CategoricalProfile, w: CategoricalWindow): FeatureScore {
+    const expected = [...w.categories.map((c) => f.frequencies[c] ?? 0), 0];
+    const observed = Array.from(w.counts);
     const chi = chiSquare(expected, observed);
     return {
       kind: 'categorical',
-      rows: live.length,
+      rows: w.length,
       psi: psi(expected, observed),
       chi2: chi.statistic,
       chi2PValue: chi.pValue,
@@ -348,7 +300,10 @@ export function monitor(options: MonitorOptions): Monitor {
       const ring = rings.get(name)!;
       if (windowMs !== undefined) ring.evictBefore(now - windowMs);
       const th = thresholdsFor(name);
-      const s = f.kind === 'numeric' ? scoreNumeric(f, ring) : scoreCategorical(f, ring);
+      const s =
+        f.kind === 'numeric'
+          ? scoreNumeric(f, ring as NumericWindow)
+          : scoreCategorical(f, ring as CategoricalWindow);
       if (s.rows >= minRows) {
         if (th.psi !== undefined && s.psi > th.psi) s.breached.push('psi');
         if (th.ks !== undefined && s.ks !== undefined && s.ks > th.ks) s.breached.push('ks');
@@ -445,6 +400,9 @@ export function monitor(options: MonitorOptions): Monitor {
         return outputs;
       },
       stats,
+      async warmup() {
+        await metricsLoad;
+      },
       async dispose() {
         if (timer) clearInterval(timer);
         await sink?.close();

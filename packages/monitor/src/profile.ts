@@ -178,6 +178,8 @@ export function assertProfile(value: unknown): asserts value is Profile {
         f.counts.length === f.edges.length + 1 &&
         Array.isArray(f.quantiles) &&
         f.quantiles.length >= 2 &&
+        f.quantiles.length <= 10_000 &&
+        f.edges.length < 1000 &&
         f.edges.every((e) => typeof e === 'number');
       if (!ok)
         throw invalidArgument(
