@@ -64,6 +64,8 @@ interface Engine {
   destroy(): Promise<void>;
   utilization(): number;
   deaths(): number;
+  /** Workers alive now. */
+  live(): number;
   /** Runs the model's warmup() once in every worker. */
   warmup(): Promise<void>;
 }
@@ -78,6 +80,8 @@ export interface WorkerPoolStats {
   failed: number;
   /** Worker threads that died (heap limit, exit) and were replaced. */
   workerDeaths: number;
+  /** Workers alive now (below `threads` after idle ones exited, see `idleTimeout`). */
+  liveWorkers: number;
   /** Piscina's utilization: the share of thread time spent running tasks. */
   utilization: number;
 }
@@ -192,8 +196,15 @@ async function startThreads(
   // One load task per thread; each holds its thread until all have arrived, so all threads load.
   const barrier = new Int32Array(new SharedArrayBuffer(4));
   let loads: LoadResult[];
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    loads = await Promise.all(
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the threads did not load the model within ${loadTimeoutMs} ms`)),
+        loadTimeoutMs,
+      );
+    });
+    const all = Promise.all(
       Array.from(
         { length: threads },
         () =>
@@ -205,12 +216,16 @@ async function startThreads(
           }) as Promise<LoadResult>,
       ),
     );
+    all.catch(() => {});
+    loads = await Promise.race([all, timeout]);
   } catch (err) {
     await piscina.destroy().catch(() => {});
     throw unavailable(
-      `worker pool for ${describeBackend(description.backend)}: a worker failed while loading: ${toServeError(err).message}`,
+      `worker pool for ${describeBackend(description.backend)}: ${toServeError(err).message}`,
       { cause: err },
     );
+  } finally {
+    clearTimeout(timer);
   }
   const failed = loads.find((r) => !r.ok);
   if (failed && !failed.ok) {
@@ -233,6 +248,7 @@ async function startThreads(
     destroy: () => piscina.destroy(),
     utilization: () => piscina.utilization,
     deaths: () => deaths,
+    live: () => piscina.threads.length,
     async warmup() {
       const warm = new Int32Array(new SharedArrayBuffer(4));
       const results = await Promise.all(
@@ -258,8 +274,15 @@ async function startProcesses(
   data: WorkerData,
   processes: number,
   maxOldGenerationSizeMb: number | undefined,
+  loadTimeoutMs: number,
 ): Promise<Engine> {
-  const pool = new ProcessPool({ file: workerFile('child.js'), processes, data, maxOldGenerationSizeMb });
+  const pool = new ProcessPool({
+    file: workerFile('child.js'),
+    processes,
+    data,
+    maxOldGenerationSizeMb,
+    loadTimeoutMs,
+  });
   const metadata = await pool.start();
   return {
     metadata,
@@ -267,6 +290,7 @@ async function startProcesses(
     destroy: () => pool.destroy(),
     utilization: () => pool.utilization,
     deaths: () => pool.deaths,
+    live: () => pool.live,
     warmup: () => pool.warmup(),
   };
 }
@@ -324,7 +348,7 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
   const data: WorkerData = { description, intraOpThreads };
   const engine =
     options.isolation === 'process'
-      ? await startProcesses(data, threads, options.resourceLimits?.maxOldGenerationSizeMb)
+      ? await startProcesses(data, threads, options.resourceLimits?.maxOldGenerationSizeMb, loadTimeoutMs)
       : await startThreads(data, { threads, minThreads, loadTimeoutMs, options });
   const innerMeta = engine.metadata;
   const meta: ModelMetadata = {
@@ -426,6 +450,7 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
         completed,
         failed: failures,
         workerDeaths: engine.deaths(),
+        liveWorkers: engine.live(),
         utilization: engine.utilization(),
       } satisfies WorkerPoolStats,
     }),

@@ -40,6 +40,7 @@ export interface ProcessPoolOptions {
   processes: number;
   data: WorkerData;
   maxOldGenerationSizeMb?: number | undefined;
+  loadTimeoutMs: number;
 }
 
 /**
@@ -67,8 +68,19 @@ export class ProcessPool {
 
   /** Starts every child and resolves with the model's metadata once all have loaded it. */
   async start(): Promise<ModelMetadata> {
-    const loads = Array.from({ length: this.#opts.processes }, () => this.#spawn());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            unavailable(`the worker processes did not load the model within ${this.#opts.loadTimeoutMs} ms`),
+          ),
+        this.#opts.loadTimeoutMs,
+      );
+    });
+    const loads = Array.from({ length: this.#opts.processes }, () => Promise.race([this.#spawn(), timeout]));
     const results = await Promise.allSettled(loads);
+    clearTimeout(timer);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) {
       await this.destroy();
@@ -194,6 +206,11 @@ export class ProcessPool {
           }),
       );
     await Promise.all(all);
+  }
+
+  /** Children alive now (loaded or loading). */
+  get live(): number {
+    return this.#children.size;
   }
 
   /** Share of the children's time spent on tasks since the start. */

@@ -174,6 +174,47 @@ describe('workerPool loading', () => {
     expect(err.message).toContain('told to fail');
   });
 
+  it.each(['thread', 'process'] as const)(
+    'gives up on a %s that never finishes loading (loadTimeoutMs)',
+    async (isolation) => {
+      const t0 = performance.now();
+      const err = await rejection(
+        workerPool({
+          backend: { module: FAULTY },
+          source: 'unused',
+          options: { hangLoad: true },
+          threads: 2,
+          loadTimeoutMs: 300,
+          isolation,
+        }),
+      );
+      expect(err.code).toBe('UNAVAILABLE');
+      expect(err.message).toContain('within 300 ms');
+      expect(performance.now() - t0).toBeLessThan(3_000);
+    },
+  );
+
+  it('threads above minThreads exit after idleTimeout; a new one loads the model before it serves', async () => {
+    const pool = await workerPool({
+      backend: { module: FAULTY },
+      source: 'unused',
+      threads: 2,
+      minThreads: 1,
+      idleTimeout: 100,
+    });
+    try {
+      const live = () => (pool.stats!().workers as { liveWorkers: number }).liveWorkers;
+      expect(live()).toBe(2);
+      const t0 = Date.now();
+      while (live() > 1 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 50));
+      expect(live()).toBe(1);
+      const runs = (await Promise.all([pool.infer(spin(150)), pool.infer(spin(150))])).map(info);
+      expect(new Set(runs.map((r) => r.threadId)).size).toBe(2);
+    } finally {
+      await pool.dispose();
+    }
+  });
+
   it('names a loader module that does not exist', async () => {
     const err = await rejection(
       workerPool({ backend: { module: '/nonexistent/loader.mjs' }, source: 'x', threads: 1 }),
