@@ -329,6 +329,29 @@ describe('responseCache: in process', () => {
     expect(cacheStats(served)).toMatchObject({ bypassed: 4, entries: 0 });
   });
 
+  it('keeps nothing when shouldCache throws, and never coalesces requests for different outputs', async () => {
+    const { model, calls } = doubler({ delayMs: 20 });
+    const served = pipeline(
+      model,
+      responseCache({
+        max: 10,
+        shouldCache: () => {
+          throw new Error('bug in the predicate');
+        },
+      }),
+    );
+    const [both, sum] = await Promise.all([
+      served.infer(input(2)),
+      served.infer(input(2), { outputs: ['sum'] }),
+    ]);
+    expect(Object.keys(both).sort()).toEqual(['sum', 'y']);
+    expect(Object.keys(sum)).toEqual(['sum']);
+    expect(calls).toHaveLength(2);
+    await served.infer(input(2));
+    expect(calls).toHaveLength(3);
+    expect(cacheStats(served)).toMatchObject({ skipped: 3, coalesced: 0, entries: 0 });
+  });
+
   it('rejects bad input with INVALID_ARGUMENT, never a crash', async () => {
     const { model, calls } = doubler();
     const served = pipeline(model, responseCache({ max: 10 }));

@@ -115,3 +115,26 @@ describe('binary codec', () => {
     }
   });
 });
+
+describe('binary codec (property)', () => {
+  it('round-trips arbitrary float32, int64 and string tensors', async () => {
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(
+        fc.float32Array({ maxLength: 64 }),
+        fc.array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 16 }),
+        fc.array(fc.string({ unit: 'grapheme' }), { maxLength: 8 }),
+        (floats, ints, strings) => {
+          const outs = {
+            f: { type: 'float32', dims: [floats.length], data: floats } as Tensor,
+            i: { type: 'int64', dims: [1, ints.length], data: BigInt64Array.from(ints) } as Tensor,
+            s: { type: 'string', dims: [strings.length], data: strings } as Tensor,
+          };
+          const back = decodeTensors(encodeTensors(outs));
+          return Object.entries(outs).every(([k, t]) => tensorsEqual(back[k]!, t));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});

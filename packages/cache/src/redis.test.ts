@@ -72,6 +72,23 @@ describe.runIf(haveRedis)('redisStore against a real redis-server', () => {
     await server?.stop();
   });
 
+  it('validates its options with exact messages', () => {
+    const client = { getBuffer: async () => null, set: async () => 'OK', del: async () => 0 };
+    expect(() => redisStore({ client: {} as never })).toThrow(
+      'redisStore: options.client must be an ioredis client',
+    );
+    expect(() => redisStore({ client, timeoutMs: 0 })).toThrow(
+      'redisStore: options.timeoutMs must be a positive number',
+    );
+    expect(() => redisStore({ client, breaker: { failures: 0 } })).toThrow(
+      'redisStore: options.breaker.failures must be a positive integer',
+    );
+    expect(() => tieredStore({ near: memoryStore({ max: 1 }), far: undefined as never })).toThrow(
+      'tieredStore: options.near and options.far must be CacheStores',
+    );
+    expect(redisStore({ client, breaker: false }).kind).toBe('redis');
+  });
+
   it('lets replicas share answers, stored as compact binary with a PX expiry', async () => {
     const p = prefix();
     const [c1, c2] = [await connect(), await connect()];
