@@ -1,5 +1,6 @@
 export * from './concurrency.js';
 export * from './deadline.js';
+export * from './emitter.js';
 export * from './errors.js';
 export * from './function-model.js';
 export * from './graph.js';

@@ -53,7 +53,7 @@ describe('validation()', () => {
 describe('timeout()', () => {
   it('rejects at once with DEADLINE_EXCEEDED when the deadline passes, and aborts the inner signal', async () => {
     let innerSignal: AbortSignal | undefined;
-    const slow = scaleModel({ delayMs: 200 });
+    const slow = scaleModel({ delayMs: 2000 });
     const spy = pipeline(
       {
         ...slow,
@@ -66,7 +66,7 @@ describe('timeout()', () => {
     );
     const t0 = Date.now();
     await expect(spy.infer(x())).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED', status: 504 });
-    expect(Date.now() - t0).toBeLessThan(180);
+    expect(Date.now() - t0).toBeLessThan(1500);
     expect(innerSignal?.aborted).toBe(true);
   });
 

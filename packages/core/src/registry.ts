@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { Emitter } from './emitter.js';
 import { invalidArgument, notFound, type ServeError, toServeError, unavailable } from './errors.js';
 import type { InferOptions, Model, Tensors } from './types.js';
 
@@ -67,7 +67,7 @@ const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
  * process.on('SIGTERM', () => registry.close());
  * ```
  */
-export class ModelRegistry extends EventEmitter<RegistryEvents> {
+export class ModelRegistry extends Emitter<RegistryEvents> {
   readonly #models = new Map<string, Map<string, Entry>>();
   readonly #labels = new Map<string, Map<string, string>>();
   #closing = false;

@@ -182,3 +182,11 @@ describe('concat and split along the batch axis', () => {
     expect(tensorsEqual(t, tensor('float32', [Number.NaN]))).toBe(true);
   });
 });
+
+describe('browser safety', () => {
+  it('counts UTF-8 bytes like Buffer does, surrogate pairs included', () => {
+    for (const s of ['', 'abc', 'é', '€', '😀', 'a😀b', '\ud800']) {
+      expect(byteSize(tensor('string', [s]))).toBe(Buffer.byteLength(s));
+    }
+  });
+});

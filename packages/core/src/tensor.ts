@@ -249,12 +249,36 @@ export function float16BitsToNumber(bits: number): number {
   return sign * 2 ** (exp - 15) * (1 + mant / 1024);
 }
 
+/** UTF-8 length of a string without encoding it (no Buffer: core also runs in browsers). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Bytes a tensor's data occupies (strings: their UTF-8 / raw byte lengths). */
 export function byteSize(t: Tensor): number {
   if (t.type === 'string') {
     let n = 0;
     for (const el of t.data as (string | Uint8Array)[]) {
-      n += typeof el === 'string' ? Buffer.byteLength(el) : el.byteLength;
+      n += typeof el === 'string' ? utf8Length(el) : el.byteLength;
     }
     return n;
   }
@@ -389,7 +413,7 @@ export function tensorsEqual(a: Tensor, b: Tensor): boolean {
       const q = y[i]!;
       if (typeof p === 'string' || typeof q === 'string') {
         if (p !== q) return false;
-      } else if (!Buffer.from(p.buffer, p.byteOffset, p.byteLength).equals(q)) return false;
+      } else if (!bytesEqual(p, q)) return false;
     }
     return true;
   }
