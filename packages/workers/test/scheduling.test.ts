@@ -60,11 +60,12 @@ describe('queueing', () => {
   });
 
   it('an expired request leaves the queue without running', async () => {
-    const first = pool.infer(spin(300));
+    const first = pool.infer(spin(1_000));
     const t0 = Date.now();
     const err = await rejection(pool.infer(x(1), { deadline: Date.now() + 50 }));
     expect(err.code).toBe('DEADLINE_EXCEEDED');
-    expect(Date.now() - t0).toBeLessThan(250);
+    // It left the queue on time, not when the thread came free.
+    expect(Date.now() - t0).toBeLessThan(800);
     const ran = info(await first);
     expect(info(await pool.infer(x(1))).calls).toBe(ran.calls + 1);
   });
@@ -118,7 +119,7 @@ describe('the shared compute budget', () => {
       expect(computeBudget().peak).toBe(2);
       expect(computeBudget()).toMatchObject({ inUse: 0, queued: 0 });
       // Each pool alone still gets both its threads.
-      const alone = (await Promise.all([pools[0]!.infer(spin(100)), pools[0]!.infer(spin(100))])).map(info);
+      const alone = (await Promise.all([pools[0]!.infer(spin(200)), pools[0]!.infer(spin(200))])).map(info);
       expect(maxOverlap(alone)).toBe(2);
     } finally {
       await Promise.all(pools.map((p) => p.dispose()));
