@@ -40,7 +40,15 @@ export interface BatchingEvents {
   batch: [BatchEvent];
 }
 
-/** The model {@link batching} returns: a Model plus its `events`. */
+/**
+ * The model {@link batching} returns: a Model plus its `events`.
+ *
+ * @example
+ * ```ts
+ * const served: BatchingModel = batching({ maxBatchSize: 64 })(model);
+ * served.events.on('batch', (b) => console.log(b.size, b.reason));
+ * ```
+ */
 export interface BatchingModel extends Model {
   /** Emits `batch` after every batch, with its size, release reason, queue wait and compute time. */
   readonly events: EventEmitter<BatchingEvents>;

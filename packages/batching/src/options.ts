@@ -11,7 +11,14 @@ export type ReleaseReason =
   /** A batch slot was free and waiting for company was not worth it (`maxDelayMs: 0`, or `'auto'`). */
   | 'idle';
 
-/** Where an output dim follows an input dim that may be padded, so its padding is cut off per request. */
+/**
+ * Where an output dim follows an input dim that may be padded, so its padding is cut off per request.
+ *
+ * @example
+ * ```ts
+ * batching({ trimOutputs: { hidden: [{ dim: 1, input: 'input_ids', inputDim: 1 }] } });
+ * ```
+ */
 export interface OutputTrim {
   /** The output's dim (>= 1). */
   dim: number;
@@ -21,7 +28,14 @@ export interface OutputTrim {
   inputDim: number;
 }
 
-/** One batch, as the `batch` event and `onBatch` report it. */
+/**
+ * One batch, as the `batch` event and `onBatch` report it (once per batch, never per request).
+ *
+ * @example
+ * ```ts
+ * served.events.on('batch', (b) => histogram.observe({ reason: b.reason }, b.size));
+ * ```
+ */
 export interface BatchEvent {
   /** Items (rows along dim 0) in the batch. */
   size: number;
@@ -42,7 +56,14 @@ export interface BatchEvent {
   error?: Error;
 }
 
-/** Counters under `stats().batching`. */
+/**
+ * Counters under `stats().batching`.
+ *
+ * @example
+ * ```ts
+ * const { averageBatchSize, queueSize, releases } = served.stats!().batching as BatchingStats;
+ * ```
+ */
 export interface BatchingStats {
   /** Items waiting. */
   queueSize: number;
@@ -73,7 +94,15 @@ export interface BatchingStats {
   maxConcurrentBatches: number;
 }
 
-/** Options of {@link batching}. */
+/**
+ * Options of {@link batching}; every one is optional and validated when `batching()` is called.
+ *
+ * @example
+ * ```ts
+ * const options: BatchingOptions = { maxBatchSize: 32, maxDelayMs: 'auto', maxLatencyMs: 5, maxQueueSize: 2048, rejectStatus: 503 };
+ * const served = pipeline(model, batching(options));
+ * ```
+ */
 export interface BatchingOptions {
   /**
    * The most items (rows along dim 0, summed over requests) in one batch. Default: 64, and never

@@ -120,21 +120,21 @@ export default scenario({
     sections.push(ratioTable(`mlp.onnx, ${concurrency} concurrent callers`, mlpBase, [mlpB]));
 
     log('mnist-cnn: unbatched vs batched');
+    const cnn16 = batching({ maxBatchSize: 16, maxDelayMs: 'auto' })(cnn);
     const cnn32 = batching({ maxBatchSize: 32, maxDelayMs: 'auto' })(cnn);
-    const cnn64 = batching({ maxBatchSize: 64, maxDelayMs: 'auto' })(cnn);
     const [cnnBase, cnnA, cnnC] = (await rotated(rounds, [
       { name: 'mnist-cnn, one call per request', run: () => load('', cnn, cnnReqs) },
+      {
+        name: "mnist-cnn, batching({ maxBatchSize: 16, maxDelayMs: 'auto' })",
+        run: () => load('', cnn16, cnnReqs),
+      },
       {
         name: "mnist-cnn, batching({ maxBatchSize: 32, maxDelayMs: 'auto' })",
         run: () => load('', cnn32, cnnReqs),
       },
-      {
-        name: "mnist-cnn, batching({ maxBatchSize: 64, maxDelayMs: 'auto' })",
-        run: () => load('', cnn64, cnnReqs),
-      },
     ])) as [LoadResult, LoadResult, LoadResult];
-    withStats(cnnA, cnn32);
-    withStats(cnnC, cnn64);
+    withStats(cnnA, cnn16);
+    withStats(cnnC, cnn32);
     const cnnB = cnnA.throughput >= cnnC.throughput ? cnnA : cnnC;
     sections.push(ratioTable(`mnist-cnn.onnx, ${concurrency} concurrent callers`, cnnBase, [cnnA, cnnC]));
 
