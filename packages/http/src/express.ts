@@ -54,6 +54,17 @@ export function readLimited(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
+/**
+ * When a body parser (express.json()) ran before this router, the stream is spent: use what it
+ * parsed (JSON only; a binary request cannot survive a JSON parser).
+ */
+function alreadyParsed(req: Request): Buffer | undefined {
+  if (!req.readableEnded) return undefined;
+  const parsed: unknown = req.body;
+  if (parsed === undefined) return Buffer.alloc(0);
+  return Buffer.from(typeof parsed === 'string' ? parsed : JSON.stringify(parsed));
+}
+
 function send(res: Response, out: ProtocolResponse, closeAfter = false): void {
   res.status(out.status);
   for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v);
@@ -91,7 +102,9 @@ export function mlserveRouter(options: MlserveRouterOptions) {
     let body: Buffer | undefined;
     if (req.method === 'POST' || req.method === 'PUT') {
       try {
-        body = Buffer.isBuffer(req.body) ? req.body : await readLimited(req, protocol.bodyLimit);
+        body = Buffer.isBuffer(req.body)
+          ? req.body
+          : (alreadyParsed(req) ?? (await readLimited(req, protocol.bodyLimit)));
       } catch (err) {
         // The rest of the body is not read: answer, then close the connection.
         send(res, errorResponse(err), true);

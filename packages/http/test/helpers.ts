@@ -1,33 +1,20 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fromFunction, type Model, type Tensor } from '@mlserve/core';
+import { loadOnnxModel } from '@mlserve/backend-onnx';
+import type { Model } from '@mlserve/core';
 import { modelPath } from '@mlserve/test-utils';
 import express from 'express';
 import Fastify from 'fastify';
-import * as ort from 'onnxruntime-node';
 import { type MlserveRouterOptions, mlservePlugin, mlserveRouter } from '../src/index.js';
 
-/** mnist-cnn on onnxruntime-node as a core Model (one intra-op thread: the machine is shared). */
-export async function loadMnist(name = 'mnist', version = '1'): Promise<Model> {
-  const session = await ort.InferenceSession.create(modelPath('mnist-cnn.onnx'), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-  });
-  return fromFunction({
+/** mnist-cnn on @mlserve/backend-onnx (one intra-op thread: the machine is shared). */
+export function loadMnist(name = 'mnist', version = '1'): Promise<Model> {
+  return loadOnnxModel(modelPath('mnist-cnn.onnx'), {
     name,
     version,
-    platform: 'onnxruntime_onnx',
-    backend: 'onnxruntime-node/cpu',
-    inputs: [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
-    outputs: [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
-    async infer({ image }) {
-      const t = image as Tensor<'float32'>;
-      const out = await session.run({ image: new ort.Tensor('float32', t.data, t.dims) });
-      const logits = out.logits!;
-      return { logits: { type: 'float32', dims: [...logits.dims], data: logits.data as Float32Array } };
-    },
-    dispose: () => session.release(),
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
   });
 }
 
