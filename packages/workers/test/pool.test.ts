@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
+import { loadTfjsModel } from '@mlserve/backend-tfjs';
 import { isServeError, type Model, type ServeError, tensorsEqual } from '@mlserve/core';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import ort from 'onnxruntime-node';
@@ -269,6 +273,51 @@ describe("workerPool with backend 'onnx' (@mlserve/backend-onnx)", () => {
       expect(meta.concurrency).toBe(2);
     } finally {
       await Promise.all([pool.dispose(), local.dispose()]);
+    }
+  });
+});
+
+describe("workerPool with backend 'tfjs' (@mlserve/backend-tfjs)", () => {
+  it('matches loadTfjsModel on the main thread', async () => {
+    // A graph model without weights: y = relu(x), x float32[-1, 4].
+    const dir = mkdtempSync(join(tmpdir(), 'workers-tfjs-'));
+    writeFileSync(
+      join(dir, 'model.json'),
+      JSON.stringify({
+        format: 'graph-model',
+        modelTopology: {
+          node: [
+            {
+              name: 'x',
+              op: 'Placeholder',
+              attr: {
+                shape: { shape: { dim: [{ size: '-1' }, { size: '4' }] } },
+                dtype: { type: 'DT_FLOAT' },
+              },
+            },
+            { name: 'y', op: 'Relu', input: ['x'], attr: { T: { type: 'DT_FLOAT' } } },
+          ],
+          versions: { producer: 1 },
+        },
+        weightsManifest: [],
+      }),
+    );
+    const source = join(dir, 'model.json');
+    const [pool, local] = await Promise.all([
+      workerPool({ backend: 'tfjs', source, options: { backend: 'cpu' }, threads: 1 }),
+      loadTfjsModel(source, { backend: 'cpu' }),
+    ]);
+    try {
+      const inputs = () => ({
+        x: { type: 'float32' as const, dims: [2, 4], data: Float32Array.of(-1, 2, -3, 4, 5, -6, 7, -8) },
+      });
+      const [a, b] = await Promise.all([local.infer(inputs()), pool.infer(inputs())]);
+      expect(Object.keys(b)).toEqual(Object.keys(a));
+      for (const k of Object.keys(a)) expect(tensorsEqual(a[k]!, b[k]!)).toBe(true);
+      expect(pool.metadata().backend).toBe(`worker-pool(${local.metadata().backend})`);
+    } finally {
+      await Promise.all([pool.dispose(), local.dispose()]);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
