@@ -1,1 +1,2 @@
-export {};
+export * from './args.js';
+export * from './serve.js';

@@ -19,7 +19,7 @@ export interface WarmupConfig {
   batchSizes?: number[];
   /** The largest batch to warm when `batchSizes` is not given (default: the batcher's max or 32). */
   maxBatchSize?: number;
-  /** Explicit sample inputs, each input given as `{ dims, data }` or `{ dims, fill }`. */
+  /** Sample requests run before the generated ones, each input given as `{ dims, data }` or `{ dims, fill }`. */
   samples?: WarmupSample[];
 }
 

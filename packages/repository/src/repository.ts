@@ -221,7 +221,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     // A version removed from the registry behind the repository's back (an HTTP unload) stays
     // unloaded until loadModel(), instead of being reloaded by the next poll.
     this.registry.on('state', (s) => {
-      if (s.state !== 'unavailable') return;
+      if (s.state !== 'unavailable' || this.closed || this.registry.closing) return;
       const state = this.#models.get(s.name);
       const rec = state?.versions.get(s.version);
       if (!state || !rec || rec.state !== 'ready') return;
@@ -280,6 +280,12 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   /** Counters: polls, loads, failures, retirements. */
   stats(): RepositoryStats {
     return { ...this.#stats };
+  }
+
+  /** A model's validated config (the last valid one), undefined for an unknown model. */
+  config(name: string): ModelConfig | undefined {
+    const config = this.#models.get(name)?.config;
+    return config ? structuredClone(config) : undefined;
   }
 
   /** Every version the repository loaded, is loading or failed to load. */

@@ -96,7 +96,8 @@ export function sampleInputs(meta: ModelMetadata, sample: WarmupSample, file: st
 
 /**
  * Runs sample requests against `model` so that the first real request does not pay for lazy
- * allocation: the config's samples, else zeros at each of {@link warmupBatchSizes}. Each size runs
+ * allocation: the config's samples first, then zeros at each of {@link warmupBatchSizes} (give
+ * `batchSizes: []` to run the samples only). Each size runs
  * `metadata().concurrency` times at once (capped at 8) so every worker of a pool is warmed. Stops
  * starting new requests once `budgetMs` has passed or `signal` aborts. A failing request rejects
  * (a model that cannot run zeros at batch 1 is not ready to serve).
@@ -116,15 +117,16 @@ export async function runWarmup(
   const report: WarmupReport = { requests: 0, batchSizes: [], ms: 0, truncated: false };
   if (!warmup.enabled) return report;
   const file = options.file ?? 'config.json';
-  const plans: { batch: number; inputs: () => Tensors }[] = warmup.samples?.length
-    ? warmup.samples.map((s) => ({
-        batch: sampleBatch(meta, s),
-        inputs: () => sampleInputs(meta, s, file),
-      }))
-    : warmupBatchSizes(meta, warmup, options.batching).map((batch) => ({
-        batch,
-        inputs: () => zeroInputs(meta, batch),
-      }));
+  const plans: { batch: number; inputs: () => Tensors }[] = [
+    ...(warmup.samples ?? []).map((s) => ({
+      batch: sampleBatch(meta, s),
+      inputs: () => sampleInputs(meta, s, file),
+    })),
+    ...warmupBatchSizes(meta, warmup, options.batching).map((batch) => ({
+      batch,
+      inputs: () => zeroInputs(meta, batch),
+    })),
+  ];
   const parallel = Math.max(1, Math.min(8, meta.concurrency || 1));
   for (let i = 0; i < plans.length; i++) {
     const plan = plans[i]!;

@@ -162,7 +162,8 @@ describe('warmup', () => {
         },
       },
     });
-    expect(seen).toEqual([[0.5, 3]]);
+    expect(seen[0]).toEqual([0.5, 3]);
+    expect(seen.slice(1)).toEqual([1, 2, 4, 8, 16, 32].map((n) => [0, n]));
     expect(repo.registry.isReady('mlp')).toBe(true);
     await repo.close();
   });

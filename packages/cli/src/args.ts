@@ -1,0 +1,152 @@
+import { parseArgs } from 'node:util';
+
+/** Log levels, most severe first. */
+export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
+/** How much `mlserve` prints. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `mlserve serve`'s options, parsed and checked. */
+export interface ServeOptions {
+  /** The model repository directory. */
+  modelRepository: string;
+  /** HTTP port (0: any free port; the one taken is printed). Default 8000. */
+  port: number;
+  /** Interface to listen on. Default 127.0.0.1: only this machine can connect. */
+  host: string;
+  /** Worker threads per model (0: run in the main thread). Default 0. */
+  workers: number;
+  /** Scan the repository for changes this often, ms (0: never). Default 5000. */
+  pollIntervalMs: number;
+  /** Serve Prometheus metrics at /metrics. Default false. */
+  metrics: boolean;
+  logLevel: LogLevel;
+  /** onnxruntime intra-op threads per in-thread model. Default: min(4, cores). */
+  intraOpThreads?: number;
+  /** Turn on the repository (load/unload) endpoints. Default false. */
+  management: boolean;
+  /** Skip warmup (faster start, slower first requests). Default false. */
+  noWarmup: boolean;
+}
+
+/** A command-line mistake: printed with a hint, exit status 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** What the command line asks for. */
+export type Command =
+  | { command: 'serve'; options: ServeOptions }
+  | { command: 'help'; topic?: string }
+  | { command: 'version' };
+
+export const HELP = `mlserve: serve a model repository over HTTP (KServe V2 and TF Serving REST)
+
+Usage:
+  mlserve serve --model-repository DIR [options]
+  mlserve --help | --version
+
+Options:
+  --model-repository DIR  The models: DIR/<model>/<version>/model.onnx (or model.json for
+                          TF.js) with an optional DIR/<model>/config.json. Required.
+  --port N                HTTP port (default 8000; 0 picks a free one and prints it).
+  --host ADDR             Interface to listen on (default 127.0.0.1, this machine only; use
+                          0.0.0.0 to accept connections from the network).
+  --workers N             Run each model in a pool of N worker threads so inference never
+                          blocks the HTTP server (default 0: in the main thread). A model's
+                          config.json "workers" wins.
+  --poll-interval T       Check the repository for new, changed and removed versions every T
+                          (e.g. 5s, 500ms; 0 turns hot reload off; default 5s). A new version
+                          loads once its files stop changing, warms up, then replaces the old.
+  --metrics               Serve Prometheus metrics at /metrics.
+  --log-level L           silent, error, warn, info (default) or debug.
+  --intra-op-threads N    onnxruntime threads per in-thread model (default min(4, cores)).
+  --management            Turn on POST /v2/repository/... (load, unload, index). Off by default:
+                          anyone who can reach the port could unload models. Set
+                          MLSERVE_MANAGEMENT_TOKEN to require "Authorization: Bearer <token>".
+  --no-warmup             Skip warmup: faster start, slower first requests.
+  -h, --help              Show this help.
+  -v, --version           Print the version.
+
+Signals: SIGTERM or SIGINT stops accepting connections, turns readiness to 503, finishes every
+accepted request, unloads the models and exits 0. A second signal exits at once (status 1).
+
+Example:
+  mlserve serve --model-repository ./model-repository --port 8000
+`;
+
+function integer(value: string, flag: string, min: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+    throw new UsageError(
+      `${flag} must be an integer${min > 0 ? ` of at least ${min}` : ' of 0 or more'} (got "${value}")`,
+    );
+  }
+  return n;
+}
+
+/** Parses `500ms`, `5s`, `2m` or a bare number of milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(value.trim());
+  if (!m) throw new UsageError(`${flag} must be a duration such as 500ms, 5s or 1m (got "${value}")`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000);
+}
+
+/** Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}. */
+export function parseCommandLine(argv: readonly string[]): Command {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) return { command: 'version' };
+  const [command, ...rest] = positionals;
+  if (values.help || command === 'help')
+    return { command: 'help', ...(rest[0] !== undefined && { topic: rest[0] }) };
+  if (command === undefined) throw new UsageError('no command given');
+  if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  if (!values['model-repository']) throw new UsageError('--model-repository DIR is required');
+  const logLevel = (values['log-level'] ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+  const port = values.port === undefined ? 8000 : integer(values.port, '--port', 0);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535 (got ${port})`);
+  const options: ServeOptions = {
+    modelRepository: values['model-repository'],
+    port,
+    host: values.host ?? '127.0.0.1',
+    workers: values.workers === undefined ? 0 : integer(values.workers, '--workers', 0),
+    pollIntervalMs:
+      values['poll-interval'] === undefined
+        ? 5000
+        : parseDuration(values['poll-interval'], '--poll-interval'),
+    metrics: values.metrics ?? false,
+    logLevel,
+    management: values.management ?? false,
+    noWarmup: values['no-warmup'] ?? false,
+  };
+  if (values['intra-op-threads'] !== undefined) {
+    options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
+  }
+  return { command: 'serve', options };
+}
+
+const OPTIONS = {
+  'model-repository': { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  workers: { type: 'string' },
+  'poll-interval': { type: 'string' },
+  metrics: { type: 'boolean' },
+  'log-level': { type: 'string' },
+  'intra-op-threads': { type: 'string' },
+  management: { type: 'boolean' },
+  'no-warmup': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { HELP, parseCommandLine, UsageError } from './args.js';
+import { serve } from './serve.js';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs `mlserve` with `argv` (without node and the script); resolves with the exit status when it returns. */
+export async function main(argv: readonly string[]): Promise<number | undefined> {
+  let command: ReturnType<typeof parseCommandLine>;
+  try {
+    command = parseCommandLine(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mlserve: ${err.message}\nRun "mlserve --help" for the options.\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (command.command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (command.command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  let server: Awaited<ReturnType<typeof serve>>;
+  try {
+    server = await serve(command.options);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`mlserve: ${message}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`mlserve: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`mlserve: ${signal}: finishing accepted requests, then exiting\n`);
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(
+          `mlserve: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return undefined;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`mlserve: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

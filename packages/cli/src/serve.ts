@@ -1,0 +1,281 @@
+import { stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type ModelMetadata, ModelRegistry, type Tensors, toServeError } from '@mlserve/core';
+import { mlservePlugin, V2_DATATYPE } from '@mlserve/http';
+import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
+
+/** Where `serve` writes: stdout for what a person reads, stderr for logs. */
+export interface Output {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const defaultOutput: Output = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** A running server. */
+export interface RunningServer {
+  /** The base URL, e.g. `http://127.0.0.1:8000`. */
+  url: string;
+  repository: Repository;
+  app: FastifyInstance;
+  /** Resolves once the first scan of the repository has loaded (or failed) every model. */
+  loaded: Promise<void>;
+  /**
+   * Graceful stop: stop accepting, readiness 503, finish accepted requests, unload every model.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * A registry that reports not ready until the repository's first scan is done (so a load balancer
+ * waits for the models) and from the moment shutdown begins.
+ */
+class ServingRegistry extends ModelRegistry {
+  started = false;
+  stopping = false;
+  override isReady(name?: string, version?: string): boolean {
+    if (this.stopping) return false;
+    if (name === undefined && !this.started) return false;
+    return super.isReady(name, version);
+  }
+}
+
+function makeLogger(level: LogLevel, output: Output): RepositoryLogger & { enabled(l: LogLevel): boolean } {
+  const rank = LOG_LEVELS.indexOf(level);
+  const at = (l: LogLevel) => (message: string) => {
+    if (LOG_LEVELS.indexOf(l) <= rank) output.err(`${new Date().toISOString()} ${l.padEnd(5)} ${message}`);
+  };
+  return {
+    enabled: (l) => LOG_LEVELS.indexOf(l) <= rank,
+    debug: at('debug'),
+    // The repository's info lines repeat the progress printed on stdout: keep them for debug.
+    info: at('debug'),
+    warn: at('warn'),
+    error: at('error'),
+  };
+}
+
+function displayHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function sampleRequest(meta: ModelMetadata, sample: Tensors | undefined): string {
+  const inputs =
+    sample ?? zeroInputs(meta, meta.maxBatchSize > 0 && meta.inputs.every((i) => i.batched) ? 1 : 0);
+  return JSON.stringify({
+    inputs: Object.entries(inputs).map(([name, t]) => ({
+      name,
+      shape: t.dims,
+      datatype: V2_DATATYPE[t.type],
+      data: Array.from(t.data as ArrayLike<number | bigint | string>, (v) =>
+        typeof v === 'bigint' ? Number(v) : v,
+      ),
+    })),
+  });
+}
+
+/**
+ * Starts the model server: the HTTP port first (liveness answers at once, readiness is 503 while
+ * models load), then the repository's first scan, then polling. Prints what it loaded and a curl
+ * line that gets a prediction.
+ *
+ * @example
+ * ```ts
+ * import { serve } from '@mlserve/cli';
+ * const server = await serve({ modelRepository: './models', port: 0, host: '127.0.0.1', workers: 0,
+ *   pollIntervalMs: 5000, metrics: true, logLevel: 'info', management: false, noWarmup: false });
+ * await server.loaded;
+ * console.log(server.url);
+ * await server.close();
+ * ```
+ */
+export async function serve(options: ServeOptions, output: Output = defaultOutput): Promise<RunningServer> {
+  const dir = resolve(options.modelRepository);
+  const info = await stat(dir).catch(() => undefined);
+  if (!info?.isDirectory())
+    throw new UsageError(`--model-repository ${options.modelRepository} is not a directory`);
+  const log = makeLogger(options.logLevel, output);
+  const say = (line: string) => {
+    if (options.logLevel !== 'silent') output.out(line);
+  };
+
+  const registry = new ServingRegistry();
+  let prom: Registry | undefined;
+  if (options.metrics) {
+    prom = new Registry();
+    collectDefaultMetrics({ register: prom, prefix: 'mlserve_process_' });
+  }
+  const repository = new Repository(dir, {
+    registry,
+    logger: log,
+    workers: options.workers,
+    warmup: !options.noWarmup,
+    ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
+  });
+  if (prom) registerRepositoryMetrics(prom, repository, registry);
+
+  const started = new Map<string, number>();
+  repository.on('version', (e: VersionEvent) => progress(e, say, log, started));
+
+  const token = process.env.MLSERVE_MANAGEMENT_TOKEN;
+  const app = Fastify({ logger: false, forceCloseConnections: 'idle', return503OnClosing: false });
+  // Shutdown: a request that reached the server is still served (return503OnClosing off), but every
+  // response from then on closes its connection, so keep-alive clients cannot hold the server open.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (registry.stopping) reply.header('connection', 'close');
+    return payload;
+  });
+  await app.register(mlservePlugin, {
+    registry,
+    management: options.management ? { ...repository.management(), ...(token && { token }) } : false,
+    ...(prom && { metrics: prom }),
+    serverName: 'mlserve',
+  });
+  await app.listen({ port: options.port, host: options.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  const url = `http://${displayHost(options.host)}:${port}`;
+  say(`mlserve: listening on ${url} (loading models from ${dir})`);
+
+  let closing: Promise<void> | undefined;
+  const loaded = (async () => {
+    try {
+      await repository.poll();
+    } catch (err) {
+      log.error?.(`cannot scan ${dir}: ${toServeError(err).message}`);
+    }
+    registry.started = true;
+    if (closing) return;
+    if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs);
+    await summary(repository, url, options, say);
+  })();
+
+  const close = () => {
+    closing ??= (async () => {
+      registry.stopping = true;
+      // Stop accepting; requests already accepted run to the end on models still loaded. Sockets
+      // that turn idle after their last response are closed as they do.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
+      await repository.close();
+      await loaded.catch(() => undefined);
+    })();
+    return closing;
+  };
+  return { url, repository, app, loaded, close };
+}
+
+/** Prints a version's progress; warmup steps only once a load has taken over a second. */
+function progress(
+  e: VersionEvent,
+  say: (line: string) => void,
+  log: RepositoryLogger,
+  started: Map<string, number>,
+): void {
+  const id = `${e.name}/${e.version}`;
+  switch (e.phase) {
+    case 'loading':
+      started.set(id, performance.now());
+      say(`  loading  ${id} from ${e.file}`);
+      break;
+    case 'warmup':
+      if (e.progress && performance.now() - (started.get(id) ?? 0) > 1000) {
+        say(
+          `  warmup   ${id} batch ${e.progress.batchSize || 1} (${e.progress.done + 1}/${e.progress.total})`,
+        );
+      }
+      break;
+    case 'ready':
+      started.delete(id);
+      say(`  ready    ${id} on ${e.backend} in ${Math.round(e.ms ?? 0)} ms`);
+      break;
+    case 'failed':
+      started.delete(id);
+      say(`  FAILED   ${id}: ${e.error}`);
+      break;
+    case 'retired':
+      say(`  retired  ${id}`);
+      break;
+    case 'unloaded':
+      say(`  unloaded ${id}`);
+      break;
+    case 'waiting':
+      log.debug?.(`${id}: new files, waiting for them to stop changing`);
+      break;
+  }
+}
+
+async function summary(
+  repository: Repository,
+  url: string,
+  options: ServeOptions,
+  say: (line: string) => void,
+): Promise<void> {
+  const rows = repository.versions();
+  const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS']];
+  for (const v of rows) table.push([v.name, v.version, v.state, v.backend ?? '-', v.labels.join(',') || '-']);
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  say('');
+  if (rows.length === 0) say(`no models found in ${repository.dir} (expected <model>/<version>/model.onnx)`);
+  else for (const r of table) say(`  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}`.trimEnd());
+  say('');
+  say(`KServe V2      ${url}/v2/models/<model>/infer`);
+  say(`TF Serving     ${url}/v1/models/<model>:predict`);
+  say(`Health         ${url}/v2/health/ready`);
+  if (options.metrics) say(`Metrics        ${url}/metrics`);
+  if (options.management) say(`Management     ${url}/v2/repository/index`);
+  const ready = rows.find((v) => v.state === 'ready');
+  if (ready) {
+    const meta = repository.registry.get(ready.name, ready.version).metadata();
+    const sample = repository.config(ready.name)?.warmup.samples?.[0];
+    let inputs: Tensors | undefined;
+    if (sample) {
+      const { sampleInputs } = await import('@mlserve/repository');
+      inputs = sampleInputs(meta, sample, 'config.json');
+    }
+    const file = join(tmpdir(), `mlserve-${ready.name}-request.json`);
+    await writeFile(file, sampleRequest(meta, inputs));
+    say('');
+    say('Get a prediction:');
+    say(`  curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json' -d @${file}`);
+  }
+  say('');
+}
+
+function registerRepositoryMetrics(prom: Registry, repository: Repository, registry: ModelRegistry): void {
+  new Gauge({
+    name: 'mlserve_model_versions',
+    help: 'Model versions by state',
+    labelNames: ['model', 'state'],
+    registers: [prom],
+    collect() {
+      this.reset();
+      for (const s of registry.list()) this.inc({ model: s.name, state: s.state });
+    },
+  });
+  const events = new Counter({
+    name: 'mlserve_repository_events_total',
+    help: 'Model repository events: loads, failures, retirements',
+    labelNames: ['model', 'event'],
+    registers: [prom],
+  });
+  repository.on('version', (e) => {
+    if (e.phase === 'ready' || e.phase === 'failed' || e.phase === 'retired' || e.phase === 'unloaded') {
+      events.inc({ model: e.name, event: e.phase });
+    }
+  });
+  repository.on('configError', (name) => events.inc({ model: name, event: 'config_error' }));
+}

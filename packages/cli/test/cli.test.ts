@@ -1,0 +1,241 @@
+/**
+ * The CLI as a user runs it: the built `dist/cli.js` as a child process, real HTTP on loopback,
+ * real models. `npm test` builds first; alone, run `npx turbo run build --filter=@mlserve/cli...`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mnistHoldout, modelPath, type TestModel } from '@mlserve/test-utils';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray>;
+  exited: Promise<number | null>;
+}
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+function run(args: string[]): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  const waiters: (() => void)[] = [];
+  child.stdout!.on('data', (d) => {
+    out += d;
+    for (const w of waiters.splice(0)) w();
+  });
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const waitFor = (re: RegExp, ms = 60_000) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${re}\nstdout:\n${out}\nstderr:\n${err}`)),
+        ms,
+      );
+      const check = () => {
+        const m = re.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+        } else if (child.exitCode !== null) {
+          clearTimeout(timer);
+          reject(new Error(`exited ${child.exitCode} before ${re}\nstdout:\n${out}\nstderr:\n${err}`));
+        } else waiters.push(check);
+      };
+      child.on('exit', check);
+      check();
+    });
+  return { child, stdout: () => out, stderr: () => err, waitFor, exited };
+}
+
+let repo: string;
+async function addModel(name: string, file: TestModel, config?: unknown): Promise<void> {
+  await mkdir(join(repo, name, '1'), { recursive: true });
+  await copyFile(modelPath(file), join(repo, name, '1', 'model.onnx'));
+  if (config) await writeFile(join(repo, name, 'config.json'), JSON.stringify(config));
+}
+
+beforeAll(async () => {
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run npx turbo run build --filter=@mlserve/cli...`);
+  repo = await mkdtemp(join(tmpdir(), 'mlserve-cli-'));
+  await addModel('mnist', 'mnist-cnn.onnx');
+});
+afterAll(async () => {
+  await rm(repo, { recursive: true, force: true });
+});
+
+function digitRequest(i: number) {
+  return JSON.stringify({
+    id: `digit-${i}`,
+    inputs: [
+      { name: 'image', shape: [1, 1, 28, 28], datatype: 'FP32', data: Array.from(mnistHoldout().image(i)) },
+    ],
+  });
+}
+
+async function post(url: string, body: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('mlserve', () => {
+  it('--help explains every option and exits 0', async () => {
+    const r = run(['--help']);
+    expect(await r.exited).toBe(0);
+    for (const flag of [
+      '--model-repository',
+      '--port',
+      '--host',
+      '--workers',
+      '--poll-interval',
+      '--metrics',
+      '--log-level',
+      '--management',
+    ]) {
+      expect(r.stdout()).toContain(flag);
+    }
+    expect(r.stdout()).toContain('default 127.0.0.1');
+  });
+
+  it('rejects bad command lines with status 2 and a message', async () => {
+    const cases: [string[], string][] = [
+      [['serve'], '--model-repository DIR is required'],
+      [['serve', '--model-repository', repo, '--port', 'eighty'], '--port must be an integer'],
+      [
+        ['serve', '--model-repository', repo, '--poll-interval', 'soon'],
+        '--poll-interval must be a duration',
+      ],
+      [['serve', '--model-repository', repo, '--bogus'], "Unknown option '--bogus'"],
+      [['serve', '--model-repository', join(repo, 'nope')], 'is not a directory'],
+      [['launch'], 'unknown command "launch"'],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(args);
+      expect(await r.exited, args.join(' ')).toBe(2);
+      expect(r.stderr()).toContain(message);
+    }
+  });
+
+  it('serves the repository, prints what it loaded and a curl line that works, exits 0 on SIGTERM', async () => {
+    const r = run([
+      'serve',
+      '--model-repository',
+      repo,
+      '--port',
+      '0',
+      '--metrics',
+      '--intra-op-threads',
+      '1',
+    ]);
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const [, file] = await r.waitFor(/-d @(\S+)/);
+    expect(r.stdout()).toMatch(/mnist\s+1\s+ready\s+onnxruntime-node\/cpu/);
+    expect(r.stdout()).toContain(`${url}/v2/models/mnist/infer`);
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
+    const sample = await post(`${url}/v2/models/mnist/infer`, await readFile(file!, 'utf8'));
+    expect(sample.status).toBe(200);
+    const digit = await post(`${url}/v2/models/mnist/infer`, digitRequest(7));
+    const logits = (digit.body.outputs as { data: number[] }[])[0]!.data;
+    expect(logits.indexOf(Math.max(...logits))).toBe(mnistHoldout().labels[7]);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toContain('mlserve_model_versions{model="mnist",state="ready"} 1');
+    // Management is off by default.
+    expect((await fetch(`${url}/v2/repository/index`, { method: 'POST' })).status).toBe(404);
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  });
+
+  it('SIGTERM during load: readiness 503 while loading, every accepted request answered, exit 0', async () => {
+    // mnist is ready at once; mobilenet's warmup takes seconds.
+    await writeFile(join(repo, 'mnist', 'config.json'), JSON.stringify({ warmup: false }));
+    await addModel('mobilenet', 'mobilenetv2.onnx', { warmup: { batchSizes: [1, 2, 4, 8, 16, 32, 48, 64] } });
+    try {
+      const r = run(['serve', '--model-repository', repo, '--port', '0', '--intra-op-threads', '1']);
+      const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      const ready = await fetch(`${url}/v2/health/ready`);
+      expect(ready.status).toBe(503);
+      await r.waitFor(/ready {4}mnist\/1/);
+      expect(r.stdout()).not.toMatch(/ready {4}mobilenet\/1/);
+      // Requests keep coming while mobilenet still loads; SIGTERM lands in the middle of them.
+      // Requests keep coming while mobilenet still loads; SIGTERM lands in the middle of them.
+      let killed = false;
+      const before: (number | string)[] = [];
+      let after = 0;
+      let stop = false;
+      const client = async () => {
+        while (!stop) {
+          const sentBeforeKill = !killed;
+          try {
+            const { status } = await post(`${url}/v2/models/mnist/infer`, digitRequest(before.length % 200));
+            if (sentBeforeKill) before.push(status);
+            else after++;
+          } catch (err) {
+            const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+            // Sent before SIGTERM: the server had it and owed an answer.
+            if (sentBeforeKill) before.push(code);
+            // Sent after: refused or closed without being read is how a stopping server says no.
+            else if (code === 'ECONNREFUSED') break;
+          }
+        }
+      };
+      const clients = [client(), client(), client()];
+      while (before.length < 3) await new Promise((res) => setTimeout(res, 5));
+      killed = true;
+      r.child.kill('SIGTERM');
+      const code = await r.exited;
+      stop = true;
+      await Promise.all(clients);
+      expect(code).toBe(0);
+      expect(r.stdout()).not.toMatch(/ready {4}mobilenet\/1/);
+      expect(before.filter((s) => s !== 200)).toEqual([]);
+      expect(before.length).toBeGreaterThanOrEqual(3);
+      expect(after).toBeGreaterThanOrEqual(0);
+    } finally {
+      await rm(join(repo, 'mobilenet'), { recursive: true, force: true });
+      await rm(join(repo, 'mnist', 'config.json'), { force: true });
+    }
+  });
+
+  it('SIGTERM with slow requests in flight: they all finish with 200 before exit', async () => {
+    await addModel('mobilenet', 'mobilenetv2.onnx', { warmup: false });
+    try {
+      const r = run(['serve', '--model-repository', repo, '--port', '0', '--intra-op-threads', '1']);
+      const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      await r.waitFor(/Health/);
+      const batch = 8;
+      const body = JSON.stringify({
+        inputs: [
+          {
+            name: 'input',
+            shape: [batch, 3, 224, 224],
+            datatype: 'FP32',
+            data: new Array(batch * 3 * 224 * 224).fill(0.1),
+          },
+        ],
+      });
+      const inFlight = Array.from({ length: 4 }, () => post(`${url}/v2/models/mobilenet/infer`, body));
+      await new Promise((res) => setTimeout(res, 150));
+      r.child.kill('SIGTERM');
+      const statuses = (await Promise.all(inFlight)).map((x) => x.status);
+      expect(statuses).toEqual([200, 200, 200, 200]);
+      expect(await r.exited).toBe(0);
+    } finally {
+      await rm(join(repo, 'mobilenet'), { recursive: true, force: true });
+    }
+  });
+});
