@@ -58,7 +58,7 @@ export default scenario({
       },
     ]);
     const part1 = ratioTable('mnist-cnn, sequential calls, in process', bare!, [hit!, miss!]);
-    const summary1 = `A hit takes ${(hit!.mean * 1000).toFixed(1)} us against ${(bare!.mean * 1000).toFixed(1)} us for the model (${(bare!.mean / hit!.mean).toFixed(1)}x faster); a miss costs ${(((miss!.mean - bare!.mean) / bare!.mean) * 100).toFixed(1)}% over the bare model.`;
+    const summary1 = `Medians: a hit takes ${(hit!.p50 * 1000).toFixed(1)} us against ${(bare!.p50 * 1000).toFixed(1)} us for the model (${(bare!.p50 / hit!.p50).toFixed(1)}x faster); a miss takes ${(miss!.p50 * 1000).toFixed(1)} us (${(((miss!.p50 - bare!.p50) / bare!.p50) * 100).toFixed(0)}% over the bare model).`;
 
     // 1a. The layer's own cost, around a model that does nothing (a 784-float input, 10 floats out).
     const noop = fromFunction({
@@ -160,7 +160,7 @@ export default scenario({
           }),
       },
     ]);
-    const part2 = `${ratioTable('Keying a 3x224x224 float32 input (602 KB, SHA-256) vs one mobilenetv2 inference', infer!, [key!])}\nKeying costs ${((key!.mean / infer!.mean) * 100).toFixed(2)}% of one inference (${(key!.mean * 1000).toFixed(0)} us vs ${infer!.mean.toFixed(2)} ms).\n`;
+    const part2 = `${ratioTable('Keying a 3x224x224 float32 input (602 KB, SHA-256) vs one mobilenetv2 inference', infer!, [key!])}\nMedians: keying costs ${((key!.p50 / infer!.p50) * 100).toFixed(2)}% of one inference (${(key!.p50 * 1000).toFixed(0)} us vs ${infer!.p50.toFixed(2)} ms).\n`;
     await mobilenet.release();
 
     // 3. Throughput at hit ratios, closed loop.
