@@ -271,6 +271,7 @@ export function createProtocol(options: MlserveHttpOptions) {
       const v = ctx[k];
       if (v !== undefined) span.setAttribute(`mlserve.${k}`, v as string | number | boolean);
     }
+    layerSpans(span, ctx);
     return { outputs, model: { name: model.name, version: model.version, meta } };
   }
 
@@ -488,6 +489,40 @@ export function createProtocol(options: MlserveHttpOptions) {
   }
 
   return { handle, bodyLimit, registry };
+}
+
+/**
+ * Child spans for the stages the layers timed (queue, then compute), placed on the timeline from
+ * what they wrote into the context, so a trace shows where a request's time went without every
+ * layer depending on OpenTelemetry.
+ */
+function layerSpans(parent: Span, ctx: InferContext): void {
+  if (!parent.isRecording()) return;
+  const end = performance.timeOrigin + performance.now();
+  const start = ctx.startedAt === undefined ? undefined : performance.timeOrigin + ctx.startedAt;
+  const parentCtx = trace.setSpan(ROOT_CONTEXT, parent);
+  const compute = typeof ctx.computeMs === 'number' ? ctx.computeMs : undefined;
+  const queue = typeof ctx.queueMs === 'number' ? ctx.queueMs : undefined;
+  if (queue !== undefined && start !== undefined) {
+    const s = tracer.startSpan(
+      'mlserve.queue',
+      { startTime: start, attributes: { 'mlserve.queueMs': queue } },
+      parentCtx,
+    );
+    s.end(start + queue);
+  }
+  if (compute !== undefined) {
+    const computeStart = queue !== undefined && start !== undefined ? start + queue : end - compute;
+    const s = tracer.startSpan(
+      'mlserve.compute',
+      {
+        startTime: computeStart,
+        attributes: { 'mlserve.computeMs': compute, 'mlserve.batchSize': Number(ctx.batchSize ?? 0) },
+      },
+      parentCtx,
+    );
+    s.end(computeStart + compute);
+  }
 }
 
 function notAllowed(): ServeError {

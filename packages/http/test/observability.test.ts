@@ -36,7 +36,7 @@ function recordingSpan(name: string, options: SpanOptions | undefined, ctx: Cont
   const rec: Recorded = { name, parent, attributes: { ...(options?.attributes ?? {}) }, ended: false };
   recorded.push(rec);
   const own: SpanContext = {
-    traceId: parent?.traceId ?? '0'.repeat(31) + '1',
+    traceId: parent?.traceId ?? `${'0'.repeat(31)}1`,
     spanId: (nextId++).toString(16).padStart(16, '0'),
     traceFlags: 1,
   };
@@ -150,6 +150,10 @@ describe.each(SERVERS)('%s observability', (_kind, start) => {
         'http.response.status_code': 200,
       });
       expect(span!.ended).toBe(true);
+      // backend-onnx writes computeMs: a child span for the compute stage, under the request span.
+      const compute = recorded.find((s) => s.name === 'mlserve.compute' && s.parent?.traceId === traceId);
+      expect(compute?.attributes['mlserve.computeMs']).toEqual(expect.any(Number));
+      expect(compute?.ended).toBe(true);
     } finally {
       await server.close();
       await registry.close();
