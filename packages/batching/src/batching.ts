@@ -61,7 +61,7 @@ const DONE = 2;
 /** Timer decisions tolerate this much early firing (libuv rounds timers to whole ms). */
 const TIMER_SLACK_MS = 0.5;
 /** A batch waiting for company leaves this long (plus its expected compute) before a member's deadline. */
-const DEADLINE_MARGIN_MS = 5;
+const DEADLINE_MARGIN_MS = 10;
 /** Weight of each new batch in the latency estimates. */
 const ALPHA = 0.1;
 /** Weight of each new inter-arrival gap in the arrival-rate estimate. */

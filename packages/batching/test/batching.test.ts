@@ -321,8 +321,8 @@ describe('deadlines and cancellation', () => {
     const events: BatchEvent[] = [];
     const served = batching({ maxDelayMs: 1000, onBatch: (e) => events.push(e) })(p.model);
     const t0 = Date.now();
-    await served.infer({ x: rowsOf(1) }, { deadline: Date.now() + 100 });
-    expect(Date.now() - t0).toBeLessThan(400);
+    await served.infer({ x: rowsOf(1) }, { deadline: Date.now() + 150 });
+    expect(Date.now() - t0).toBeLessThan(800);
     expect(events[0]!.reason).toBe('deadline');
   });
 });
@@ -331,14 +331,14 @@ describe('release policy', () => {
   test('a fixed delay holds the oldest request for company', async () => {
     const p = probe();
     const events: BatchEvent[] = [];
-    const served = batching({ maxDelayMs: 40, onBatch: (e) => events.push(e) })(p.model);
+    const served = batching({ maxDelayMs: 150, onBatch: (e) => events.push(e) })(p.model);
     const a = served.infer({ x: rowsOf(1) });
     await sleep(10);
     const b = served.infer({ x: rowsOf(1) });
     await Promise.all([a, b]);
     expect(p.calls.map((c) => c.rows)).toEqual([2]);
     expect(events[0]).toMatchObject({ size: 2, requests: 2, reason: 'timer' });
-    expect(events[0]!.maxQueueMs).toBeGreaterThanOrEqual(30);
+    expect(events[0]!.maxQueueMs).toBeGreaterThanOrEqual(140);
   });
 
   test('maxDelayMs 0 batches only what is already queued', async () => {
@@ -435,7 +435,7 @@ describe('release policy', () => {
       await sleep(25);
     }
     expect(events.every((e) => e.reason === 'idle' && e.size === 1)).toBe(true);
-    expect(Math.max(...events.map((e) => e.maxQueueMs))).toBeLessThan(20);
+    expect(Math.max(...events.map((e) => e.maxQueueMs))).toBeLessThan(40);
   });
 
   test("'auto' waits for company when arrivals are fast next to the call overhead, within maxLatencyMs", async () => {
