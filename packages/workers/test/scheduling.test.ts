@@ -150,6 +150,61 @@ describe('the shared compute budget', () => {
   });
 });
 
+describe('gate accounting under a mix of outcomes', () => {
+  it('every request settles and every slot comes back (successes, errors, aborts, deadlines, overflow)', async () => {
+    setComputeBudget(2);
+    const pools = await Promise.all([
+      faulty({ threads: 2, maxQueue: 20 }),
+      faulty({ threads: 1, maxQueue: 20 }),
+    ]);
+    try {
+      let seed = 7;
+      const rand = () => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+      const calls: Promise<string>[] = [];
+      for (let i = 0; i < 80; i++) {
+        const pool = pools[i % 2]!;
+        const r = rand();
+        const ac = new AbortController();
+        let p: Promise<unknown>;
+        if (r < 0.4) p = pool.infer(spin(Math.floor(rand() * 15)));
+        else if (r < 0.55) p = pool.infer(x(-1));
+        else if (r < 0.7) {
+          p = pool.infer(spin(5), { signal: ac.signal });
+          setTimeout(() => ac.abort(), Math.floor(rand() * 20));
+        } else if (r < 0.85) p = pool.infer(spin(5), { deadline: Date.now() + Math.floor(rand() * 30) });
+        else p = pool.infer(x(r), { priority: Math.floor(rand() * 3) });
+        calls.push(
+          p.then(
+            () => 'ok',
+            (e: ServeError) => e.code,
+          ),
+        );
+      }
+      const codes = await Promise.all(calls);
+      expect(codes).toHaveLength(80);
+      expect(
+        codes.every((c) =>
+          ['ok', 'INTERNAL', 'CANCELLED', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED'].includes(c),
+        ),
+      ).toBe(true);
+      expect(codes).toContain('ok');
+      expect(codes).toContain('INTERNAL');
+      // Work behind an abandoned request may still be finishing; give it a moment.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(computeBudget()).toMatchObject({ inUse: 0, queued: 0 });
+      expect(computeBudget().peak).toBeLessThanOrEqual(2);
+      for (const p of pools) expect(p.stats!().workers).toMatchObject({ running: 0, queued: 0 });
+      // And the pools still serve.
+      expect(Array.from((await pools[0]!.infer(x(1))).y!.data as Float32Array)).toEqual([2, 0, 0, 0]);
+    } finally {
+      await Promise.all(pools.map((p) => p.dispose()));
+    }
+  });
+});
+
 describe('composition', () => {
   it('a response cache in front answers hits on the main thread, without a worker', async () => {
     const pool = await faulty({ threads: 1 });
