@@ -111,6 +111,12 @@ export function encodeTensors(tensors: Tensors): Buffer {
 /**
  * Decodes what {@link encodeTensors} wrote. Every tensor gets fresh arrays of its own. Throws an
  * INTERNAL ServeError for anything malformed (wrong magic or version, truncation, bad sizes).
+ *
+ * @example
+ * ```ts
+ * const raw = await client.getBuffer(key);
+ * const outputs = raw ? decodeTensors(raw) : undefined;
+ * ```
  */
 export function decodeTensors(buf: Uint8Array): Tensors {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);

@@ -41,7 +41,15 @@ export type MemoryStoreOptions = MemoryBounds & {
   onEvict?: ((key: string, bytes: number) => void) | undefined;
 };
 
-/** Bytes an entry is charged: its tensors' data plus a fixed overhead per tensor and name. */
+/**
+ * Bytes an entry is charged against `maxSize`: its tensors' data plus a fixed overhead per entry,
+ * tensor and name (string elements are charged 16 bytes each on top of their bytes).
+ *
+ * @example
+ * ```ts
+ * entrySize(key, { logits }); // 4000 bytes of data for 1000 float32 logits, plus about 200
+ * ```
+ */
 export function entrySize(key: string, value: Tensors): number {
   let n = 64 + key.length;
   for (const name of Object.keys(value)) {
