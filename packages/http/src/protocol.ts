@@ -17,6 +17,7 @@ import {
   validateRequest,
 } from '@mlserve/core';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ServerStats, tritonConfig } from './stats.js';
 import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
 import {
   classify,
@@ -174,7 +175,7 @@ function pickEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefine
   return undefined;
 }
 
-const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?$/;
+const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer|\/config|\/stats)?$/;
 const V2_REPO = /^\/v2\/repository\/models\/([^/]+)\/(load|unload)$/;
 const V1_MODEL =
   /^\/v1\/models\/([^/:]+)(?:\/(versions|labels)\/([^/:]+))?(\/metadata|:predict|:classify|:regress)?$/;
@@ -207,7 +208,14 @@ export function createProtocol(options: MlserveHttpOptions) {
     throw new TypeError('options.bodyLimit must be a positive integer');
   const management: ManagementOptions | undefined =
     options.management === true ? {} : options.management === false ? undefined : options.management;
-  const extensions = ['binary_tensor_data', 'classification', ...(management ? ['model_repository'] : [])];
+  const extensions = [
+    'binary_tensor_data',
+    'classification',
+    'statistics',
+    'model_configuration',
+    ...(management ? ['model_repository'] : []),
+  ];
+  const stats = new ServerStats();
 
   function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
     const src: unknown = labels[meta.name] ?? meta.extra?.labels;
@@ -256,8 +264,18 @@ export function createProtocol(options: MlserveHttpOptions) {
     const model = registry.get(name, version, opts);
     const meta = model.metadata();
     if (validate) validateRequest(meta, inputs, opts);
+    const t0 = performance.now();
+    let rows = 1;
+    for (const n in inputs) {
+      rows = inputs[n]!.dims[0] ?? 1;
+      break;
+    }
+    const outputs = await raceExpiry(model.infer(inputs, opts), opts).catch((err: unknown) => {
+      stats.record(model.name, model.version, false, performance.now() - t0, rows, opts.context!);
+      throw err;
+    });
+    stats.record(model.name, model.version, true, performance.now() - t0, rows, opts.context!);
     span.setAttribute('mlserve.model.version', model.version);
-    const outputs = await raceExpiry(model.infer(inputs, opts), opts);
     const ctx = opts.context!;
     for (const k of [
       'queueMs',
@@ -355,6 +373,10 @@ export function createProtocol(options: MlserveHttpOptions) {
       const ready = registry.isReady();
       return json(ready ? 200 : 503, { ready });
     }
+    if (path === '/v2/models/stats') {
+      if (!get) throw notAllowed();
+      return json(200, stats.get());
+    }
     let m = V2_MODEL.exec(path);
     if (m) {
       const name = decodeSegment(m[1])!;
@@ -366,6 +388,11 @@ export function createProtocol(options: MlserveHttpOptions) {
         return v2Infer(req, name, version, requestId, span);
       }
       if (!get) throw notAllowed();
+      if (action === '/stats') {
+        if (!registry.status(name, version)) throw notFound(`unknown model "${name}"`);
+        return json(200, stats.get(name, version));
+      }
+      if (action === '/config') return json(200, tritonConfig(registry.get(name, version).metadata()));
       if (action === '/ready') {
         const status = registry.status(name, version);
         if (!status)

@@ -288,6 +288,44 @@ describe.each(SERVERS)('%s', (_kind, start) => {
     });
   });
 
+  describe('Triton model configuration and statistics (what perf_analyzer reads)', () => {
+    it('derives the config from the metadata', async () => {
+      const config = await (await fetch(`${url}/v2/models/mnist/config`)).json();
+      expect(config).toMatchObject({
+        name: 'mnist',
+        platform: 'onnxruntime_onnx',
+        input: [{ name: 'image', data_type: 'TYPE_FP32', dims: [1, 28, 28] }],
+        output: [{ name: 'logits', data_type: 'TYPE_FP32', dims: [10] }],
+      });
+      expect(config.max_batch_size).toBeGreaterThan(0);
+      expect((await fetch(`${url}/v2/models/nope/config`)).status).toBe(404);
+    });
+
+    it('counts the requests it served, per model', async () => {
+      const before = (await (await fetch(`${url}/v2/models/mnist/stats`)).json()).model_stats[0];
+      const okBefore = before?.inference_stats.success.count ?? 0;
+      const rowsBefore = before?.inference_count ?? 0;
+      const res = await post('/v2/models/mnist/infer', {
+        inputs: [
+          { name: 'image', datatype: 'FP32', shape: [3, 1, 28, 28], data: new Array(3 * 784).fill(0) },
+        ],
+      });
+      expect(res.status).toBe(200);
+      await post('/v2/models/boom/infer', {
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }],
+      });
+      const after = (await (await fetch(`${url}/v2/models/mnist/stats`)).json()).model_stats[0];
+      expect(after.name).toBe('mnist');
+      expect(after.inference_stats.success.count).toBe(okBefore + 1);
+      expect(after.inference_count).toBe(rowsBefore + 3);
+      expect(after.inference_stats.compute_infer.ns).toBeGreaterThan(0);
+      const all = (await (await fetch(`${url}/v2/models/stats`)).json()).model_stats;
+      expect(
+        all.find((m: { name: string }) => m.name === 'boom').inference_stats.fail.count,
+      ).toBeGreaterThanOrEqual(1);
+    });
+  });
+
   describe('every datatype round trips', () => {
     for (const type of DATA_TYPES) {
       const dt = V2_DATATYPE[type];

@@ -1,0 +1,137 @@
+import type { InferContext, ModelMetadata } from '@mlserve/core';
+import { V2_DATATYPE } from './codec.js';
+
+/** A Triton duration statistic: how many and how long in total (nanoseconds). */
+interface Stat {
+  count: number;
+  ns: number;
+}
+
+interface ModelStats {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: Record<
+    | 'success'
+    | 'fail'
+    | 'queue'
+    | 'compute_input'
+    | 'compute_infer'
+    | 'compute_output'
+    | 'cache_hit'
+    | 'cache_miss',
+    Stat
+  >;
+  batch_stats: never[];
+}
+
+const stat = (): Stat => ({ count: 0, ns: 0 });
+
+/**
+ * Per-model counters of the requests this server handled, in the shape of Triton's statistics
+ * extension (`GET /v2/models[/{name}[/versions/{v}]]/stats`), which perf_analyzer reads.
+ */
+export class ServerStats {
+  readonly #models = new Map<string, ModelStats>();
+
+  #entry(name: string, version: string): ModelStats {
+    const key = `${name}\u0000${version}`;
+    let e = this.#models.get(key);
+    if (!e) {
+      e = {
+        name,
+        version,
+        last_inference: 0,
+        inference_count: 0,
+        execution_count: 0,
+        inference_stats: {
+          success: stat(),
+          fail: stat(),
+          queue: stat(),
+          compute_input: stat(),
+          compute_infer: stat(),
+          compute_output: stat(),
+          cache_hit: stat(),
+          cache_miss: stat(),
+        },
+        batch_stats: [],
+      };
+      this.#models.set(key, e);
+    }
+    return e;
+  }
+
+  /** Records one finished request. */
+  record(
+    name: string,
+    version: string,
+    ok: boolean,
+    durationMs: number,
+    rows: number,
+    ctx: InferContext,
+  ): void {
+    const e = this.#entry(name, version);
+    const ns = Math.round(durationMs * 1e6);
+    e.last_inference = Date.now();
+    const s = e.inference_stats;
+    if (!ok) {
+      s.fail.count++;
+      s.fail.ns += ns;
+      return;
+    }
+    s.success.count++;
+    s.success.ns += ns;
+    e.inference_count += rows;
+    if (ctx.cacheHit === true) {
+      s.cache_hit.count++;
+      s.cache_hit.ns += ns;
+      return;
+    }
+    if (ctx.cacheHit === false) s.cache_miss.count++;
+    const batch = typeof ctx.batchSize === 'number' && ctx.batchSize > 0 ? ctx.batchSize : rows;
+    e.execution_count += batch > 0 ? Math.min(1, rows / batch) : 1;
+    if (typeof ctx.queueMs === 'number') {
+      s.queue.count++;
+      s.queue.ns += Math.round(ctx.queueMs * 1e6);
+    }
+    if (typeof ctx.computeMs === 'number') {
+      s.compute_infer.count++;
+      s.compute_infer.ns += Math.round(ctx.computeMs * 1e6);
+    }
+  }
+
+  /** The statistics response for every model, one model, or one version. */
+  get(name?: string, version?: string): { model_stats: ModelStats[] } {
+    const out: ModelStats[] = [];
+    for (const e of this.#models.values()) {
+      if (name !== undefined && e.name !== name) continue;
+      if (version !== undefined && e.version !== version) continue;
+      out.push({ ...e, execution_count: Math.round(e.execution_count) });
+    }
+    return { model_stats: out };
+  }
+}
+
+/** Triton's model configuration (`GET /v2/models/{name}/config`), derived from the metadata. */
+export function tritonConfig(meta: ModelMetadata): Record<string, unknown> {
+  const batched = meta.maxBatchSize > 0;
+  const io = (list: ModelMetadata['inputs']) =>
+    list.map((t) => ({
+      name: t.name,
+      data_type: `TYPE_${V2_DATATYPE[t.type] === 'BYTES' ? 'STRING' : V2_DATATYPE[t.type]}`,
+      format: 'FORMAT_NONE',
+      // With batching, Triton's dims leave out the batch dim.
+      dims: batched && t.batched ? t.dims.slice(1) : t.dims,
+    }));
+  return {
+    name: meta.name,
+    platform: meta.platform,
+    backend: meta.backend ?? '',
+    max_batch_size: batched ? Math.min(meta.maxBatchSize, 2 ** 31 - 1) : 0,
+    input: io(meta.inputs),
+    output: io(meta.outputs),
+    version_policy: { latest: { num_versions: 1 } },
+  };
+}
