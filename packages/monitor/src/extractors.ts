@@ -132,6 +132,13 @@ export interface ImageStatsOptions {
 export function imageStats(input: string, options: ImageStatsOptions = {}): Extractor {
   const { layout = 'nchw', brightThreshold = 0.5, prefix = `${input}.` } = options;
   const base = ['mean', 'std', 'bright', 'centroidX', 'centroidY'];
+  const names = {
+    mean: `${prefix}mean`,
+    std: `${prefix}std`,
+    bright: `${prefix}bright`,
+    centroidX: `${prefix}centroidX`,
+    centroidY: `${prefix}centroidY`,
+  };
   let channelsSeen = 0;
   const make = (channels: number): FeatureSpec[] => {
     const names = [...base];
@@ -150,11 +157,23 @@ export function imageStats(input: string, options: ImageStatsOptions = {}): Extr
         channelsSeen = C;
         ex.features = make(C);
       }
-      const data = t.data as ArrayLike<number>;
-      const per = C * H * W;
+      if (t.type === 'int64' || t.type === 'uint64') {
+        throw invalidArgument(`monitor: input "${input}" has 64-bit integer pixels`);
+      }
+      const data = t.data as Float32Array;
+      const HW = H * W;
+      const per = C * HW;
       const out: Record<string, number[]> = {};
       for (const f of ex.features) out[f.name] = new Array(n);
+      const mean = out[names.mean]!;
+      const std = out[names.std]!;
+      const brightOut = out[names.bright]!;
+      const cx = out[names.centroidX]!;
+      const cy = out[names.centroidY]!;
       const chan = new Float64Array(C);
+      // Ink per pixel, summed over channels (only needed when there is more than one).
+      const ink = C > 1 ? new Float64Array(HW) : undefined;
+      const nchw = layout === 'nchw';
       for (let r = 0; r < n; r++) {
         const off = r * per;
         let s = 0;
@@ -163,33 +182,57 @@ export function imageStats(input: string, options: ImageStatsOptions = {}): Extr
         let mx = 0;
         let my = 0;
         let mass = 0;
-        chan.fill(0);
-        for (let y = 0; y < H; y++) {
-          for (let x = 0; x < W; x++) {
-            let px = 0;
-            for (let c = 0; c < C; c++) {
-              const v = toNumber(
-                data[layout === 'nchw' ? off + c * H * W + y * W + x : off + (y * W + x) * C + c] as number,
-              );
-              chan[c]! += v;
+        if (C === 1) {
+          // The common grey-scale case: one pass over the pixels.
+          for (let y = 0, p = off; y < H; y++) {
+            let rowMass = 0;
+            for (let x = 0; x < W; x++, p++) {
+              const v = data[p]!;
               s += v;
               s2 += v * v;
               if (v > brightThreshold) bright++;
-              px += v;
+              if (v > 0) {
+                rowMass += v;
+                mx += v * x;
+              }
             }
-            const w = Math.max(0, px);
-            mass += w;
-            mx += w * x;
-            my += w * y;
+            mass += rowMass;
+            my += rowMass * y;
+          }
+          chan[0] = s;
+        } else {
+          for (let c = 0; c < C; c++) {
+            let cs = 0;
+            for (let p = 0; p < HW; p++) {
+              const v = data[nchw ? off + c * HW + p : off + p * C + c]!;
+              cs += v;
+              s2 += v * v;
+              if (v > brightThreshold) bright++;
+              ink![p] = (c === 0 ? 0 : ink![p]!) + v;
+            }
+            chan[c] = cs;
+            s += cs;
+          }
+          for (let y = 0, p = 0; y < H; y++) {
+            let rowMass = 0;
+            for (let x = 0; x < W; x++, p++) {
+              const v = ink![p]!;
+              if (v > 0) {
+                rowMass += v;
+                mx += v * x;
+              }
+            }
+            mass += rowMass;
+            my += rowMass * y;
           }
         }
-        const mean = s / per;
-        out[`${prefix}mean`]![r] = mean;
-        out[`${prefix}std`]![r] = Math.sqrt(Math.max(0, s2 / per - mean * mean));
-        out[`${prefix}bright`]![r] = bright / per;
-        out[`${prefix}centroidX`]![r] = mass > 0 ? mx / mass / Math.max(1, W - 1) : 0.5;
-        out[`${prefix}centroidY`]![r] = mass > 0 ? my / mass / Math.max(1, H - 1) : 0.5;
-        if (C > 1) for (let c = 0; c < C; c++) out[`${prefix}channel${c}`]![r] = chan[c]! / (H * W);
+        const m = s / per;
+        mean[r] = m;
+        std[r] = Math.sqrt(Math.max(0, s2 / per - m * m));
+        brightOut[r] = bright / per;
+        cx[r] = mass > 0 ? mx / mass / Math.max(1, W - 1) : 0.5;
+        cy[r] = mass > 0 ? my / mass / Math.max(1, H - 1) : 0.5;
+        if (C > 1) for (let c = 0; c < C; c++) out[`${prefix}channel${c}`]![r] = chan[c]! / HW;
       }
       return out;
     },
@@ -217,11 +260,18 @@ export function predictedClass(
       const t = pick(outputs, output, 'output');
       const k = t.dims[t.dims.length - 1] ?? 1;
       const rows = k > 0 ? t.data.length / k : 0;
-      const data = t.data as ArrayLike<number>;
+      const data = t.data as ArrayLike<number | bigint>;
       const col: string[] = new Array(rows);
       for (let r = 0; r < rows; r++) {
         let best = 0;
-        for (let j = 1; j < k; j++) if (toNumber(data[r * k + j]!) > toNumber(data[r * k + best]!)) best = j;
+        let top = toNumber(data[r * k]!);
+        for (let j = 1; j < k; j++) {
+          const v = toNumber(data[r * k + j]!);
+          if (v > top) {
+            top = v;
+            best = j;
+          }
+        }
         col[r] = options.labels?.[best] ?? String(best);
       }
       return { [name]: col };

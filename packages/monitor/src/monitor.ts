@@ -107,6 +107,8 @@ export interface MonitorStats {
   /** Rows in the window of the busiest feature. */
   windowRows: number;
   evaluations: number;
+  /** Time spent measuring and scoring (off the request path, but on the same thread), ms. */
+  busyMs: number;
   sink?: ReturnType<PayloadSink['stats']>;
 }
 
@@ -197,8 +199,11 @@ export function monitor(options: MonitorOptions): Monitor {
 
   const rings = new Map<string, NumericWindow | CategoricalWindow>();
   for (const [name, f] of Object.entries(ref.features)) rings.set(name, windowFor(capacity, f));
-  const queue: Pending[] = [];
-  const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0 };
+  // A fixed ring of references: O(1) to add and take, never larger than queueSize.
+  const queue = new Array<Pending | undefined>(queueSize);
+  let qHead = 0;
+  let qLength = 0;
+  const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0, busyMs: 0 };
   let lastExtractError: string | undefined;
   let drainScheduled = false;
   let dirty = false;
@@ -241,10 +246,17 @@ export function monitor(options: MonitorOptions): Monitor {
 
   function drain(): void {
     drainScheduled = false;
-    const n = Math.min(drainBatch, queue.length);
-    const batch = queue.splice(0, n);
-    for (const p of batch) measure(p);
-    if (queue.length > 0) schedule();
+    const t0 = performance.now();
+    const n = Math.min(drainBatch, qLength);
+    for (let i = 0; i < n; i++) {
+      const p = queue[qHead]!;
+      queue[qHead] = undefined;
+      qHead = (qHead + 1) % queueSize;
+      qLength--;
+      measure(p);
+    }
+    counters.busyMs += performance.now() - t0;
+    if (qLength > 0) schedule();
     else {
       const now = Date.now();
       if (dirty && now - lastEval >= evaluateEveryMs) evaluate();
@@ -289,6 +301,15 @@ export function monitor(options: MonitorOptions): Monitor {
   }
 
   function evaluate(): DriftReport {
+    const t0 = performance.now();
+    try {
+      return scoreWindow();
+    } finally {
+      counters.busyMs += performance.now() - t0;
+    }
+  }
+
+  function scoreWindow(): DriftReport {
     const now = Date.now();
     lastEval = now;
     dirty = false;
@@ -347,7 +368,7 @@ export function monitor(options: MonitorOptions): Monitor {
   function stats(): MonitorStats {
     let windowRows = 0;
     for (const r of rings.values()) windowRows = Math.max(windowRows, r.length);
-    const out: MonitorStats = { ...counters, queued: queue.length, windowRows };
+    const out: MonitorStats = { ...counters, queued: qLength, windowRows };
     if (lastExtractError !== undefined) out.lastExtractError = lastExtractError;
     if (sink) out.sink = sink.stats();
     return out;
@@ -384,9 +405,10 @@ export function monitor(options: MonitorOptions): Monitor {
         const sampled = sampleRate >= 1 || Math.random() < sampleRate;
         if (sampled) {
           counters.sampled++;
-          if (queue.length >= queueSize) counters.dropped++;
+          if (qLength >= queueSize) counters.dropped++;
           else {
-            queue.push({ inputs, outputs, time: Date.now() });
+            queue[(qHead + qLength) % queueSize] = { inputs, outputs, time: Date.now() };
+            qLength++;
             schedule();
           }
         }
@@ -413,7 +435,7 @@ export function monitor(options: MonitorOptions): Monitor {
   middleware.drift = drift;
   middleware.stats = stats;
   middleware.flush = async () => {
-    if (queue.length > 0 || drainScheduled) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+    if (qLength > 0 || drainScheduled) await new Promise<void>((resolve) => idleWaiters.push(resolve));
     await metricsLoad;
     return evaluate();
   };
