@@ -63,8 +63,11 @@ describe('SharedCalls (coalescing)', () => {
       await new Promise((r) => setTimeout(r, 10));
       return 7;
     };
+    const first = calls.run('k', {}, fn).promise;
+    expect(calls.has('k')).toBe(true);
+    expect(calls.has('other')).toBe(false);
     const results = await Promise.all([
-      calls.run('k', {}, fn).promise,
+      first,
       calls.run('k', {}, fn).promise,
       calls.run('other', {}, fn).promise,
     ]);

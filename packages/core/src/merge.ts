@@ -152,6 +152,11 @@ export class SharedCalls<T> {
     return this.#inflight.size;
   }
 
+  /** Whether an execution for `key` is in flight (a caller would join it). */
+  has(key: string): boolean {
+    return this.#inflight.has(key);
+  }
+
   /**
    * Runs `fn` for `key`, or joins the execution already in flight for it. `joined` in the
    * result tells whether this caller shared another's execution.

@@ -68,6 +68,9 @@ function launch(port: number): ChildProcess {
 function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
+    // The child is unref'd so a forgotten server never holds a test process open; while we wait
+    // for it to exit, hold a reference so the wait itself keeps the process alive.
+    child.ref();
     child.once('exit', () => resolve());
     child.kill(signal);
   });
