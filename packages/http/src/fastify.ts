@@ -1,4 +1,4 @@
-import { toServeError } from '@mlserve/core';
+import { isServeError, ServeError, toServeError } from '@mlserve/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { createProtocol, errorResponse, type MlserveHttpOptions, type ProtocolResponse } from './protocol.js';
@@ -23,13 +23,14 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
   app.setErrorHandler((err, request, reply) => {
     // Fastify's own failures (body too large, aborted upload) as `{"error": ...}` with their status.
     const status = (err as { statusCode?: number }).statusCode;
-    const e = toServeError(err);
-    const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status && status < 500 ? 'INVALID_ARGUMENT' : e.code;
-    const res = errorResponse(
-      status && status !== e.status ? Object.assign(toServeError(new Error(e.message), code), { status }) : e,
-      request.id,
-    );
-    return send(reply, res);
+    let e = toServeError(err);
+    if (!isServeError(err) && status !== undefined && status >= 400 && status < 500) {
+      e = new ServeError(status === 413 ? 'PAYLOAD_TOO_LARGE' : 'INVALID_ARGUMENT', e.message, {
+        status,
+        cause: err,
+      });
+    }
+    return send(reply, errorResponse(e, request.id));
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {

@@ -111,6 +111,7 @@ export const TIMEOUT_HEADER = 'x-request-timeout-ms';
 /** The request id header, read when the body has no `id` and always sent back. */
 export const REQUEST_ID_HEADER = 'x-request-id';
 
+const SAFE_HEADER = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
 const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 const tracer = trace.getTracer('@mlserve/http');
 
@@ -236,7 +237,10 @@ export function createProtocol(options: MlserveHttpOptions) {
         throw invalidArgument(`${TIMEOUT_HEADER} must be a non-negative number`);
       ms = v;
     }
-    if (timeoutUs !== undefined) ms = Math.min(ms ?? Number.POSITIVE_INFINITY, timeoutUs / 1000);
+    // Triton's convention: a timeout of 0 means none.
+    if (ms === 0) ms = undefined;
+    if (timeoutUs !== undefined && timeoutUs > 0)
+      ms = Math.min(ms ?? Number.POSITIVE_INFINITY, timeoutUs / 1000);
     if (maxTimeoutMs !== undefined) ms = Math.min(ms ?? Number.POSITIVE_INFINITY, maxTimeoutMs);
     return ms === undefined ? undefined : Date.now() + ms;
   }
@@ -324,7 +328,9 @@ export function createProtocol(options: MlserveHttpOptions) {
       outputs[o.name] = classify(t, o.classification, batched, labelsFor(model.meta, o.name), o.name);
     }
     const enc = encodeV2Response(model, id, outputs, decoded);
-    const headers: Record<string, string> = { 'content-type': enc.contentType, [REQUEST_ID_HEADER]: id };
+    const headers: Record<string, string> = { 'content-type': enc.contentType };
+    // The id goes back in a header only when it is a safe header value (the body always has it).
+    headers[REQUEST_ID_HEADER] = SAFE_HEADER.test(id) ? id : requestId;
     if (enc.headerLength !== undefined) headers['inference-header-content-length'] = String(enc.headerLength);
     return maybeCompress(req, { status: 200, headers, body: enc.body });
   }
@@ -479,7 +485,8 @@ export function createProtocol(options: MlserveHttpOptions) {
 
   /** Handles one request; never throws (errors become responses). */
   async function handle(req: ProtocolRequest): Promise<ProtocolResponse> {
-    const requestId = header(req, REQUEST_ID_HEADER)?.slice(0, 128) || randomUUID();
+    const given = header(req, REQUEST_ID_HEADER);
+    const requestId = given && SAFE_HEADER.test(given) ? given : randomUUID();
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     return tracer.startActiveSpan(
       `${req.method} ${req.path.replace(/\/(models|versions|labels)\/[^/:]+/g, '/$1/{}')}`,

@@ -695,6 +695,15 @@ describe.each(SERVERS)('%s', (_kind, start) => {
         hasDeadline: true,
         id: 'abc-123',
       });
+      // An id that is no safe header value stays in the body; the header gets a generated one.
+      const odd = await post('/v2/models/params/infer', { ...body, id: 'línea\nnueva' });
+      expect(odd.status).toBe(200);
+      expect((await odd.json()).id).toBe('línea\nnueva');
+      expect(odd.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      // timeout 0 means none (Triton's convention).
+      expect((await post('/v2/models/params/infer', { ...body, parameters: { timeout: 0 } })).status).toBe(
+        200,
+      );
       const gen = await (await post('/v2/models/params/infer', body)).json();
       expect(gen.id).toMatch(/^[0-9a-f-]{36}$/);
     });

@@ -128,6 +128,19 @@ describe('metrics()', () => {
     expect(body).toMatch(/nv_inference_request_success\{model="other",version="3"\} 1/);
   });
 
+  it('counts one inference per request for a model without a batch dim', async () => {
+    const registry = new Registry();
+    const fixed = fromFunction({
+      name: 'fixed',
+      inputs: [{ name: 'x', type: 'float32', dims: [3, 2] }],
+      outputs: [{ name: 'x', type: 'float32', dims: [3, 2] }],
+      infer: ({ x: t }) => ({ x: t! }),
+    });
+    await pipeline(fixed, metrics({ registry })).infer(x(3));
+    expect(await value(registry, 'nv_inference_count', { model: 'fixed' })).toBe(1);
+    expect(await value(registry, 'nv_inference_exec_count', { model: 'fixed' })).toBe(1);
+  });
+
   it('creates a context when the caller gave none, so inner layers can write to it', async () => {
     const registry = new Registry();
     let seen: unknown;

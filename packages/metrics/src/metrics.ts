@@ -146,6 +146,7 @@ export function metrics({
     let success = 0;
     let failure = 0;
     let pending = 0;
+    let batched: boolean | undefined;
     return wrap(inner, {
       layer: 'metrics',
       infer: async function metricsInfer(inputs, options: InferOptions = {}) {
@@ -157,7 +158,9 @@ export function metrics({
         try {
           const outputs = await inner.infer(inputs, options.context ? options : { ...options, context });
           const seconds = (performance.now() - startedAt) / 1000;
-          const rows = rowsOf(inputs);
+          // A model without a batch dim does one inference per request, whatever dim 0 is.
+          batched ??= inner.metadata().maxBatchSize > 0;
+          const rows = batched ? rowsOf(inputs) : 1;
           success++;
           m.success.inc(labels);
           m.inferences.inc(labels, rows);
