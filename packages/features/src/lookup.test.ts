@@ -1,4 +1,4 @@
-import { pipeline, type Tensors, tensor } from '@mlserve/core';
+import { fromFunction, pipeline, type Tensors, tensor } from '@mlserve/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { echoModel, instrumented } from '../test/helpers.js';
@@ -302,6 +302,37 @@ describe('featureLookup', () => {
     const pending = served.infer(ids('u1'), { signal: controller.signal });
     controller.abort();
     await expect(pending).rejects.toMatchObject({ code: 'CANCELLED' });
+  });
+
+  it('describes what callers send: the key input instead of what it fills', () => {
+    const model = fromFunction({
+      name: 'ranker',
+      inputs: [
+        { name: 'features', type: 'float32', dims: [-1, 5] },
+        { name: 'query', type: 'int64', dims: [-1, 8] },
+      ],
+      outputs: [{ name: 'score', type: 'float32', dims: [-1, 1] }],
+      infer: () => ({ score: tensor('float32', [0], [1, 1]) }),
+    });
+    const appended = pipeline(
+      model,
+      featureLookup({ keyInput: 'user', store: users(), features, target: { input: 'features' } }),
+    );
+    expect(appended.metadata().inputs.map((i) => [i.name, i.type, i.dims])).toEqual([
+      ['features', 'float32', [-1, 2]],
+      ['query', 'int64', [-1, 8]],
+      ['user', 'string', [-1]],
+    ]);
+    const separate = pipeline(
+      model,
+      featureLookup({
+        keyParameter: 'user',
+        store: users(),
+        features: [{ name: 'query', default: 0 }],
+        target: 'separate',
+      }),
+    );
+    expect(separate.metadata().inputs.map((i) => i.name)).toEqual(['features']);
   });
 
   it('checks its options', () => {

@@ -5,7 +5,9 @@ import {
   isServeError,
   type Middleware,
   type Model,
+  type ModelMetadata,
   type Tensor,
+  type TensorInfo,
   type Tensors,
   unavailable,
   wrap,
@@ -282,8 +284,34 @@ export function featureLookup(options: FeatureLookupOptions): Middleware {
       return Number.isNaN(n) ? undefined : n;
     }
 
+    /** What callers send: the model's inputs, less what the lookup fills, plus the key input. */
+    function metadata(): ModelMetadata {
+      const meta = inner.metadata();
+      const inputs: TensorInfo[] = [];
+      for (const info of meta.inputs) {
+        if (target === 'separate') {
+          if (names.includes(info.name)) continue;
+        } else if (info.name === target.input) {
+          const width = info.dims[info.dims.length - 1];
+          if (info.dims.length === 2 && width !== undefined && width >= 0) {
+            if (width <= features.length) continue; // filled entirely by the lookup
+            inputs.push({ ...info, dims: [info.dims[0]!, width - features.length] });
+            continue;
+          }
+        }
+        if (keyInput !== undefined && info.name === keyInput) continue;
+        inputs.push(info);
+      }
+      if (keyInput !== undefined) {
+        const own = meta.inputs.find((i) => i.name === keyInput);
+        inputs.push(own ?? { name: keyInput, type: 'string', dims: [-1], batched: true });
+      }
+      return { ...meta, inputs };
+    }
+
     return wrap(inner, {
       layer: 'features',
+      metadata,
       infer: async function featureLookupInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
         const started = performance.now();
         counters.requests++;
