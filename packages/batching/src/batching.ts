@@ -174,6 +174,8 @@ class Batcher {
   #timerAt = Number.POSITIVE_INFINITY;
   #immediate: ReturnType<typeof setImmediate> | undefined;
   readonly #running = new Set<Promise<void>>();
+  /** Running requests that have a deadline: the timer also rejects them when it passes. */
+  readonly #runningDeadlines = new Set<Entry>();
 
   // Estimates: batch compute time ~ a + b * items (weighted least squares on recent batches).
   #sn = 0;
@@ -486,6 +488,8 @@ class Batcher {
   }
 
   #detach(entry: Entry): void {
+    if (entry.state === RUNNING && entry.deadlineAt !== Number.POSITIVE_INFINITY)
+      this.#runningDeadlines.delete(entry);
     if (entry.onAbort) entry.options!.signal!.removeEventListener('abort', entry.onAbort);
     entry.onAbort = undefined;
     entry.state = DONE;
@@ -495,6 +499,7 @@ class Batcher {
     if (entry.state === DONE) return;
     const wasRunning = entry.state === RUNNING;
     if (!wasRunning) this.#unqueue(entry);
+    else this.#runningDeadlines.delete(entry);
     entry.onAbort = undefined;
     entry.state = DONE;
     this.#rejected.cancelled++;
@@ -542,11 +547,26 @@ class Batcher {
     if (this.#closed) return;
     const now = performance.now();
     if (now >= this.#earliestDeadline) this.#sweep(now);
+    if (this.#runningDeadlines.size > 0) this.#expireRunning(now);
     while (this.#inFlight < this.#maxConcurrent && this.#queuedRequests > 0) {
       if (!this.#launchReady(now)) break;
     }
     this.#arm(now);
   };
+
+  /**
+   * A running request whose own deadline passes is rejected at once and leaves its batch (whose
+   * deadline is the latest of its members'), like one that aborted.
+   */
+  #expireRunning(now: number): void {
+    for (const e of this.#runningDeadlines) {
+      if (e.deadlineAt > now) continue;
+      this.#detach(e);
+      this.#rejected.deadline++;
+      e.reject(deadlineExceeded('the request deadline passed while its batch ran'));
+      e.shared?.leave();
+    }
+  }
 
   readonly #onTimer = (): void => {
     this.#timer = undefined;
@@ -611,6 +631,7 @@ class Batcher {
   /** Arms the single timer for the next moment something is due (a release or an expiry). */
   #arm(now: number): void {
     let at = this.#earliestDeadline;
+    for (const e of this.#runningDeadlines) if (e.deadlineAt < at) at = e.deadlineAt;
     if (this.#inFlight < this.#maxConcurrent) {
       for (const g of this.#groups.values()) {
         const r = this.#readyAt(g);
@@ -747,6 +768,7 @@ class Batcher {
       shared.join();
       e.shared = shared;
       e.state = RUNNING;
+      if (e.deadlineAt !== Number.POSITIVE_INFINITY) this.#runningDeadlines.add(e);
       items += e.rows;
       const waited = formedAt - e.enqueuedAt;
       waitSum += waited;

@@ -307,6 +307,22 @@ describe('deadlines and cancellation', () => {
     p.open();
   });
 
+  test('a running request is rejected when its own deadline passes; the batch goes on for the others', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const t0 = Date.now();
+    const short = codeOf(served.infer({ x: rowsOf(1) }, { deadline: Date.now() + 40 }));
+    const long = served.infer({ x: rowsOf(1, 4) }, { deadline: Date.now() + 60_000 });
+    expect(await short).toBe('DEADLINE_EXCEEDED');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(p.calls).toHaveLength(1);
+    expect(p.calls[0]!.options.deadline).toBeGreaterThan(Date.now() + 50_000);
+    expect(p.calls[0]!.options.signal!.aborted).toBe(false);
+    p.open();
+    expect((await long).y!.dims).toEqual([1, 4]);
+  });
+
   test('a request that cannot finish before its deadline is not started', async () => {
     const p = probe({ delayMs: 60 });
     const served = batching({ maxDelayMs: 0 })(p.model);
