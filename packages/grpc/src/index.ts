@@ -1,0 +1,3 @@
+export * from './codec.js';
+export * from './proto.js';
+export * from './server.js';

@@ -1,0 +1,548 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  type ErrorCode,
+  type InferContext,
+  type InferOptions,
+  invalidArgument,
+  type ModelMetadata,
+  type ModelRegistry,
+  notFound,
+  type ParameterValue,
+  raceExpiry,
+  ServeError,
+  toServeError,
+  unimplemented,
+  validateRequest,
+} from '@mlserve/core';
+import { classify, type ManagementOptions, v2ModelMetadata } from '@mlserve/http';
+import {
+  decodeInputs,
+  encodeOutputs,
+  type InferRequestMessage,
+  type InferResponseMessage,
+  type ParameterMessage,
+  parameterRecord,
+  parameterValue,
+} from './codec.js';
+import { loadInferenceProto } from './proto.js';
+
+/** The gRPC status each {@link ErrorCode} is sent with. */
+export const GRPC_STATUS: Readonly<Record<ErrorCode, grpc.status>> = Object.freeze({
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  NOT_FOUND: grpc.status.NOT_FOUND,
+  PAYLOAD_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
+  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
+  CANCELLED: grpc.status.CANCELLED,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
+  UNIMPLEMENTED: grpc.status.UNIMPLEMENTED,
+  INTERNAL: grpc.status.INTERNAL,
+});
+
+/** Trailing metadata key carrying a ServeError's retry hint in milliseconds (overload answers). */
+export const RETRY_AFTER_KEY = 'retry-after-ms';
+/** Trailing metadata key carrying the ServeError code, for clients that want more than the status. */
+export const ERROR_CODE_KEY = 'mlserve-error-code';
+
+/** Options of {@link createGrpcServer}. */
+export interface GrpcServerOptions {
+  /** The models to serve (share it with the HTTP server: same batching, cache and metrics). */
+  registry: ModelRegistry;
+  /**
+   * The model repository extension (RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload):
+   * off unless given (`true` for index and unload only; a `load` function enables load). When off,
+   * those methods answer UNIMPLEMENTED.
+   */
+  management?: boolean | ManagementOptions;
+  /** When set, repository methods need the metadata `authorization: Bearer <token>` (else UNAUTHENTICATED). */
+  token?: string;
+  /** Largest request message in bytes (default 64 MiB); larger gets RESOURCE_EXHAUSTED before decoding. */
+  maxReceiveMessageLength?: number;
+  /** Largest response message in bytes (default 64 MiB); larger fails with RESOURCE_EXHAUSTED. */
+  maxSendMessageLength?: number;
+  /**
+   * How outputs travel: `'raw'` (default) always in `raw_output_contents`, as Triton answers and
+   * tritonclient reads; `'match'` in typed `contents` when the request used typed contents (and no
+   * output is FP16), for clients that only read `contents`.
+   */
+  outputContents?: 'raw' | 'match';
+  /** Check each request against the model's metadata before it runs (default true). */
+  validate?: boolean;
+  /** Requests may not run longer than this, ms (the call deadline and the `timeout` parameter are cut down). */
+  maxTimeoutMs?: number;
+  /** Requests one ModelStreamInfer stream may have running at once before reading pauses (default 64). */
+  maxStreamInFlight?: number;
+  /** Classification labels by model name (else `metadata().extra.labels`), as in `@mlserve/http`. */
+  labels?: Record<string, readonly string[] | Record<string, readonly string[]>>;
+  /** ServerMetadata's name and version. */
+  serverName?: string;
+  serverVersion?: string;
+  /** Extra @grpc/grpc-js server options (keepalive, compression, ...). */
+  serverOptions?: grpc.ServerOptions;
+  /** Called with every error a method answers with (for logs); INTERNAL ones carry the cause. */
+  onError?: (error: ServeError, method: string) => void;
+}
+
+const DEFAULT_MESSAGE_LIMIT = 64 * 1024 * 1024;
+
+/** Parameters that steer the server rather than the model (Triton's reserved names). */
+const RESERVED = new Set([
+  'timeout',
+  'priority',
+  'binary_data_output',
+  'sequence_id',
+  'sequence_start',
+  'sequence_end',
+]);
+
+function deadlineOf(
+  call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getDeadline' | 'metadata'>,
+): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/** A ServeError as the status object grpc-js sends: code, message and trailing metadata. */
+export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> & { code: grpc.status } {
+  const e = toServeError(err);
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_KEY, e.code);
+  if (e.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_KEY, String(Math.ceil(e.retryAfterMs)));
+  const code = e.status === 401 ? grpc.status.UNAUTHENTICATED : GRPC_STATUS[e.code];
+  return { code, details: e.message, metadata };
+}
+
+function positive(value: number | undefined, name: string): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value > 0))
+    throw new TypeError(`options.${name} must be a positive integer`);
+}
+
+/**
+ * The `inference.GRPCInferenceService` implementation over a registry, for adding to a server you
+ * build yourself. {@link createGrpcServer} is this plus the server.
+ *
+ * @example
+ * ```ts
+ * const server = new grpc.Server();
+ * const { service, implementation } = inferenceService({ registry });
+ * server.addService(service, implementation);
+ * ```
+ */
+export function inferenceService(options: GrpcServerOptions): {
+  service: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+} {
+  const { registry, validate = true, maxTimeoutMs, labels = {}, onError } = options;
+  const outputContents = options.outputContents ?? 'raw';
+  if (outputContents !== 'raw' && outputContents !== 'match')
+    throw new TypeError("options.outputContents must be 'raw' or 'match'");
+  const maxStreamInFlight = options.maxStreamInFlight ?? 64;
+  positive(maxStreamInFlight, 'maxStreamInFlight');
+  if (maxTimeoutMs !== undefined && !(maxTimeoutMs > 0))
+    throw new TypeError('options.maxTimeoutMs must be positive');
+  const management: ManagementOptions | undefined =
+    options.management === true ? {} : options.management || undefined;
+  const token = options.token ?? management?.token;
+  const extensions = ['classification', 'sequence', ...(management ? ['model_repository'] : [])];
+
+  function report(err: unknown, method: string): grpc.StatusObject | Partial<grpc.StatusObject> {
+    const status = toGrpcStatus(err);
+    if (onError) {
+      try {
+        onError(toServeError(err), method);
+      } catch {
+        // A logger's failure must not change the answer.
+      }
+    }
+    return status;
+  }
+
+  function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
+    const src: unknown = labels[meta.name] ?? meta.extra?.labels;
+    if (Array.isArray(src)) return src as string[];
+    if (src && typeof src === 'object') {
+      const byOutput = (src as Record<string, unknown>)[output];
+      if (Array.isArray(byOutput)) return byOutput as string[];
+    }
+    return undefined;
+  }
+
+  /** Runs one ModelInferRequest: decode, resolve, validate, infer (racing the deadline), encode. */
+  async function runInfer(
+    req: InferRequestMessage,
+    signal: AbortSignal,
+    callDeadline: number | undefined,
+  ): Promise<InferResponseMessage> {
+    if (typeof req !== 'object' || req === null) throw invalidArgument('empty request');
+    const name = req.model_name;
+    if (typeof name !== 'string' || name.length === 0) throw invalidArgument('model_name is required');
+    const version = req.model_version || undefined;
+    // Resolve first: an unknown model is NOT_FOUND whatever the inputs hold.
+    registry.get(name, version);
+    const { inputs, raw } = decodeInputs(req);
+    const params = parameterRecord(req.parameters, 'request');
+    const id = typeof req.id === 'string' ? req.id : '';
+    const context: InferContext = { startedAt: performance.now() };
+    const parameters = Object.create(null) as Record<string, ParameterValue>;
+    for (const [k, v] of Object.entries(params)) if (!RESERVED.has(k)) parameters[k] = v;
+    const opts: InferOptions = { signal, context, parameters };
+    if (id) opts.id = id;
+
+    let deadline = callDeadline;
+    if (params.timeout !== undefined) {
+      const us = params.timeout;
+      if (typeof us !== 'number' || !Number.isSafeInteger(us) || us < 0)
+        throw invalidArgument('parameter "timeout" must be a non-negative integer (microseconds)');
+      // Triton: 0 means no timeout.
+      if (us > 0) deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + us / 1000);
+    }
+    if (maxTimeoutMs !== undefined)
+      deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + maxTimeoutMs);
+    if (deadline !== undefined) opts.deadline = deadline;
+    if (params.priority !== undefined) {
+      if (typeof params.priority !== 'number' || !Number.isSafeInteger(params.priority))
+        throw invalidArgument('parameter "priority" must be an integer');
+      // Triton: 0 is the default level.
+      if (params.priority !== 0) opts.priority = params.priority;
+    }
+    const sid = params.sequence_id;
+    if (sid !== undefined && sid !== 0 && sid !== '') {
+      if (typeof sid === 'boolean')
+        throw invalidArgument('parameter "sequence_id" must be a string or integer');
+      opts.sequence = { id: sid };
+      if (params.sequence_start !== undefined) opts.sequence.start = params.sequence_start === true;
+      if (params.sequence_end !== undefined) opts.sequence.end = params.sequence_end === true;
+    }
+
+    const requested = req.outputs ?? [];
+    const classifications = new Map<string, number>();
+    const seen = new Set<string>();
+    for (let i = 0; i < requested.length; i++) {
+      const o = requested[i]!;
+      if (typeof o.name !== 'string' || o.name.length === 0)
+        throw invalidArgument(`output ${i}: name must be a non-empty string`);
+      const what = `output "${o.name.slice(0, 64)}"`;
+      if (seen.has(o.name)) throw invalidArgument(`${what} is requested twice`);
+      seen.add(o.name);
+      const cls = o.parameters?.classification;
+      if (cls !== undefined) {
+        const k = parameterValue(cls, `${what} parameter "classification"`);
+        if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1)
+          throw invalidArgument(`${what}: classification must be a positive integer`);
+        classifications.set(o.name, k);
+      }
+    }
+    if (requested.length > 0) opts.outputs = [...seen];
+
+    const model = registry.get(name, version, opts);
+    const meta = model.metadata();
+    if (validate) validateRequest(meta, inputs, opts);
+    const outputs = await raceExpiry(model.infer(inputs, opts), opts);
+    for (const [out, k] of classifications) {
+      const t = outputs[out];
+      if (!t) continue;
+      const info = meta.outputs.find((x) => x.name === out);
+      const batched = (info?.batched ?? false) && meta.maxBatchSize > 0;
+      outputs[out] = classify(t, k, batched, labelsFor(meta, out), out);
+    }
+    const names = requested.length > 0 ? [...seen] : Object.keys(outputs);
+    const encoded = encodeOutputs(names, outputs, outputContents === 'match' && !raw);
+    return { model_name: model.name, model_version: model.version, id, ...encoded };
+  }
+
+  function checkToken(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getDeadline' | 'metadata'>): void {
+    if (!token) return;
+    const auth = call.metadata.get('authorization')[0];
+    if (auth !== `Bearer ${token}`) {
+      throw new ServeError('INVALID_ARGUMENT', 'the repository API needs a valid bearer token', {
+        status: 401,
+      });
+    }
+  }
+
+  function needManagement(): ManagementOptions {
+    if (!management) throw unimplemented('the model repository extension is not enabled on this server');
+    return management;
+  }
+
+  /** A unary method from an async function; errors become statuses. */
+  function unary<Req, Res>(
+    method: string,
+    fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
+  ): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      let result: Promise<Res>;
+      try {
+        result = Promise.resolve(fn(call.request, call));
+      } catch (err) {
+        result = Promise.reject(err);
+      }
+      result.then(
+        (res) => callback(null, res),
+        (err) => callback(report(err, method)),
+      );
+    };
+  }
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    ServerLive: unary('ServerLive', () => ({ live: true })),
+    ServerReady: unary('ServerReady', () => ({ ready: registry.isReady() })),
+    ModelReady: unary('ModelReady', (req: { name?: string; version?: string }) => {
+      const name = req.name ?? '';
+      const version = req.version || undefined;
+      if (!registry.status(name, version)) {
+        throw notFound(
+          version === undefined
+            ? `unknown model "${name}"`
+            : `unknown version "${version}" of model "${name}"`,
+        );
+      }
+      return { ready: registry.isReady(name, version) };
+    }),
+    ServerMetadata: unary('ServerMetadata', () => ({
+      name: options.serverName ?? 'mlserve',
+      version: options.serverVersion ?? '0.1.0',
+      extensions,
+    })),
+    ModelMetadata: unary('ModelMetadata', (req: { name?: string; version?: string }) => {
+      const name = req.name ?? '';
+      const version = req.version || undefined;
+      const meta = registry.get(name, version).metadata();
+      const versions = version === undefined ? registry.versions(name) : [meta.version];
+      return v2ModelMetadata(meta, versions);
+    }),
+    ModelInfer: (
+      call: grpc.ServerUnaryCall<InferRequestMessage, InferResponseMessage>,
+      callback: grpc.sendUnaryData<InferResponseMessage>,
+    ) => {
+      const controller = new AbortController();
+      const onCancel = () => controller.abort();
+      call.once('cancelled', onCancel);
+      let work: Promise<InferResponseMessage>;
+      try {
+        work = runInfer(call.request, controller.signal, deadlineOf(call));
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      work.then(
+        (res) => {
+          call.removeListener('cancelled', onCancel);
+          callback(null, res);
+        },
+        (err) => {
+          call.removeListener('cancelled', onCancel);
+          callback(report(err, 'ModelInfer'));
+        },
+      );
+    },
+    ModelStreamInfer: (call: grpc.ServerDuplexStream<InferRequestMessage, unknown>) => {
+      const controller = new AbortController();
+      call.once('cancelled', () => controller.abort());
+      const callDeadline = deadlineOf(call);
+      let tail: Promise<void> = Promise.resolve();
+      let inFlight = 0;
+      let paused = false;
+      const writeInOrder = async (message: unknown) => {
+        if (controller.signal.aborted || call.destroyed) return;
+        if (!call.write(message)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              call.off('drain', done);
+              call.off('close', done);
+              resolve();
+            };
+            call.on('drain', done);
+            call.on('close', done);
+          });
+        }
+      };
+      call.on('data', (req: InferRequestMessage) => {
+        inFlight++;
+        if (inFlight >= maxStreamInFlight && !paused) {
+          paused = true;
+          call.pause();
+        }
+        // Requests run concurrently (so a batching layer can merge them); answers go in order.
+        const answer = runInfer(req, controller.signal, callDeadline).then(
+          (res) => ({ error_message: '', infer_response: res }),
+          (err) => {
+            const e = toServeError(err);
+            if (onError) report(e, 'ModelStreamInfer');
+            return {
+              error_message: e.message,
+              infer_response: {
+                id: typeof req?.id === 'string' ? req.id : '',
+                model_name: typeof req?.model_name === 'string' ? req.model_name : '',
+                model_version: typeof req?.model_version === 'string' ? req.model_version : '',
+                parameters: { [ERROR_CODE_KEY]: { string_param: e.code } satisfies ParameterMessage },
+              },
+            };
+          },
+        );
+        tail = tail.then(async () => {
+          const message = await answer;
+          await writeInOrder(message);
+          inFlight--;
+          if (paused && inFlight < maxStreamInFlight) {
+            paused = false;
+            call.resume();
+          }
+        });
+      });
+      call.on('end', () => {
+        tail.then(() => {
+          if (!call.destroyed) call.end();
+        });
+      });
+      call.on('error', () => controller.abort());
+    },
+    RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, call) => {
+      const m = needManagement();
+      checkToken(call);
+      const models = registry.list().map((s) => ({
+        name: s.name,
+        version: s.version,
+        state: s.state.toUpperCase(),
+        reason: s.error ?? '',
+      }));
+      if (m.index) {
+        const known = new Set(models.map((r) => r.name));
+        for (const r of await m.index()) {
+          if (known.has(r.name)) continue;
+          models.push({
+            name: r.name,
+            version: r.version ?? '',
+            state: r.state ?? 'UNAVAILABLE',
+            reason: r.reason ?? '',
+          });
+        }
+      }
+      return { models: req.ready ? models.filter((r) => r.state === 'READY') : models };
+    }),
+    RepositoryModelLoad: unary(
+      'RepositoryModelLoad',
+      async (req: { model_name?: string; parameters?: Record<string, ParameterMessage> }, call) => {
+        const m = needManagement();
+        checkToken(call);
+        if (!req.model_name) throw invalidArgument('model_name is required');
+        if (!m.load) throw unimplemented('this server was given no loader: load is not available');
+        const params: Record<string, unknown> = {};
+        for (const [k, p] of Object.entries(req.parameters ?? {})) {
+          params[k] =
+            p.parameter_choice === 'bytes_param'
+              ? Uint8Array.from(p.bytes_param ?? [])
+              : parameterValue(p, `parameter ${JSON.stringify(k.slice(0, 64))}`);
+        }
+        await m.load(req.model_name, params);
+        return {};
+      },
+    ),
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (req: { model_name?: string }, call) => {
+      needManagement();
+      checkToken(call);
+      if (!req.model_name) throw invalidArgument('model_name is required');
+      await registry.remove(req.model_name);
+      return {};
+    }),
+  };
+  const { GRPCInferenceService } = loadInferenceProto();
+  return { service: GRPCInferenceService.service, implementation };
+}
+
+/**
+ * A @grpc/grpc-js `Server` serving KServe V2's `inference.GRPCInferenceService` (with Triton's
+ * streaming and repository methods) over a registry. Bind it yourself, or use {@link serveGrpc}.
+ *
+ * @example
+ * ```ts
+ * import * as grpc from '@grpc/grpc-js';
+ * import { createGrpcServer } from '@mlserve/grpc';
+ * const server = createGrpcServer({ registry, maxReceiveMessageLength: 16 * 1024 * 1024 });
+ * server.bindAsync('0.0.0.0:8001', grpc.ServerCredentials.createInsecure(), (err, port) => {
+ *   if (err) throw err;
+ *   console.log(`gRPC on ${port}`);
+ * });
+ * ```
+ */
+export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
+  const receive = options.maxReceiveMessageLength ?? DEFAULT_MESSAGE_LIMIT;
+  const send = options.maxSendMessageLength ?? DEFAULT_MESSAGE_LIMIT;
+  positive(receive, 'maxReceiveMessageLength');
+  positive(send, 'maxSendMessageLength');
+  const { service, implementation } = inferenceService(options);
+  const server = new grpc.Server({
+    ...options.serverOptions,
+    'grpc.max_receive_message_length': receive,
+    'grpc.max_send_message_length': send,
+  });
+  server.addService(service, implementation);
+  return server;
+}
+
+/** Options of {@link serveGrpc}. */
+export interface ServeGrpcOptions extends GrpcServerOptions {
+  /** Interface to bind (default `127.0.0.1`; `0.0.0.0` for every interface). */
+  host?: string;
+  /** Port (default 0: any free port; the bound one is returned). */
+  port?: number;
+  /** Default: insecure (plain HTTP/2), as Triton's default gRPC port. */
+  credentials?: grpc.ServerCredentials;
+  /** How long `close()` lets calls in flight finish before cancelling them, ms (default 10 000). */
+  shutdownTimeoutMs?: number;
+}
+
+/** A bound gRPC server. */
+export interface GrpcServing {
+  port: number;
+  server: grpc.Server;
+  /**
+   * Stops accepting calls, lets those in flight finish for up to `shutdownTimeoutMs`, then cancels
+   * the rest. Idempotent. Does not close the registry (call `registry.close()` for that).
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates, binds and starts the gRPC server.
+ *
+ * @example
+ * ```ts
+ * import { serveGrpc } from '@mlserve/grpc';
+ * const grpcServer = await serveGrpc({ registry, host: '0.0.0.0', port: 8001 });
+ * process.on('SIGTERM', async () => { await Promise.all([grpcServer.close(), registry.close()]); });
+ * ```
+ */
+export async function serveGrpc(options: ServeGrpcOptions): Promise<GrpcServing> {
+  const { host = '127.0.0.1', port = 0, shutdownTimeoutMs = 10_000 } = options;
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new TypeError('options.port must be an integer from 0 to 65535');
+  const server = createGrpcServer(options);
+  const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  }).catch((err: Error) => {
+    server.forceShutdown();
+    throw new ServeError('UNAVAILABLE', `cannot bind gRPC to ${address}: ${err.message}`, { cause: err });
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    port: bound,
+    server,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, shutdownTimeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
