@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ModelMetadata, ModelRegistry, type Tensors, toServeError } from '@mlserve/core';
 import { mlservePlugin, V2_DATATYPE } from '@mlserve/http';
+import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
@@ -71,7 +72,10 @@ function displayHost(host: string): string {
 function sampleRequest(meta: ModelMetadata, sample: Tensors | undefined): string {
   const inputs =
     sample ?? zeroInputs(meta, meta.maxBatchSize > 0 && meta.inputs.every((i) => i.batched) ? 1 : 0);
+  // With class labels, ask for the top class so the answer reads as a prediction.
+  const labelled = Array.isArray(meta.extra?.labels) && meta.outputs.length === 1;
   return JSON.stringify({
+    ...(labelled && { outputs: [{ name: meta.outputs[0]!.name, parameters: { classification: 1 } }] }),
     inputs: Object.entries(inputs).map(([name, t]) => ({
       name,
       shape: t.dims,
@@ -109,17 +113,16 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   };
 
   const registry = new ServingRegistry();
-  let prom: Registry | undefined;
-  if (options.metrics) {
-    prom = new Registry();
-    collectDefaultMetrics({ register: prom, prefix: 'mlserve_process_' });
-  }
+  const prom = options.metrics ? new Registry() : undefined;
+  if (prom) collectDefaultMetrics({ register: prom, prefix: 'mlserve_process_' });
   const repository = new Repository(dir, {
     registry,
     logger: log,
     workers: options.workers,
     warmup: !options.noWarmup,
     ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
+    // Outermost on every version: request counts, latencies, queue/compute time, batch sizes, cache hits.
+    ...(prom && { middleware: () => [metrics({ registry: prom, prefix: 'mlserve_' })] }),
   });
   if (prom) registerRepositoryMetrics(prom, repository, registry);
 

@@ -467,3 +467,28 @@ describe('defaults and management', () => {
     expect((await rejection(m.load('../mnist'))).code).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('with the real middleware packages', () => {
+  it('config "batching" and "cache" build @mlserve/batching and @mlserve/cache layers that work', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mnist', '1');
+    await writeConfig(dir, 'mnist', {
+      batching: { maxBatchSize: 16, maxDelayMs: 20 },
+      cache: { max: 100 },
+      warmup: false,
+    });
+    const repo = await loadRepository(dir, { intraOpThreads: 1 });
+    cleanups.push(() => repo.close());
+    const outs = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => repo.registry.infer('mnist', undefined, digit(i))),
+    );
+    outs.forEach((o, i) => {
+      expect(argmax(o.logits!.data as Float32Array)).toBe(mnistHoldout().labels[i]);
+    });
+    await repo.registry.infer('mnist', undefined, digit(0));
+    const stats = repo.registry.get('mnist').stats?.() as Record<string, Record<string, number>>;
+    expect(stats.batching!.batches).toBeLessThan(12);
+    expect(stats.batching!.requests).toBe(12);
+    expect(stats.cache).toBeDefined();
+  });
+});
