@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import type { Tensors } from '@mlserve/core';
-import { expect, test } from 'vitest';
+import { expect, test, vi } from 'vitest';
 import { batching } from '../src/index.js';
 import { probe, rowsOf, sleep } from './helpers.js';
 
@@ -63,4 +63,25 @@ test('a random mix of sizes, priorities, parameters, aborts, deadlines and failu
   for (const ac of controllers) expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
   for (const c of p.calls) expect(c.rows).toBeLessThanOrEqual(8);
   await served.dispose();
+});
+
+test('the hot path arms no timer per request and builds no AbortSignal.any per request', async () => {
+  const p = probe();
+  const served = batching({ maxBatchSize: 64, maxDelayMs: 2 })(p.model);
+  const timers = vi.spyOn(globalThis, 'setTimeout');
+  const any = vi.spyOn(AbortSignal, 'any');
+  const ac = new AbortController();
+  try {
+    const jobs = Array.from({ length: 512 }, (_, i) =>
+      served.infer({ x: rowsOf(1, i) }, { signal: ac.signal, deadline: Date.now() + 10_000 }),
+    );
+    await Promise.all(jobs);
+    // 8 batches of 64: a handful of timers for the batcher, nowhere near one per request.
+    expect(timers.mock.calls.length).toBeLessThan(30);
+    expect(any).not.toHaveBeenCalled();
+  } finally {
+    timers.mockRestore();
+    any.mockRestore();
+  }
+  expect(p.calls.length).toBe(8);
 });
