@@ -33,7 +33,14 @@ describe('monitor stays bounded', () => {
     let maxQueued = 0;
     for (let burst = 0; burst < 100; burst++) {
       const calls: Promise<Tensors>[] = [];
-      for (let i = 0; i < 1000; i++) calls.push(served.infer(row(i % 100, i % 13)));
+      for (let i = 0; i < 1000; i++) {
+        // 4 KB of payload per request: holding on to 100k of them would take 400 MB.
+        const inputs = {
+          ...row(i % 100, i % 13),
+          blob: { type: 'float32' as const, dims: [1, 1000], data: new Float32Array(1000) },
+        };
+        calls.push(served.infer(inputs));
+      }
       await Promise.all(calls);
       maxQueued = Math.max(maxQueued, watch.stats().queued);
     }
