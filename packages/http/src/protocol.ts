@@ -319,7 +319,10 @@ export function createProtocol(options: MlserveHttpOptions) {
     if (decoded.priority !== undefined) opts.priority = decoded.priority;
     if (decoded.sequence) opts.sequence = decoded.sequence;
     if (decoded.outputs) opts.outputs = decoded.outputs.map((o) => o.name);
-    const { outputs, model } = await runInfer(req, name, version, decoded.inputs, opts, span);
+    const result = await runInfer(req, name, version, decoded.inputs, opts, span);
+    const model = result.model;
+    // A shallow copy: classification replaces entries, the model's own record stays as it was.
+    const outputs: Tensors = { ...result.outputs };
     for (const o of decoded.outputs ?? []) {
       const t = outputs[o.name];
       if (o.classification === undefined || !t) continue;
