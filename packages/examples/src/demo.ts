@@ -41,11 +41,18 @@ const served = pipeline(
 );
 
 console.log(`mlserve demo: model "${served.name}" v${served.version}`);
-console.log('signature:', JSON.stringify(served.metadata().inputs), '->', JSON.stringify(served.metadata().outputs));
+console.log(
+  'signature:',
+  JSON.stringify(served.metadata().inputs),
+  '->',
+  JSON.stringify(served.metadata().outputs),
+);
 
 const context: InferContext = {};
 const one = await served.infer({ features: tensor('float32', [1, 0, 0.5, 0.25], [1, 4]) }, { context });
-console.log(`one request: p = ${(one.probability!.data as Float32Array)[0]!.toFixed(4)}, queued ${context.queueMs?.toFixed(2) ?? 0} ms`);
+console.log(
+  `one request: p = ${(one.probability!.data as Float32Array)[0]!.toFixed(4)}, queued ${context.queueMs?.toFixed(2) ?? 0} ms`,
+);
 
 try {
   await served.infer({ features: tensor('float64', [1, 2, 3, 4], [1, 4]) });
