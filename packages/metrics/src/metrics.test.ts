@@ -141,6 +141,28 @@ describe('metrics()', () => {
     expect(await value(registry, 'nv_inference_exec_count', { model: 'fixed' })).toBe(1);
   });
 
+  it("exposes the inner layers' numeric stats() at scrape time", async () => {
+    const registry = new Registry();
+    let batches = 0;
+    const counting: Middleware = (inner) =>
+      wrap(inner, {
+        layer: 'batching',
+        infer: (inputs, options) => {
+          batches++;
+          return inner.infer(inputs, options);
+        },
+        stats: () => ({ batches, note: 'not a number' }),
+      });
+    const model = pipeline(echo('s'), metrics({ registry }), counting);
+    await model.infer(x(1));
+    await model.infer(x(1));
+    const text = (await metricsText(registry)).body;
+    expect(text).toMatch(/mlserve_layer_stat\{model="s",version="3",layer="batching",stat="batches"\} 2/);
+    expect(text).not.toMatch(/stat="note"/);
+    await model.dispose();
+    expect((await metricsText(registry)).body).not.toMatch(/layer="batching"/);
+  });
+
   it('creates a context when the caller gave none, so inner layers can write to it', async () => {
     const registry = new Registry();
     let seen: unknown;

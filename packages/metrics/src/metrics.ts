@@ -2,6 +2,7 @@ import {
   type InferContext,
   type InferOptions,
   type Middleware,
+  type Model,
   type Tensors,
   toServeError,
   wrap,
@@ -110,6 +111,54 @@ function instruments(registry: Registry, prefix: string, buckets: number[]): Ins
   };
 }
 
+/** The models each registry's `mlserve_layer_stat` gauge reads on scrape. */
+const watched = new WeakMap<Registry, Set<Model>>();
+
+/**
+ * `mlserve_layer_stat{model,version,layer,stat}`: every numeric counter the layers below report
+ * through `stats()` (batching's batches, the cache's evictions, a pool's restarts...), read at
+ * scrape time, so no layer needs to know about Prometheus.
+ */
+function watchLayerStats(registry: Registry, model: Model): void {
+  let models = watched.get(registry);
+  if (!models) {
+    const set = new Set<Model>();
+    models = set;
+    watched.set(registry, set);
+    getOrCreate(
+      registry,
+      'mlserve_layer_stat',
+      () =>
+        new Gauge({
+          name: 'mlserve_layer_stat',
+          help: "Numeric counters from each layer's stats(), read at scrape time",
+          labelNames: ['model', 'version', 'layer', 'stat'],
+          registers: [registry],
+          collect() {
+            this.reset();
+            for (const m of set) {
+              let stats: Record<string, unknown>;
+              try {
+                stats = m.stats?.() ?? {};
+              } catch {
+                continue;
+              }
+              for (const [layer, values] of Object.entries(stats)) {
+                if (typeof values !== 'object' || values === null) continue;
+                for (const [stat, v] of Object.entries(values)) {
+                  if (typeof v === 'number' && Number.isFinite(v)) {
+                    this.set({ model: m.name, version: m.version, layer, stat }, v);
+                  }
+                }
+              }
+            }
+          },
+        }),
+    );
+  }
+  models.add(model);
+}
+
 /** Rows along dim 0 of the first input (1 for scalars or no inputs). */
 function rowsOf(inputs: Tensors): number {
   for (const name in inputs) {
@@ -147,7 +196,7 @@ export function metrics({
     let failure = 0;
     let pending = 0;
     let batched: boolean | undefined;
-    return wrap(inner, {
+    const layer = wrap(inner, {
       layer: 'metrics',
       infer: async function metricsInfer(inputs, options: InferOptions = {}) {
         const context: InferContext = options.context ?? {};
@@ -196,7 +245,12 @@ export function metrics({
         }
       },
       stats: () => ({ success, failure, pending }),
+      dispose: () => {
+        watched.get(registry)?.delete(layer);
+      },
     });
+    watchLayerStats(registry, layer);
+    return layer;
   };
 }
 
