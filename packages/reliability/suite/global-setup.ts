@@ -1,0 +1,34 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestProject } from 'vitest/node';
+import { readRecords, renderReport } from '../src/index.js';
+
+/** RELIABILITY.md at the repository root. */
+const REPORT = fileURLToPath(new URL('../../../RELIABILITY.md', import.meta.url));
+
+/**
+ * Hands every test file a shared results directory (test files run in their own processes), and
+ * once they are all done, writes RELIABILITY.md from what they recorded.
+ */
+export default function setup(project: TestProject) {
+  const dir = mkdtempSync(join(tmpdir(), 'mlserve-reliability-'));
+  const mode = process.env.RELIABILITY_FULL === '1' ? 'full' : 'ci';
+  project.provide('resultsDir', dir);
+  project.provide('mode', mode);
+  const startedAt = new Date();
+  return () => {
+    const records = readRecords(dir);
+    const cpu = cpus()[0]?.model ?? 'unknown CPU';
+    const environment = `Node ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB`;
+    if (records.cases.length > 0) {
+      writeFileSync(
+        REPORT,
+        renderReport(records, { mode, startedAt, durationMs: Date.now() - startedAt.getTime(), environment }),
+      );
+      process.stdout.write(`\nreliability: wrote ${REPORT} (${records.cases.length} cases)\n`);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
