@@ -157,6 +157,8 @@ class Batcher {
   readonly #firstBatched: string;
   readonly #variable: VariableInput[];
   readonly #bucket: boolean;
+  /** Padded dims that share a name (`sequence` of input_ids and attention_mask): equal per request. */
+  readonly #ties: { a: string; da: number; b: string; db: number }[] = [];
   readonly #trims: Map<string, readonly OutputTrim[]>;
   readonly #unbatchedOutputs: Set<string>;
   readonly #ctors: (abstract new (
@@ -244,6 +246,23 @@ class Batcher {
       );
     }
     this.#bucket = mode === 'bucket' && this.#variable.length > 0;
+    if (!this.#bucket) {
+      const named: { input: string; dim: number; name: string }[] = [];
+      for (const v of this.#variable) {
+        const info = meta.inputs.find((i) => i.name === v.name)!;
+        for (const d of v.dims) {
+          const name = info.dimNames?.[d];
+          if (name) named.push({ input: v.name, dim: d, name });
+        }
+      }
+      for (let i = 0; i < named.length; i++) {
+        for (let k = i + 1; k < named.length; k++) {
+          const x = named[i]!;
+          const y = named[k]!;
+          if (x.name === y.name) this.#ties.push({ a: x.input, da: x.dim, b: y.input, db: y.dim });
+        }
+      }
+    }
     this.#trims = new Map();
     if (mode === 'pad' && this.#variable.length > 0) {
       if (options.trimOutputs) {
@@ -424,6 +443,15 @@ class Batcher {
     }
     if (this.#bucket) {
       for (const v of this.#variable) key += `|${inputs[v.name]!.dims.join(',')}`;
+    } else {
+      // A request whose padded dims disagree with each other (ids of 5 tokens, a mask of 4) is not
+      // padded into other requests' batch: if the model fails on it, it fails only with its like.
+      for (const t of this.#ties) {
+        if (inputs[t.a]!.dims[t.da] !== inputs[t.b]!.dims[t.db]) {
+          for (const v of this.#variable) key += `|!${inputs[v.name]!.dims.join(',')}`;
+          break;
+        }
+      }
     }
     return key;
   }

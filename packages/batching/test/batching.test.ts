@@ -542,6 +542,22 @@ describe('variable-length inputs', () => {
     expect(Array.from(b.s!.data as Float32Array)).toEqual([18, 4]);
   });
 
+  test("a request whose padded inputs disagree in length is kept out of the others' batch", async () => {
+    const calls: number[][] = [];
+    const served = batching({ maxDelayMs: 0 })(seqModel(calls));
+    const good = req([[1, 2]]);
+    const bad = { ids: req([[1, 2, 3]]).ids, mask: req([[1, 1]]).mask };
+    const [a, b, c] = await Promise.allSettled([
+      served.infer(good),
+      served.infer(bad),
+      served.infer(req([[5, 5, 5]])),
+    ]);
+    expect(a.status).toBe('fulfilled');
+    expect(c.status).toBe('fulfilled');
+    expect(b.status).toBe('rejected'); // the model cannot multiply a [1,3] by a [1,2]
+    expect(calls.some((d) => d[0] === 2)).toBe(true); // the two good ones shared a padded batch
+  });
+
   test("'bucket' only batches equal shapes", async () => {
     const calls: number[][] = [];
     const served = batching({ maxDelayMs: 0, variableLength: 'bucket' })(seqModel(calls));
