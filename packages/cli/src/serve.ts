@@ -159,7 +159,11 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     registry.started = true;
     if (closing) return;
     if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs);
-    await summary(repository, url, options, say);
+    try {
+      await summary(repository, url, options, say);
+    } catch (err) {
+      log.warn?.(`could not print the summary: ${toServeError(err).message}`);
+    }
   })();
 
   const close = () => {

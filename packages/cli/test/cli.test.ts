@@ -26,8 +26,11 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-function run(args: string[]): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], env: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   children.push(child);
   let out = '';
   let err = '';
@@ -156,6 +159,33 @@ describe('mlserve', () => {
     expect(metrics).toContain('mlserve_model_versions{model="mnist",state="ready"} 1');
     // Management is off by default.
     expect((await fetch(`${url}/v2/repository/index`, { method: 'POST' })).status).toBe(404);
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  });
+
+  it('--management turns on the repository endpoints, behind MLSERVE_MANAGEMENT_TOKEN', async () => {
+    const r = run(['serve', '--model-repository', repo, '--port', '0', '--management', '--no-warmup'], {
+      MLSERVE_MANAGEMENT_TOKEN: 's3cret',
+    });
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    await r.waitFor(/Management/);
+    const auth = { authorization: 'Bearer s3cret' };
+    expect((await fetch(`${url}/v2/repository/index`, { method: 'POST' })).status).toBe(401);
+    expect(
+      (await fetch(`${url}/v2/repository/models/mnist/unload`, { method: 'POST', headers: auth })).status,
+    ).toBe(200);
+    expect((await post(`${url}/v2/models/mnist/infer`, digitRequest(0))).status).toBe(404);
+    const index = await fetch(`${url}/v2/repository/index`, { method: 'POST', headers: auth });
+    expect(await index.json()).toEqual([{ name: 'mnist', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+    const traversal = await fetch(`${url}/v2/repository/models/..%2Fetc/load`, {
+      method: 'POST',
+      headers: auth,
+    });
+    expect(traversal.status).toBe(400);
+    expect(
+      (await fetch(`${url}/v2/repository/models/mnist/load`, { method: 'POST', headers: auth })).status,
+    ).toBe(200);
+    expect((await post(`${url}/v2/models/mnist/infer`, digitRequest(0))).status).toBe(200);
     r.child.kill('SIGTERM');
     expect(await r.exited).toBe(0);
   });
