@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import {
   DATA_TYPES,
@@ -9,8 +11,9 @@ import {
   TYPED_ARRAY,
 } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
+import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { V2_DATATYPE } from '../src/index.js';
+import { mlserveRouter, V2_DATATYPE } from '../src/index.js';
 import { argmax, binaryBody, bytes, loadMnist, readBinary, SERVERS, type TestServer } from './helpers.js';
 
 const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
@@ -544,6 +547,17 @@ describe.each(SERVERS)('%s', (_kind, start) => {
       expect((await readBinary(res)).rest.equals(raw)).toBe(true);
     });
 
+    it('nesting 100k deep is a 400, not a stack overflow', async () => {
+      const deep = `${'['.repeat(100_000)}1${']'.repeat(100_000)}`;
+      const v2 = await post(
+        '/v2/models/id_fp32/infer',
+        `{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":${deep}}]}`,
+      );
+      expect(v2.status).toBe(400);
+      const v1 = await post('/v1/models/pair:predict', `{"instances":${deep}}`);
+      expect(v1.status).toBe(400);
+    });
+
     it('still serves after all that', async () => {
       expect((await fetch(`${url}/v2/health/live`)).status).toBe(200);
     });
@@ -853,6 +867,41 @@ describe.each(SERVERS)('%s: options', (_kind, start) => {
       await closing;
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('express: behind a JSON body parser', () => {
+  it('uses what express.json() already parsed', async () => {
+    const registry = new ModelRegistry();
+    registry.add(
+      fromFunction({
+        name: 'id',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
+        outputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
+        infer: ({ x }) => ({ x: x! }),
+      }),
+    );
+    const app = express();
+    app.use(express.json());
+    app.use(mlserveRouter({ registry }));
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const res = await fetch(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}/v2/models/id/infer`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] }),
+        },
+      );
+      expect(res.status).toBe(200);
+      expect((await res.json()).outputs[0].data).toEqual([1, 2]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await registry.close();
     }
   });
 });
