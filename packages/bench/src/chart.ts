@@ -9,7 +9,7 @@ export interface Bar {
   highlight?: boolean;
 }
 
-function escape(s: string): string {
+function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
@@ -46,15 +46,15 @@ export function barChart(
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="12" y="24" font-size="15" font-weight="600" fill="#111">${escape(title)}</text>`,
+    `<text x="12" y="24" font-size="15" font-weight="600" fill="#111">${escapeXml(title)}</text>`,
   ];
   bars.forEach((b, i) => {
     const y = top + i * (barHeight + gap);
     const fill = b.highlight ? '#9ca3af' : '#2563eb';
     parts.push(
-      `<text x="${labelWidth - 8}" y="${y + barHeight / 2 + 4}" text-anchor="end" fill="#111">${escape(b.label)}</text>`,
+      `<text x="${labelWidth - 8}" y="${y + barHeight / 2 + 4}" text-anchor="end" fill="#111">${escapeXml(b.label)}</text>`,
       `<rect x="${labelWidth}" y="${y}" width="${Math.max(1, x(b.value) - labelWidth).toFixed(1)}" height="${barHeight}" rx="3" fill="${fill}"/>`,
-      `<text x="${(x(b.value) + 6).toFixed(1)}" y="${y + barHeight / 2 + 4}" fill="#111">${escape(format(b.value))}</text>`,
+      `<text x="${(x(b.value) + 6).toFixed(1)}" y="${y + barHeight / 2 + 4}" fill="#111">${escapeXml(format(b.value))}</text>`,
     );
   });
   if (options.markAt !== undefined) {
@@ -63,6 +63,6 @@ export function barChart(
       `<line x1="${mx}" y1="${top - 6}" x2="${mx}" y2="${height - 24}" stroke="#dc2626" stroke-dasharray="4 3"/>`,
     );
   }
-  parts.push(`<text x="${labelWidth}" y="${height - 8}" fill="#555">${escape(unit)}</text>`, '</svg>');
+  parts.push(`<text x="${labelWidth}" y="${height - 8}" fill="#555">${escapeXml(unit)}</text>`, '</svg>');
   return `${parts.join('\n')}\n`;
 }
