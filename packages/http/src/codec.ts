@@ -36,7 +36,12 @@ export const V2_DATATYPE: Readonly<Record<DataType, string>> = Object.freeze({
 
 const FROM_V2 = new Map<string, DataType>(Object.entries(V2_DATATYPE).map(([k, v]) => [v, k as DataType]));
 
-/** The core type of a V2 datatype name; INVALID_ARGUMENT for anything else (BF16 included). */
+/** The core type of a V2 datatype name; INVALID_ARGUMENT for anything else (BF16 included).  *
+ * @example
+ * ```ts
+ * fromV2Datatype('FP32', 'input "x"'); // 'float32'
+ * ```
+ */
 export function fromV2Datatype(value: unknown, what: string): DataType {
   const t = typeof value === 'string' ? FROM_V2.get(value) : undefined;
   if (!t) {
@@ -49,7 +54,12 @@ export function fromV2Datatype(value: unknown, what: string): DataType {
 /** Deepest nesting of a JSON `data` array accepted (tensors of higher rank are not served). */
 export const MAX_RANK = 32;
 
-/** Checks a client's shape: an array of at most {@link MAX_RANK} non-negative safe integers. */
+/** Checks a client's shape: an array of at most {@link MAX_RANK} non-negative safe integers.  *
+ * @example
+ * ```ts
+ * const { dims, count } = parseShape([2, 3], 'input "x"'); // count 6, nothing allocated
+ * ```
+ */
 export function parseShape(value: unknown, what: string): { dims: number[]; count: number } {
   if (!Array.isArray(value)) throw invalidArgument(`${what}: "shape" must be an array of integers`);
   if (value.length > MAX_RANK)
@@ -83,6 +93,11 @@ function flattenInto(value: unknown, out: unknown[], limit: number, depth: numbe
 /**
  * Builds a tensor from V2 JSON `data`. The element count comes from the data the client sent and
  * must equal the product of the shape before the typed array is allocated.
+ *
+ * @example
+ * ```ts
+ * tensorFromJson('int32', [2, 2], 4, [[1, 2], [3, 4]], 'input "x"');
+ * ```
  */
 export function tensorFromJson(
   type: DataType,
@@ -148,6 +163,11 @@ function jsonElement(type: DataType, v: unknown, i: number, what: string): numbe
  * Builds a tensor from the binary extension's raw bytes (little-endian; BYTES as 4-byte length
  * prefixes). The byte count must match the shape exactly; the data is copied into an aligned
  * array so the request body is not kept alive.
+ *
+ * @example
+ * ```ts
+ * tensorFromBinary('float32', [2], 2, bytes.subarray(0, 8), 'input "x"');
+ * ```
  */
 export function tensorFromBinary(
   type: DataType,
@@ -172,7 +192,12 @@ export function tensorFromBinary(
   return { type, dims, data: arr };
 }
 
-/** Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes. */
+/** Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes.  *
+ * @example
+ * ```ts
+ * splitLengthPrefixed(Buffer.from([1, 0, 0, 0, 0x61]), 1, 'input "s"'); // [Uint8Array [0x61]]
+ * ```
+ */
 export function splitLengthPrefixed(bytes: Uint8Array, count: number, what: string): Uint8Array[] {
   // Every element costs at least its 4-byte prefix: check before allocating the array.
   if (count * 4 > bytes.byteLength) {
@@ -198,7 +223,12 @@ export function splitLengthPrefixed(bytes: Uint8Array, count: number, what: stri
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Decodes UTF-8, failing with INVALID_ARGUMENT on invalid bytes. */
+/** Decodes UTF-8, failing with INVALID_ARGUMENT on invalid bytes.  *
+ * @example
+ * ```ts
+ * decodeUtf8(new Uint8Array([0x68, 0x69]), 'body'); // 'hi'
+ * ```
+ */
 export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return utf8.decode(bytes);
@@ -207,7 +237,12 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   }
 }
 
-/** The raw bytes of a tensor as the binary extension sends them. */
+/** The raw bytes of a tensor as the binary extension sends them.  *
+ * @example
+ * ```ts
+ * const bytes = tensorToBinary(tensor('float32', [1, 2])); // 8 bytes, little-endian
+ * ```
+ */
 export function tensorToBinary(t: Tensor): Buffer {
   if (t.type === 'string') {
     const parts: Buffer[] = [];
@@ -226,7 +261,12 @@ export function tensorToBinary(t: Tensor): Buffer {
   return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
 }
 
-/** A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings). */
+/** A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings).  *
+ * @example
+ * ```ts
+ * tensorDataToJson(tensor('int64', [2n ** 60n], [1])); // '[1152921504606846976]'
+ * ```
+ */
 export function tensorDataToJson(t: Tensor): string {
   switch (t.type) {
     case 'string': {
@@ -257,7 +297,12 @@ function jsonNumber(v: number): string {
   return Number.isFinite(v) ? String(v) : 'null';
 }
 
-/** A tensor's elements as plain JS values, nested by its dims (for TF Serving responses). */
+/** A tensor's elements as plain JS values, nested by its dims (for TF Serving responses).  *
+ * @example
+ * ```ts
+ * tensorToNested(tensor('float32', [1, 2, 3, 4], [2, 2])); // [[1, 2], [3, 4]]
+ * ```
+ */
 export function tensorToNested(t: Tensor, skipLeading = 0): unknown {
   const flat = plainElements(t);
   const dims = t.dims.slice(skipLeading);
@@ -272,7 +317,12 @@ export function tensorToNested(t: Tensor, skipLeading = 0): unknown {
   return level;
 }
 
-/** A tensor's elements as plain JS values (int64 as numbers, BYTES as strings). */
+/** A tensor's elements as plain JS values (int64 as numbers, BYTES as strings).  *
+ * @example
+ * ```ts
+ * plainElements(tensor('bool', [true, false])); // [true, false]
+ * ```
+ */
 export function plainElements(t: Tensor): unknown[] {
   switch (t.type) {
     case 'string':

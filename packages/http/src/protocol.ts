@@ -120,7 +120,13 @@ function header(req: ProtocolRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Maps any error to its status and `{"error": ...}` body, with Retry-After for overload. */
+/** Maps any error to its status and `{"error": ...}` body, with Retry-After for overload.  *
+ * @example
+ * ```ts
+ * const { status, headers, body } = errorResponse(resourceExhausted('queue full', { retryAfterMs: 1500 }));
+ * // 429, retry-after: 2, {"error":"queue full","code":"RESOURCE_EXHAUSTED","retryAfterMs":1500}
+ * ```
+ */
 export function errorResponse(err: unknown, requestId?: string): ProtocolResponse {
   const e = toServeError(err);
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -141,6 +147,11 @@ function json(status: number, value: unknown, extra: Record<string, string> = {}
 /**
  * Decompresses a request body per `Content-Encoding` (gzip, deflate, identity), never producing
  * more than `limit` bytes (PAYLOAD_TOO_LARGE past it).
+ *
+ * @example
+ * ```ts
+ * const raw = await decodeBody(body, req.headers['content-encoding'], 64 * 1024 * 1024);
+ * ```
  */
 export async function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Promise<Buffer> {
   const enc = encoding?.trim().toLowerCase();

@@ -32,6 +32,13 @@ const stat = (): Stat => ({ count: 0, ns: 0 });
 /**
  * Per-model counters of the requests this server handled, in the shape of Triton's statistics
  * extension (`GET /v2/models[/{name}[/versions/{v}]]/stats`), which perf_analyzer reads.
+ *
+ * @example
+ * ```ts
+ * const stats = new ServerStats();
+ * stats.record('mnist', '1', true, 3.2, 1, { computeMs: 2.5, batchSize: 4 });
+ * stats.get('mnist'); // { model_stats: [{ name: 'mnist', inference_count: 1, ... }] }
+ * ```
  */
 export class ServerStats {
   readonly #models = new Map<string, ModelStats>();
@@ -114,7 +121,12 @@ export class ServerStats {
   }
 }
 
-/** Triton's model configuration (`GET /v2/models/{name}/config`), derived from the metadata. */
+/** Triton's model configuration (`GET /v2/models/{name}/config`), derived from the metadata.  *
+ * @example
+ * ```ts
+ * reply.send(tritonConfig(registry.get('mnist').metadata())); // { max_batch_size, input: [{ dims: [1, 28, 28] }] }
+ * ```
+ */
 export function tritonConfig(meta: ModelMetadata): Record<string, unknown> {
   const batched = meta.maxBatchSize > 0;
   const io = (list: ModelMetadata['inputs']) =>

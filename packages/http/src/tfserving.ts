@@ -63,7 +63,12 @@ function flattenStrict(
   for (const v of value) flattenStrict(v, dims, depth + 1, out, what);
 }
 
-/** Builds a typed tensor from a nested JSON value (strict shape), for the model's declared type. */
+/** Builds a typed tensor from a nested JSON value (strict shape), for the model's declared type.  *
+ * @example
+ * ```ts
+ * nestedToTensor('float32', [[1, 2], [3, 4]], 'input "x"'); // float32[2,2]
+ * ```
+ */
 export function nestedToTensor(type: DataType, value: unknown, what: string, leading?: number): Tensor {
   let dims: number[];
   let flat: unknown[];
@@ -159,7 +164,12 @@ export function decodePredict(body: unknown, meta: ModelMetadata): PredictReques
   return { inputs, format: 'columnar' };
 }
 
-/** Encodes outputs as TF Serving does: `{"predictions": [...]}` (row) or `{"outputs": ...}` (columnar). */
+/** Encodes outputs as TF Serving does: `{"predictions": [...]}` (row) or `{"outputs": ...}` (columnar).  *
+ * @example
+ * ```ts
+ * encodePredict({ scores: tensor('float32', [0.1, 0.9], [1, 2]) }, 'row'); // { predictions: [[0.1, 0.9]] }
+ * ```
+ */
 export function encodePredict(outputs: Tensors, format: 'row' | 'columnar'): Record<string, unknown> {
   const names = Object.keys(outputs);
   if (format === 'columnar') {
@@ -199,7 +209,12 @@ const TF_STATE: Record<VersionStatus['state'], string> = {
   failed: 'END',
 };
 
-/** `GET /v1/models/{name}[/versions/{v}]`: TF Serving's model status. */
+/** `GET /v1/models/{name}[/versions/{v}]`: TF Serving's model status.  *
+ * @example
+ * ```ts
+ * reply.send(tfStatus(registry.list().filter((s) => s.name === 'mnist')));
+ * ```
+ */
 export function tfStatus(statuses: readonly VersionStatus[]): Record<string, unknown> {
   return {
     model_version_status: statuses.map((s) => ({
@@ -226,7 +241,12 @@ const TF_DTYPE: Record<DataType, string> = {
   string: 'DT_STRING',
 };
 
-/** `GET /v1/models/{name}/metadata`: the model as one `serving_default` signature. */
+/** `GET /v1/models/{name}/metadata`: the model as one `serving_default` signature.  *
+ * @example
+ * ```ts
+ * reply.send(tfMetadata(registry.get('mnist').metadata()));
+ * ```
+ */
 export function tfMetadata(meta: ModelMetadata): Record<string, unknown> {
   const io = (list: ModelMetadata['inputs']) => {
     const out: Record<string, unknown> = {};

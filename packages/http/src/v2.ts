@@ -59,7 +59,12 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values. */
+/** Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values.  *
+ * @example
+ * ```ts
+ * const params = parseParameters(json.parameters, 'request'); // null prototype, scalars only
+ * ```
+ */
 export function parseParameters(value: unknown, what: string): Record<string, ParameterValue> {
   const out = Object.create(null) as Record<string, ParameterValue>;
   if (value === undefined || value === null) return out;
@@ -75,7 +80,12 @@ export function parseParameters(value: unknown, what: string): Record<string, Pa
   return out;
 }
 
-/** Parses JSON text, mapping syntax errors to INVALID_ARGUMENT. */
+/** Parses JSON text, mapping syntax errors to INVALID_ARGUMENT.  *
+ * @example
+ * ```ts
+ * const body = parseJson(buffer); // INVALID_ARGUMENT on bad UTF-8 or JSON
+ * ```
+ */
 export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
   const text = decodeUtf8(bytes, what);
   try {
@@ -88,6 +98,11 @@ export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
 /**
  * Parses `Inference-Header-Content-Length`: the JSON header's byte length in a binary request.
  * Undefined when the header is absent (a JSON-only request).
+ *
+ * @example
+ * ```ts
+ * const len = parseHeaderLength(req.headers['inference-header-content-length'], body.byteLength);
+ * ```
  */
 export function parseHeaderLength(value: string | undefined, bodyLength: number): number | undefined {
   if (value === undefined) return undefined;
@@ -230,6 +245,14 @@ export interface EncodedResponse {
  * Encodes a V2 inference response. Outputs go in the order asked for (else the model's); each
  * goes as JSON `data` or, when asked (`binary_data` per output or `binary_data_output`), as raw
  * bytes after the JSON header, with `binary_data_size` in its parameters.
+ *
+ * @example
+ * ```ts
+ * const enc = encodeV2Response(model, req.id, outputs, req);
+ * res.setHeader('content-type', enc.contentType);
+ * if (enc.headerLength !== undefined) res.setHeader('inference-header-content-length', String(enc.headerLength));
+ * res.end(enc.body);
+ * ```
  */
 export function encodeV2Response(
   model: { name: string; version: string },
@@ -270,6 +293,12 @@ export function encodeV2Response(
  * The classification extension: replaces a score tensor with its top-k classes as BYTES
  * `score:index[:label]`, per batch row when the model is batched (shape `[batch, k]`), else over
  * the whole tensor (shape `[k]`).
+ *
+ * @example
+ * ```ts
+ * const top3 = classify(outputs.logits!, 3, true, ['cat', 'dog', 'bird', 'fish'], 'logits');
+ * // top3.data: ['4.2:1:dog', '1.3:0:cat', '0.2:3:fish'], dims [1, 3]
+ * ```
  */
 export function classify(
   t: Tensor,
@@ -301,7 +330,12 @@ export function classify(
   return { type: 'string', dims: batched && t.dims.length >= 2 ? [rows, top] : [top], data: out };
 }
 
-/** V2 model metadata (`GET /v2/models/{name}[/versions/{v}]`). */
+/** V2 model metadata (`GET /v2/models/{name}[/versions/{v}]`).  *
+ * @example
+ * ```ts
+ * reply.send(v2ModelMetadata(model.metadata(), registry.versions(model.name)));
+ * ```
+ */
 export function v2ModelMetadata(meta: ModelMetadata, versions: readonly string[]): Record<string, unknown> {
   const io = (list: ModelMetadata['inputs']) =>
     list.map((i) => ({ name: i.name, datatype: V2_DATATYPE[i.type], shape: i.dims }));
