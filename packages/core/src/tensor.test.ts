@@ -156,6 +156,13 @@ describe('concat and split along the batch axis', () => {
     expectInvalid(() => sliceRows(a, 1, 5), /outside/);
   });
 
+  it('sliceRows refuses fractional and NaN bounds instead of returning a malformed tensor', () => {
+    // Found by the reliability suite's fuzzing: sliceRows(t, 0, 5e-324) returned dims [5e-324].
+    expectInvalid(() => sliceRows(a, 0, 5e-324), /outside/);
+    expectInvalid(() => sliceRows(a, 0.5, 1.5), /outside/);
+    expectInvalid(() => sliceRows(a, 0, Number.NaN), /outside/);
+  });
+
   it('split parts own their bytes: they do not keep the batch buffer alive', () => {
     const big = tensor('float32', new Float32Array(1000), [100, 10]);
     const [first] = split(big, [1, 99]);

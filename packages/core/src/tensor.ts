@@ -344,7 +344,9 @@ export function concat(tensors: readonly Tensor[]): Tensor {
 export function sliceRows(t: Tensor, start: number, end: number): Tensor {
   if (t.dims.length === 0) throw invalidArgument('sliceRows: scalars have no batch dim');
   const rows = t.dims[0]!;
-  if (!(start >= 0 && end >= start && end <= rows)) {
+  if (
+    !(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && end >= start && end <= rows)
+  ) {
     throw invalidArgument(`sliceRows: rows ${start}..${end} are outside 0..${rows}`);
   }
   const per = rowSize(t);
