@@ -61,18 +61,15 @@ export function validateRequest(
     }
     const t = inputs[info.name];
     assertTensor(t, `input "${info.name}"`);
-    const expected = formatSignature(info.type, info.dims);
-    const got = formatSignature(t.type, t.dims);
-    if (t.type !== info.type || t.dims.length !== info.dims.length) {
-      throw invalidArgument(`input "${info.name}": expected ${expected}, got ${got}`);
-    }
+    // Messages are built only on failure: this runs on every request.
+    const mismatch = (suffix = '') =>
+      invalidArgument(
+        `input "${info.name}": expected ${formatSignature(info.type, info.dims)}, got ${formatSignature(t.type, t.dims)}${suffix}`,
+      );
+    if (t.type !== info.type || t.dims.length !== info.dims.length) throw mismatch();
     for (let d = 0; d < info.dims.length; d++) {
       const want = info.dims[d]!;
-      if (want >= 0 && t.dims[d] !== want) {
-        throw invalidArgument(
-          `input "${info.name}": expected ${expected}, got ${got} (dim ${d} must be ${want})`,
-        );
-      }
+      if (want >= 0 && t.dims[d] !== want) throw mismatch(` (dim ${d} must be ${want})`);
     }
     if (info.batched) {
       const rows = t.dims[0]!;
