@@ -15,6 +15,7 @@ import {
   validateRequest,
 } from '@mlserve/core';
 import { classify, type ManagementOptions, v2ModelMetadata } from '@mlserve/http';
+import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
   decodeInputs,
   encodeOutputs,
@@ -84,6 +85,16 @@ export interface GrpcServerOptions {
 }
 
 const DEFAULT_MESSAGE_LIMIT = 64 * 1024 * 1024;
+const tracer = trace.getTracer('@mlserve/grpc');
+const CONTEXT_KEYS = [
+  'queueMs',
+  'computeMs',
+  'batchSize',
+  'cacheHit',
+  'coalesced',
+  'worker',
+  'backend',
+] as const;
 
 /** Parameters that steer the server rather than the model (Triton's reserved names). */
 const RESERVED = new Set([
@@ -168,16 +179,58 @@ export function inferenceService(options: GrpcServerOptions): {
     return undefined;
   }
 
+  /**
+   * {@link runInfer} in a server span that continues the caller's trace (W3C `traceparent` in the
+   * call metadata), with the model and the layers' context (queue, compute, batch, cache) as attributes.
+   */
+  function tracedInfer(
+    method: string,
+    req: InferRequestMessage,
+    metadata: grpc.Metadata,
+    signal: AbortSignal,
+    callDeadline: number | undefined,
+  ): Promise<InferResponseMessage> {
+    const carrier: Record<string, string> = {};
+    for (const [k, v] of Object.entries(metadata.getMap())) if (typeof v === 'string') carrier[k] = v;
+    const parent = propagation.extract(ROOT_CONTEXT, carrier);
+    return tracer.startActiveSpan(
+      `inference.GRPCInferenceService/${method}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'rpc.system': 'grpc',
+          'rpc.service': 'inference.GRPCInferenceService',
+          'rpc.method': method,
+        },
+      },
+      parent,
+      async (span) => {
+        try {
+          return await runInfer(req, signal, callDeadline, span);
+        } catch (err) {
+          const e = toServeError(err);
+          span.setAttribute('rpc.grpc.status_code', GRPC_STATUS[e.code]);
+          if (e.code === 'INTERNAL') span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+          throw e;
+        } finally {
+          span.end();
+        }
+      },
+    );
+  }
+
   /** Runs one ModelInferRequest: decode, resolve, validate, infer (racing the deadline), encode. */
   async function runInfer(
     req: InferRequestMessage,
     signal: AbortSignal,
     callDeadline: number | undefined,
+    span: Span,
   ): Promise<InferResponseMessage> {
     if (typeof req !== 'object' || req === null) throw invalidArgument('empty request');
     const name = req.model_name;
     if (typeof name !== 'string' || name.length === 0) throw invalidArgument('model_name is required');
     const version = req.model_version || undefined;
+    span.setAttribute('mlserve.model.name', name);
     // Resolve first: an unknown model is NOT_FOUND whatever the inputs hold.
     registry.get(name, version);
     const { inputs, raw } = decodeInputs(req);
@@ -238,7 +291,13 @@ export function inferenceService(options: GrpcServerOptions): {
     const model = registry.get(name, version, opts);
     const meta = model.metadata();
     if (validate) validateRequest(meta, inputs, opts);
+    span.setAttribute('mlserve.model.version', model.version);
+    if (id) span.setAttribute('mlserve.request_id', id);
     const outputs = await raceExpiry(model.infer(inputs, opts), opts);
+    for (const k of CONTEXT_KEYS) {
+      const v = context[k];
+      if (v !== undefined) span.setAttribute(`mlserve.${k}`, v as string | number | boolean);
+    }
     for (const [out, k] of classifications) {
       const t = outputs[out];
       if (!t) continue;
@@ -321,7 +380,7 @@ export function inferenceService(options: GrpcServerOptions): {
       call.once('cancelled', onCancel);
       let work: Promise<InferResponseMessage>;
       try {
-        work = runInfer(call.request, controller.signal, deadlineOf(call));
+        work = tracedInfer('ModelInfer', call.request, call.metadata, controller.signal, deadlineOf(call));
       } catch (err) {
         work = Promise.reject(err);
       }
@@ -364,7 +423,13 @@ export function inferenceService(options: GrpcServerOptions): {
           call.pause();
         }
         // Requests run concurrently (so a batching layer can merge them); answers go in order.
-        const answer = runInfer(req, controller.signal, callDeadline).then(
+        const answer = tracedInfer(
+          'ModelStreamInfer',
+          req,
+          call.metadata,
+          controller.signal,
+          callDeadline,
+        ).then(
           (res) => ({ error_message: '', infer_response: res }),
           (err) => {
             const e = toServeError(err);
