@@ -1,4 +1,4 @@
-import { payloadTooLarge } from '@mlserve/core';
+import { cancelled, payloadTooLarge } from '@mlserve/core';
 import type { NextFunction, Request, Response } from 'express';
 import {
   createProtocol,
@@ -43,14 +43,22 @@ export function readLimited(req: Request, limit: number): Promise<Buffer> {
       cleanup();
       reject(err);
     };
+    // A client that goes away mid-body: no 'end' will come.
+    const onClose = () => {
+      if (req.complete) return;
+      cleanup();
+      reject(cancelled('the client closed the connection before sending the whole body'));
+    };
     const cleanup = () => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
+      req.off('close', onClose);
     };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    req.on('close', onClose);
   });
 }
 

@@ -558,6 +558,24 @@ describe.each(SERVERS)('%s', (_kind, start) => {
       expect(v1.status).toBe(400);
     });
 
+    it('a client that leaves mid-body does not hurt the server', async () => {
+      const { connect } = await import('node:net');
+      const u = new URL(url);
+      const sock = connect(Number(u.port), u.hostname);
+      await once(sock, 'connect');
+      sock.write(
+        `POST ${u.pathname.replace(/\/$/, '')}/v2/models/id_fp32/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"inputs":`,
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      sock.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      const res = await post('/v2/models/id_fp32/infer', {
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [7] }],
+      });
+      expect(res.status).toBe(200);
+      expect((await res.json()).outputs[0].data).toEqual([7]);
+    });
+
     it('still serves after all that', async () => {
       expect((await fetch(`${url}/v2/health/live`)).status).toBe(200);
     });
