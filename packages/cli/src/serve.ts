@@ -219,6 +219,12 @@ function progress(
     case 'unloaded':
       say(`  unloaded ${id}`);
       break;
+    case 'reloaded':
+      say(`  reloaded ${id} in ${Math.round(e.ms ?? 0)} ms`);
+      break;
+    case 'reloadFailed':
+      say(`  FAILED   ${id} reload (still serving the loaded one): ${e.error}`);
+      break;
     case 'waiting':
       log.debug?.(`${id}: new files, waiting for them to stop changing`);
       break;
@@ -280,8 +286,8 @@ function registerRepositoryMetrics(prom: Registry, repository: Repository, regis
     registers: [prom],
   });
   repository.on('version', (e) => {
-    if (e.phase === 'ready' || e.phase === 'failed' || e.phase === 'retired' || e.phase === 'unloaded') {
-      events.inc({ model: e.name, event: e.phase });
+    if (['ready', 'failed', 'retired', 'unloaded', 'reloaded', 'reloadFailed'].includes(e.phase)) {
+      events.inc({ model: e.name, event: e.phase === 'reloadFailed' ? 'reload_failed' : e.phase });
     }
   });
   repository.on('configError', (name) => events.inc({ model: name, event: 'config_error' }));

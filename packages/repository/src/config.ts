@@ -38,6 +38,8 @@ export interface WorkersConfig {
 
 /** A model's `config.json`, validated and with defaults filled in. */
 export interface ModelConfig {
+  /** Free text for people reading the repository. */
+  description?: string;
   /** `onnx` or `tfjs`; inferred from the files when absent. */
   backend?: 'onnx' | 'tfjs';
   /** The model file inside a version directory (default `model.onnx` / `model.json` / `saved_model.pb`). */
@@ -125,6 +127,10 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     validation: { enabled: true },
   };
 
+  if (raw.description !== undefined) {
+    if (typeof raw.description !== 'string') throw fail('description', 'must be a string');
+    config.description = raw.description;
+  }
   if (raw.backend !== undefined) {
     if (raw.backend !== 'onnx' && raw.backend !== 'tfjs') throw fail('backend', 'must be "onnx" or "tfjs"');
     config.backend = raw.backend;

@@ -21,6 +21,7 @@ import {
 import { type ModelConfig, parseModelConfig, type VersionPolicy } from './config.js';
 import { defaultLoaders, type Loaders, middlewareFactory } from './loaders.js';
 import { assertSafeName, fingerprint, isInside, resolveInside } from './paths.js';
+import { type Swappable, swappable } from './swap.js';
 import { runWarmup } from './warmup.js';
 
 /** Where a log line goes. Each method is optional; the default logger is silent. */
@@ -57,7 +58,17 @@ export interface RepositoryOptions {
 export interface VersionEvent {
   name: string;
   version: string;
-  phase: 'waiting' | 'loading' | 'warmup' | 'ready' | 'failed' | 'retired' | 'unloaded';
+  /** `reloaded` / `reloadFailed`: a served version was rebuilt in place (config or files changed). */
+  phase:
+    | 'waiting'
+    | 'loading'
+    | 'warmup'
+    | 'ready'
+    | 'failed'
+    | 'retired'
+    | 'unloaded'
+    | 'reloaded'
+    | 'reloadFailed';
   /** What runs it (`onnxruntime-node/cpu`, `worker-pool(onnx)`), once known. */
   backend?: string;
   /** The model file, relative to the repository. */
@@ -135,7 +146,12 @@ interface VersionRecord {
   backend?: string;
   platform?: string;
   error?: string;
-  changedWarned?: boolean;
+  /** What the pipeline was built from (config minus routing fields), to tell when to rebuild. */
+  pipelineKey?: string;
+  /** The served model, whose implementation a reload replaces. */
+  handle?: Swappable;
+  /** A rebuild is running. */
+  reloading?: boolean;
 }
 
 interface ModelState {
@@ -587,13 +603,16 @@ export class Repository extends EventEmitter<RepositoryEvents> {
       const sv = scan.versions.get(v)!;
       const rec = state.versions.get(v);
       if (rec && rec.state !== 'failed') {
-        if (rec.fp !== sv.fp && !rec.changedWarned) {
-          rec.changedWarned = true;
-          this.#log(
-            'warn',
-            `${name}/${v} changed on disk while served; publish a new version directory to reload it`,
-          );
-        }
+        // A served version whose files or pipeline settings changed is rebuilt in place, once its
+        // files have settled; routing-only changes (labels, traffic, policy) need no rebuild.
+        if (rec.state !== 'ready' || rec.reloading) continue;
+        const key = pipelineKey(config);
+        if (rec.fp === sv.fp && rec.pipelineKey === key) continue;
+        const settled = force || rec.fp === sv.fp || state.seen.get(v) === sv.fp;
+        state.seen.set(v, sv.fp);
+        if (!settled) continue;
+        state.seen.delete(v);
+        loads.push(this.#reloadVersion(state, rec, sv, config, key, report));
         continue;
       }
       if (rec?.state === 'failed' && rec.fp === sv.fp && rec.configFp === state.configFp) continue;
@@ -730,7 +749,10 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         await this.#acquire();
         try {
           if (this.closed) throw unavailable('the repository is closing');
-          return await this.#build(name, version, sv, config, rec);
+          const built = await this.#build(name, version, sv, config, rec);
+          rec.pipelineKey = pipelineKey(config);
+          rec.handle = swappable(built);
+          return rec.handle;
         } finally {
           this.#release();
         }
@@ -771,6 +793,75 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     this.#loads.add(load);
     void load.finally(() => this.#loads.delete(load));
     return load;
+  }
+
+  /** Rebuilds a served version (new files or pipeline settings) and swaps it in; on failure the old one stays. */
+  async #reloadVersion(
+    state: ModelState,
+    rec: VersionRecord,
+    sv: ScannedVersion,
+    config: ModelConfig,
+    key: string,
+    report: PollReport,
+  ): Promise<void> {
+    const { name } = state;
+    const { version } = rec;
+    const handle = rec.handle;
+    if (!handle) return;
+    rec.reloading = true;
+    const started = performance.now();
+    this.#log('info', `reloading ${name}/${version}: its files or config.json changed`, {
+      model: name,
+      version,
+    });
+    const work = (async () => {
+      await this.#acquire();
+      try {
+        if (this.closed) return;
+        const next = await this.#build(name, version, sv, config, rec);
+        if (this.closed || state.versions.get(version) !== rec) {
+          await next.dispose();
+          return;
+        }
+        // The old implementation finishes its requests in flight, then is disposed.
+        const retired = handle.swap(next);
+        rec.fp = sv.fp;
+        rec.pipelineKey = key;
+        rec.configFp = state.configFp ?? '';
+        report.loaded.push(`${name}/${version}`);
+        this.#emitVersion({
+          name,
+          version,
+          phase: 'reloaded',
+          file: rec.file,
+          ms: performance.now() - started,
+          ...(rec.backend && { backend: rec.backend }),
+        });
+        await retired;
+      } catch (err) {
+        const e = toServeError(err);
+        // Remember what failed so the same files and config are not retried at every poll.
+        rec.fp = sv.fp;
+        rec.pipelineKey = key;
+        this.#stats.loadFailures++;
+        report.failed.push(`${name}/${version}`);
+        this.#log(
+          'error',
+          `${name}/${version} failed to reload (the loaded one keeps serving): ${e.message}`,
+          {
+            model: name,
+            version,
+          },
+        );
+        this.#emitVersion({ name, version, phase: 'reloadFailed', file: rec.file, error: e.message });
+      } finally {
+        this.#release();
+        rec.reloading = false;
+      }
+    })();
+    this.#loads.add(work);
+    void work.finally(() => this.#loads.delete(work));
+    await work;
   }
 
   async #build(
@@ -925,6 +1016,12 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     })();
     return this.#closing;
   }
+}
+
+/** The config fields that shape a version's pipeline (routing fields apply without a rebuild). */
+function pipelineKey(config: ModelConfig): string {
+  const { labels: _l, traffic: _t, versionPolicy: _v, description: _d, ...rest } = config;
+  return JSON.stringify(rest);
 }
 
 /** Makes a loaded model answer to the repository's name and version, with its class labels. */

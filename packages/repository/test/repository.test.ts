@@ -492,3 +492,68 @@ describe('with the real middleware packages', () => {
     expect(stats.cache).toBeDefined();
   });
 });
+
+describe('reload in place', () => {
+  it('rebuilds a served version when config.json changes its pipeline, with no request failing', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mnist', '1');
+    const log: LoaderLog = { loads: [], disposed: [] };
+    const repo = await open(dir, {}, log);
+    const events: string[] = [];
+    repo.on('version', (e) => events.push(`${e.phase} ${e.version}`));
+    expect(repo.registry.get('mnist').stats?.()).not.toHaveProperty('batching');
+    let stop = false;
+    const failures: unknown[] = [];
+    let done = 0;
+    const client = async () => {
+      while (!stop) {
+        try {
+          await repo.registry.infer('mnist', undefined, digit(done % 200));
+          done++;
+        } catch (err) {
+          failures.push(err);
+        }
+        await sleep(1);
+      }
+    };
+    const clients = Promise.all([client(), client(), client()]);
+    await writeConfig(dir, 'mnist', { batching: { maxBatchSize: 8, maxDelayMs: 1 } });
+    const report = await repo.poll();
+    expect(report.loaded).toEqual(['mnist/1']);
+    await sleep(30);
+    stop = true;
+    await clients;
+    expect(failures).toEqual([]);
+    expect(done).toBeGreaterThan(3);
+    expect(events).toEqual(['reloaded 1']);
+    expect(log.loads).toEqual(['mnist/1', 'mnist/1']);
+    expect(log.disposed).toEqual(['mnist/1']);
+    expect(repo.registry.get('mnist').stats?.()).toHaveProperty('batching');
+    // Routing-only changes (labels) apply without a rebuild.
+    await writeConfig(dir, 'mnist', { batching: { maxBatchSize: 8, maxDelayMs: 1 }, labels: { stable: 1 } });
+    expect((await repo.poll()).loaded).toEqual([]);
+    expect(log.loads).toHaveLength(2);
+    expect(repo.registry.get('mnist', 'stable').version).toBe('1');
+  });
+
+  it('reloads files replaced in a served version once they settle; a broken replacement leaves the old serving', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'm', '1', 'mlp.onnx');
+    const repo = await open(dir);
+    const events: string[] = [];
+    repo.on('version', (e) => events.push(`${e.phase} ${e.version}`));
+    await writeFile(join(dir, 'm', '1', 'model.onnx'), 'not a model any more');
+    expect((await repo.poll()).failed).toEqual([]); // not settled yet
+    const broken = await repo.poll();
+    expect(broken.failed).toEqual(['m/1']);
+    expect(events).toEqual(['reloadFailed 1']);
+    expect(repo.registry.get('m').metadata().inputs[0]!.name).toBe('features');
+    expect((await repo.poll()).failed).toEqual([]); // the same broken files are not retried
+    await addVersion(dir, 'm', '1', 'mnist-cnn.onnx');
+    await repo.poll();
+    expect((await repo.poll()).loaded).toEqual(['m/1']);
+    expect(repo.registry.get('m').metadata().inputs[0]!.name).toBe('image');
+    const out = await repo.registry.infer('m', undefined, digit(4));
+    expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[4]);
+  });
+});

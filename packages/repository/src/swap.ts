@@ -1,0 +1,69 @@
+import { type InferOptions, type Model, type Tensors, unavailable } from '@mlserve/core';
+
+/** A model whose implementation can be replaced while it serves. */
+export interface Swappable extends Model {
+  /**
+   * Makes `next` serve every request from now on; requests already running on the previous model
+   * finish on it, then it is disposed. Resolves once the previous model is disposed.
+   */
+  swap(next: Model): Promise<void>;
+}
+
+/**
+ * Wraps `initial` so a version can be rebuilt in place (a changed config.json, files replaced in
+ * a version directory) with no request failing: the registry keeps one entry, the implementation
+ * behind it changes between two requests.
+ */
+export function swappable(initial: Model): Swappable {
+  let current = initial;
+  let disposed: Promise<void> | undefined;
+  const inFlight = new Map<Model, number>();
+  const drained = new Map<Model, () => void>();
+  const settle = (m: Model) => {
+    const n = (inFlight.get(m) ?? 1) - 1;
+    if (n > 0) inFlight.set(m, n);
+    else {
+      inFlight.delete(m);
+      drained.get(m)?.();
+    }
+  };
+  const retire = async (old: Model) => {
+    if ((inFlight.get(old) ?? 0) > 0) await new Promise<void>((resolve) => drained.set(old, resolve));
+    drained.delete(old);
+    await old.dispose();
+  };
+  return {
+    name: initial.name,
+    version: initial.version,
+    get inner() {
+      return current;
+    },
+    metadata: () => current.metadata(),
+    async infer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
+      if (disposed) throw unavailable(`model "${initial.name}" version ${initial.version} is disposed`);
+      const target = current;
+      inFlight.set(target, (inFlight.get(target) ?? 0) + 1);
+      try {
+        return await target.infer(inputs, options);
+      } finally {
+        settle(target);
+      }
+    },
+    isReady: () => !disposed && (current.isReady ? current.isReady() : true),
+    warmup: async () => current.warmup?.(),
+    stats: () => current.stats?.() ?? {},
+    async swap(next: Model): Promise<void> {
+      if (disposed) {
+        await next.dispose();
+        throw unavailable(`model "${initial.name}" version ${initial.version} is disposed`);
+      }
+      const old = current;
+      current = next;
+      await retire(old);
+    },
+    dispose() {
+      disposed ??= retire(current);
+      return disposed;
+    },
+  };
+}
