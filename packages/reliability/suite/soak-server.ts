@@ -1,0 +1,56 @@
+/**
+ * The server of the overload soak, in a process of its own so its RSS is its own and the load
+ * generator does not share its event loop: mnist-cnn in a one-thread worker pool behind a bounded
+ * batcher, on the adapter named
+ * by argv[2] (`fastify` or `express`), on a free loopback port printed as `READY <port>`.
+ *
+ * Run from the repository root: `node --import tsx packages/reliability/suite/soak-server.ts fastify`.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { batching } from '@mlserve/batching';
+import { ModelRegistry, pipeline } from '@mlserve/core';
+import { mlservePlugin, mlserveRouter } from '@mlserve/http';
+import { modelPath } from '@mlserve/test-utils';
+import { workerPool } from '@mlserve/workers';
+import express from 'express';
+import Fastify from 'fastify';
+
+const adapter = process.argv[2] === 'express' ? 'express' : 'fastify';
+/** Items (rows) that may wait in the batcher: beyond this, 429 with Retry-After. */
+export const MAX_QUEUE = Number(process.env.SOAK_MAX_QUEUE ?? 64);
+
+// The model runs in a worker thread, as a production server would run it: onnxruntime-node's run()
+// blocks the thread it runs on, and a refusal is only fast if the event loop is free to send it.
+const model = await workerPool({
+  backend: 'onnx',
+  source: modelPath('mnist-cnn.onnx'),
+  options: { name: 'mnist', version: '1' },
+  threads: 1,
+  intraOpThreads: 1,
+});
+const registry = new ModelRegistry();
+registry.add(
+  pipeline(model, batching({ maxBatchSize: 32, maxDelayMs: 0, maxQueueSize: MAX_QUEUE, rejectStatus: 429 })),
+);
+
+let port: number;
+let close: () => Promise<void>;
+if (adapter === 'fastify') {
+  const app = Fastify({ logger: false });
+  await app.register(mlservePlugin, { registry, bodyLimit: 4 * 1024 * 1024 });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  port = (app.server.address() as AddressInfo).port;
+  close = () => app.close();
+} else {
+  const app = express();
+  app.use(mlserveRouter({ registry, bodyLimit: 4 * 1024 * 1024 }));
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as AddressInfo).port;
+  close = () => new Promise((r) => server.close(() => r()));
+}
+process.stdout.write(`READY ${port}\n`);
+process.on('SIGTERM', () => {
+  void close().then(() => registry.close().then(() => process.exit(0)));
+});
