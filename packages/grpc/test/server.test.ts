@@ -495,6 +495,47 @@ describe('ModelStreamInfer', () => {
     }
   });
 
+  it('runs at most maxStreamInFlight requests of a stream at once, and still answers all in order', async () => {
+    const own = new ModelRegistry();
+    let running = 0;
+    let peak = 0;
+    own.add(
+      fromFunction({
+        name: 'gate',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+        outputs: [{ name: 'y', type: 'float32', dims: [-1, 2] }],
+        infer: async ({ x }) => {
+          running++;
+          peak = Math.max(peak, running);
+          await new Promise((r) => setTimeout(r, 20));
+          running--;
+          return { y: x! };
+        },
+      }),
+    );
+    const s = await serveGrpc({ registry: own, maxStreamInFlight: 3 });
+    const client = connect(s.port);
+    try {
+      const stream = client.stream();
+      const ids: string[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        stream.on('data', (m: Msg) => ids.push((m.infer_response as Msg).id as string));
+        stream.on('end', resolve);
+        stream.on('error', reject);
+      });
+      for (let i = 0; i < 12; i++) stream.write(inferRequest('gate', SAMPLES.float32, true, { id: `g${i}` }));
+      stream.end();
+      await done;
+      expect(ids).toEqual(Array.from({ length: 12 }, (_, i) => `g${i}`));
+      expect(peak).toBeGreaterThan(1);
+      expect(peak).toBeLessThanOrEqual(3);
+    } finally {
+      client.close();
+      await s.close();
+      await own.close();
+    }
+  });
+
   it('cancelling the stream aborts the requests it is running', async () => {
     aborted.length = 0;
     const started = new Promise<void>((resolve) => {
