@@ -84,7 +84,12 @@ function integer(value: string, flag: string, min: number): number {
   return n;
 }
 
-/** Parses `500ms`, `5s`, `2m` or a bare number of milliseconds. */
+/** Parses `500ms`, `5s`, `2m` or a bare number of milliseconds. *
+ * @example
+ * ```ts
+ * parseDuration('5s', '--poll-interval'); // 5000
+ * ```
+ */
 export function parseDuration(value: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(value.trim());
   if (!m) throw new UsageError(`${flag} must be a duration such as 500ms, 5s or 1m (got "${value}")`);
@@ -93,7 +98,13 @@ export function parseDuration(value: string, flag: string): number {
   return Math.round(unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000);
 }
 
-/** Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}. */
+/** Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}. *
+ * @example
+ * ```ts
+ * const command = parseCommandLine(process.argv.slice(2));
+ * if (command.command === 'serve') await serve(command.options);
+ * ```
+ */
 export function parseCommandLine(argv: readonly string[]): Command {
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {

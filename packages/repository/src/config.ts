@@ -95,6 +95,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * Validates a parsed `config.json`. Every message names the file and the field:
  * `models/mnist/config.json: "batching.maxBatchSize" must be a positive integer`.
  * Throws INVALID_ARGUMENT.
+ *
+ * @example
+ * ```ts
+ * const config = parseModelConfig(JSON.parse(text), 'mnist/config.json');
+ * if (config.batching) layers.push(batching(config.batching));
+ * ```
  */
 export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   const fail = (field: string, why: string) => invalidArgument(`${file}: "${field}" ${why}`);

@@ -37,6 +37,11 @@ const modules = new Map<string, Promise<Record<string, unknown>>>();
 /**
  * Imports an optional package once; when it is not installed, rejects with UNAVAILABLE naming the
  * package and the install command.
+ *
+ * @example
+ * ```ts
+ * const { loadTfjsModel } = await importOptional('@mlserve/backend-tfjs');
+ * ```
  */
 export function importOptional(pkg: string): Promise<Record<string, unknown>> {
   let p = modules.get(pkg);
@@ -80,7 +85,13 @@ export const defaultLoaders: Required<Pick<Loaders, 'onnx' | 'tfjs' | 'workerPoo
     (await exported<(o: WorkerPoolOptions) => Promise<Model>>('@mlserve/workers', 'workerPool'))(options),
 };
 
-/** Resolves the middleware factories a config needs (before any model loads, so errors are early). */
+/** Resolves the middleware factories a config needs (before any model loads, so errors are early). *
+ * @example
+ * ```ts
+ * const batching = await middlewareFactory({}, 'batching');
+ * const served = pipeline(model, batching({ maxBatchSize: 32 }));
+ * ```
+ */
 export async function middlewareFactory(
   loaders: Loaders,
   kind: 'batching' | 'cache',

@@ -7,6 +7,11 @@ const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 /**
  * Checks a model or version name taken from a request or the file system: a single path segment of
  * letters, digits, `_`, `.` and `-`, not starting with a dot, never `..`. Throws INVALID_ARGUMENT.
+ *
+ * @example
+ * ```ts
+ * assertSafeName(request.params.model); // throws INVALID_ARGUMENT for '..', 'a/b', '/etc'
+ * ```
  */
 export function assertSafeName(name: unknown, what = 'model name'): asserts name is string {
   if (typeof name !== 'string' || !NAME_RE.test(name) || name.includes('..') || isAbsolute(name)) {
@@ -16,7 +21,13 @@ export function assertSafeName(name: unknown, what = 'model name'): asserts name
   }
 }
 
-/** True when `child` (a real path) is `root` or lies under it. */
+/** True when `child` (a real path) is `root` or lies under it. *
+ * @example
+ * ```ts
+ * isInside('/srv/models', '/srv/models/mnist/1'); // true
+ * isInside('/srv/models', '/etc'); // false
+ * ```
+ */
 export function isInside(root: string, child: string): boolean {
   const rel = relative(root, child);
   return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
@@ -26,6 +37,11 @@ export function isInside(root: string, child: string): boolean {
  * Joins `parts` (each checked by {@link assertSafeName}) under the real path `root` and resolves
  * symlinks; the result must still lie inside `root`, else INVALID_ARGUMENT. NOT_FOUND when the
  * path does not exist.
+ *
+ * @example
+ * ```ts
+ * const dir = await resolveInside(await realpath(repoDir), name, version);
+ * ```
  */
 export async function resolveInside(root: string, ...parts: string[]): Promise<string> {
   for (const p of parts) assertSafeName(p, 'path segment');
@@ -52,6 +68,13 @@ interface FileStamp {
 /**
  * A fingerprint of a directory's files (relative path, size, mtime), to tell when a copy in progress
  * has stopped changing. Symlinks that lead outside `root` make it throw INVALID_ARGUMENT.
+ *
+ * @example
+ * ```ts
+ * const before = await fingerprint(root, versionDir);
+ * // ... a poll later ...
+ * const settled = before === (await fingerprint(root, versionDir));
+ * ```
  */
 export async function fingerprint(root: string, dir: string, maxFiles = 10_000): Promise<string> {
   const stamps: FileStamp[] = [];

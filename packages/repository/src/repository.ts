@@ -184,7 +184,12 @@ function fnv1a(text: string): number {
   return h >>> 0;
 }
 
-/** The versions a policy keeps, ascending. */
+/** The versions a policy keeps, ascending. *
+ * @example
+ * ```ts
+ * applyVersionPolicy({ latest: 2 }, ['1', '10', '3']); // ['3', '10']
+ * ```
+ */
 export function applyVersionPolicy(policy: VersionPolicy, versions: readonly string[]): string[] {
   const sorted = [...versions].sort(compareVersions);
   if (policy === 'all') return sorted;
@@ -196,6 +201,14 @@ export function applyVersionPolicy(policy: VersionPolicy, versions: readonly str
 /**
  * A model repository on disk, served through a {@link ModelRegistry}. Create one with
  * {@link loadRepository}.
+ *
+ * @example
+ * ```ts
+ * const repo = new Repository('./models', { logger: console });
+ * repo.on('version', (e) => console.log(e.phase, e.name, e.version));
+ * await repo.poll();
+ * repo.watch(5000);
+ * ```
  */
 export class Repository extends EventEmitter<RepositoryEvents> {
   /** The registry the repository's versions are served from: mount it in a server. */

@@ -13,6 +13,13 @@ export interface Swappable extends Model {
  * Wraps `initial` so a version can be rebuilt in place (a changed config.json, files replaced in
  * a version directory) with no request failing: the registry keeps one entry, the implementation
  * behind it changes between two requests.
+ *
+ * @example
+ * ```ts
+ * const served = swappable(await loadOnnxModel('v1.onnx'));
+ * registry.add(served);
+ * await served.swap(await loadOnnxModel('v1-rebuilt.onnx')); // old one drains, then is disposed
+ * ```
  */
 export function swappable(initial: Model): Swappable {
   let current = initial;

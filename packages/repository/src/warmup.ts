@@ -25,6 +25,11 @@ export interface WarmupReport {
 /**
  * The batch sizes to warm: 1, the batcher's preferred sizes, powers of two and the maximum, never
  * above what the model takes. `[0]` for a model without a batch dim (one request as declared).
+ *
+ * @example
+ * ```ts
+ * warmupBatchSizes(model.metadata(), {}, { maxBatchSize: 24 }); // [1, 2, 4, 8, 16, 24]
+ * ```
  */
 export function warmupBatchSizes(
   meta: ModelMetadata,
@@ -59,7 +64,12 @@ function filled(type: DataType, count: number, fill: number | bigint = 0): Tenso
   return data;
 }
 
-/** Zero-filled inputs for one request of `batch` rows (dynamic non-batch dims become 1). */
+/** Zero-filled inputs for one request of `batch` rows (dynamic non-batch dims become 1). *
+ * @example
+ * ```ts
+ * await model.infer(zeroInputs(model.metadata(), 4));
+ * ```
+ */
 export function zeroInputs(meta: ModelMetadata, batch: number): Tensors {
   const out: Tensors = {};
   for (const info of meta.inputs) {
@@ -70,7 +80,12 @@ export function zeroInputs(meta: ModelMetadata, batch: number): Tensors {
   return out;
 }
 
-/** Tensors from a config sample, typed by the model's signature. */
+/** Tensors from a config sample, typed by the model's signature. *
+ * @example
+ * ```ts
+ * const inputs = sampleInputs(meta, config.warmup.samples![0]!, 'mnist/config.json');
+ * ```
+ */
 export function sampleInputs(meta: ModelMetadata, sample: WarmupSample, file: string): Tensors {
   const out: Tensors = {};
   for (const [name, spec] of Object.entries(sample.inputs)) {
@@ -101,6 +116,12 @@ export function sampleInputs(meta: ModelMetadata, sample: WarmupSample, file: st
  * `metadata().concurrency` times at once (capped at 8) so every worker of a pool is warmed. Stops
  * starting new requests once `budgetMs` has passed or `signal` aborts. A failing request rejects
  * (a model that cannot run zeros at batch 1 is not ready to serve).
+ *
+ * @example
+ * ```ts
+ * const report = await runWarmup(model, { enabled: true, budgetMs: 5000, maxBatchSize: 16 });
+ * console.log(`${report.requests} warmup requests in ${report.ms} ms`);
+ * ```
  */
 export async function runWarmup(
   model: Model,
