@@ -163,6 +163,34 @@ describe('mlserve', () => {
     expect(await r.exited).toBe(0);
   });
 
+  it('hot-reloads: a version copied in while serving replaces the old one (--poll-interval)', async () => {
+    const r = run([
+      'serve',
+      '--model-repository',
+      repo,
+      '--port',
+      '0',
+      '--poll-interval',
+      '100ms',
+      '--no-warmup',
+    ]);
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    await r.waitFor(/Health/);
+    try {
+      await mkdir(join(repo, 'mnist', '2'));
+      await copyFile(modelPath('mnist-cnn.onnx'), join(repo, 'mnist', '2', 'model.onnx'));
+      await r.waitFor(/ready {4}mnist\/2/);
+      await r.waitFor(/retired {2}mnist\/1/);
+      const res = await post(`${url}/v2/models/mnist/infer`, digitRequest(5));
+      expect(res.status).toBe(200);
+      expect(res.body.model_version).toBe('2');
+    } finally {
+      r.child.kill('SIGTERM');
+      await rm(join(repo, 'mnist', '2'), { recursive: true, force: true });
+    }
+    expect(await r.exited).toBe(0);
+  });
+
   it('--management turns on the repository endpoints, behind MLSERVE_MANAGEMENT_TOKEN', async () => {
     const r = run(['serve', '--model-repository', repo, '--port', '0', '--management', '--no-warmup'], {
       MLSERVE_MANAGEMENT_TOKEN: 's3cret',
