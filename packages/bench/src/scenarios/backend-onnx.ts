@@ -49,14 +49,14 @@ async function paired(n: number, a: () => Promise<unknown>, b: () => Promise<unk
 export default scenario({
   name: 'backend-onnx',
   title: 'backend-onnx: Model API overhead over raw session.run',
-  async run({ pick, log }) {
+  async run({ pick, log, chart }) {
     // Imported here so that other scenarios run even before this package is built.
     const { loadOnnxModel, onnxSession } = await import('@mlserve/backend-onnx');
     const { modelPath } = await import('@mlserve/test-utils');
     const ort = await import('onnxruntime-node');
 
     const cases = [
-      { file: 'mlp.onnx' as const, input: 'features', dims: [1, 16], iterations: pick(20_000, 3_000) },
+      { file: 'mlp.onnx' as const, input: 'features', dims: [1, 16], iterations: pick(10_000, 2_000) },
       {
         file: 'mnist-cnn.onnx' as const,
         input: 'image',
@@ -66,6 +66,7 @@ export default scenario({
     ];
     const sections: string[] = [];
     const summary: string[] = [];
+    const bars: { label: string; value: number; highlight?: boolean }[] = [];
     for (const c of cases) {
       const model = await loadOnnxModel(modelPath(c.file), { intraOpNumThreads: 1, interOpNumThreads: 1 });
       const session = onnxSession(model)!;
@@ -76,7 +77,7 @@ export default scenario({
       const context = {};
       const signal = new AbortController().signal;
       log(`${c.file}: ${c.iterations} sequential calls per round`);
-      const [raw, api, full] = (await interleaved(pick(5, 3), [
+      const [raw, api, full] = (await interleaved(pick(3, 1), [
         {
           name: 'raw session.run',
           run: () => timePerCall('raw', () => session.run(feeds), { iterations: c.iterations }),
@@ -116,6 +117,10 @@ export default scenario({
           `(**${(pair.b.median / pair.a.median).toFixed(3)}x**), mean of the fastest 90% ` +
           `${(pair.b.trimmedMean / pair.a.trimmedMean).toFixed(3)}x.`,
       );
+      bars.push(
+        { label: `${c.file}: raw session.run`, value: 1, highlight: true },
+        { label: `${c.file}: model.infer (paired median)`, value: pair.b.median / pair.a.median },
+      );
       await model.dispose();
     }
     return [
@@ -124,6 +129,15 @@ export default scenario({
       ...summary.map((s) => `- ${s}`),
       '',
       ...sections,
+      chart(
+        'backend-onnx',
+        'Time per call, x raw session.run',
+        bars,
+        'x the time of raw session.run (lower is better)',
+        {
+          markAt: 1,
+        },
+      ),
     ].join('\n');
   },
 });

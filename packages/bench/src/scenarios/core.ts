@@ -5,7 +5,7 @@ import { interleaved, ratioTable, scenario, timePerCall } from '../harness.js';
 export default scenario({
   name: 'core',
   title: 'Core layers: validation + timeout + concurrency limit around a no-op model',
-  async run({ pick, log }) {
+  async run({ pick, log, chart }) {
     const model = fromFunction({
       name: 'noop',
       inputs: [{ name: 'x', type: 'float32', dims: [-1, 16] }],
@@ -28,6 +28,16 @@ export default scenario({
         run: () => timePerCall('layers', () => served.infer(inputs), { iterations }),
       },
     ]);
-    return `${ratioTable('No-op model, sequential calls', raw!, [layered!])}\nMean time per call: ${(raw!.mean * 1000).toFixed(2)} us raw, ${(layered!.mean * 1000).toFixed(2)} us through the layers.\n`;
+    const picture = chart(
+      'core',
+      'No-op model: time per call, x model.infer',
+      [
+        { label: 'model.infer', value: 1, highlight: true },
+        { label: 'pipeline(timeout, validation, limit)', value: layered!.mean / raw!.mean },
+      ],
+      'x the mean time of a bare model.infer call (lower is better)',
+      { markAt: 1 },
+    );
+    return `${ratioTable('No-op model, sequential calls', raw!, [layered!])}\nMean time per call: ${(raw!.mean * 1000).toFixed(2)} us raw, ${(layered!.mean * 1000).toFixed(2)} us through the layers.\n\n${picture}\n`;
   },
 });

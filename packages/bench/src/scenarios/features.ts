@@ -9,7 +9,7 @@ import { closedLoop, interleaved, ratioTable, scenario } from '../harness.js';
 export default scenario({
   name: 'features',
   title: 'Feature lookup: 32 features from Redis, merged vs one round trip per request, 64 callers',
-  async run({ pick, log }) {
+  async run({ pick, log, chart }) {
     // Imported here so that other scenarios run even before this package is built.
     const { fromFunction, pipeline, tensor } = await import('@mlserve/core');
     const { featureLookup, redisFeatureStore, encodeBinaryFeatures } = await import('@mlserve/features');
@@ -93,7 +93,18 @@ export default scenario({
         const s = (m.stats!() as { features: { requests: number; roundTrips: number } }).features;
         return `${k}: ${(s.requests / Math.max(1, s.roundTrips)).toFixed(1)} requests per round trip`;
       });
-      return `${ratioTable('32 features per request, 64 concurrent callers, real Redis on loopback', results[0]!, results.slice(1))}\n${stats.join('; ')}. Redis runs on the same shared 2-core machine, so its CPU competes with the server's; the figures are noisy.\n`;
+      const picture = chart(
+        'features',
+        'Feature lookup from Redis: throughput, x one round trip per request',
+        results.map((r, i) => ({
+          label: r.name,
+          value: r.throughput / results[0]!.throughput,
+          highlight: i === 0,
+        })),
+        'x the throughput of one HMGET round trip per request (64 callers)',
+        { markAt: 1 },
+      );
+      return `${ratioTable('32 features per request, 64 concurrent callers, real Redis on loopback', results[0]!, results.slice(1))}\n${stats.join('; ')}. Redis runs on the same shared 2-core machine, so its CPU competes with the server's; the figures are noisy.\n\n${picture}\n`;
     } finally {
       client.disconnect();
       // startRedis() unrefs the child: keep the loop alive until its exit event arrives.

@@ -1,13 +1,9 @@
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadOnnxModel } from '@mlserve/backend-onnx';
-import { ModelRegistry } from '@mlserve/core';
-import { decodeV2Request, mlservePlugin, parseHeaderLength } from '@mlserve/http';
-import { modelPath } from '@mlserve/test-utils';
-import Fastify from 'fastify';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { type LoadResult, ratioTable, scenario } from '../harness.js';
 
 /** One wrk run's parsed output, plus wrk's own CPU time (from the shell's `times`). */
@@ -18,19 +14,21 @@ interface WrkRun {
   p50: number;
   p90: number;
   p99: number;
+  max: number;
+  mean: number;
   wrkCores: number;
 }
 
 function ms(text: string): number {
-  const m = /([\d.]+)(us|ms|s)/.exec(text);
+  const m = /([\d.]+)(us|ms|s|m)\b/.exec(text);
   if (!m) return Number.NaN;
   const v = Number(m[1]);
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : m[2] === 'm' ? v * 60_000 : v;
 }
 
 function wrk(url: string, script: string, seconds: number, connections: number): Promise<WrkRun> {
   // wrk runs in its own process; `times` prints the CPU its children used (user, then system).
-  const cmd = `wrk -t1 -c${connections} -d${seconds}s --latency -s '${script}' '${url}'; times`;
+  const cmd = `wrk -t1 -c${connections} -d${seconds}s --timeout 10s --latency -s '${script}' '${url}'; times`;
   return new Promise((resolve, reject) => {
     execFile('bash', ['-c', cmd], { maxBuffer: 1 << 20 }, (err, stdout) => {
       if (err) return reject(err);
@@ -40,6 +38,7 @@ function wrk(url: string, script: string, seconds: number, connections: number):
       const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
       const sockErrors = sockErr ? sockErr.slice(1).reduce((s, v) => s + Number(v), 0) : 0;
       const pct = (p: string) => ms(new RegExp(`\\s${p}%\\s+([\\d.]+\\w+)`).exec(stdout)?.[1] ?? '');
+      const lat = /Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)/.exec(stdout);
       const times = stdout.trim().split('\n').slice(-1)[0] ?? '';
       const cpu = [...times.matchAll(/(\d+)m([\d.]+)s/g)].reduce(
         (s, m) => s + Number(m[1]) * 60 + Number(m[2]),
@@ -52,6 +51,8 @@ function wrk(url: string, script: string, seconds: number, connections: number):
         p50: pct('50'),
         p90: pct('90'),
         p99: pct('99'),
+        mean: ms(lat?.[1] ?? ''),
+        max: ms(lat?.[3] ?? ''),
         wrkCores: cpu / seconds,
       });
     });
@@ -73,12 +74,16 @@ function luaScript(dir: string, name: string, body: Buffer, headers: Record<stri
   return file;
 }
 
-/** A V2 request for one row of zeros-and-ramps of the input's shape, as binary and as JSON. */
-function bodies(
-  input: string,
-  output: string,
-  dims: number[],
-): { binary: Buffer; headerLength: number; json: Buffer } {
+/** Nests a flat array into `dims` (TF Serving's row format carries shapes as nesting). */
+function nest(data: Float32Array, dims: number[], offset = 0): unknown {
+  if (dims.length === 0) return data[offset];
+  const [d, ...rest] = dims;
+  const stride = rest.reduce((a, b) => a * b, 1);
+  return Array.from({ length: d! }, (_, i) => nest(data, rest, offset + i * stride));
+}
+
+/** The request bodies: V2 JSON (also what the hand-written servers and the ceiling parse), V2 binary, TF Serving. */
+function bodies(input: string, output: string, dims: number[]) {
   const count = dims.reduce((a, b) => a * b, 1);
   const data = new Float32Array(count);
   for (let i = 0; i < count; i++) data[i] = (i % 255) / 255;
@@ -96,150 +101,234 @@ function bodies(
     json: Buffer.from(
       JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(data) }] }),
     ),
+    tfserving: Buffer.from(JSON.stringify({ instances: [nest(data, dims.slice(1))] })),
   };
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function procCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Peak resident set size of a process so far, MiB (VmHWM). */
+function procPeakRss(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Child {
+  process: ChildProcess;
+  port: number;
+}
+
+function startServer(kind: string): Promise<Child> {
+  const file = fileURLToPath(new URL('../servers/http-server.ts', import.meta.url));
+  const root = fileURLToPath(new URL('../../../../', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', file, kind], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server ${kind} did not start in 60 s`)), 60_000);
+    child.once('exit', (code) => reject(new Error(`server ${kind} exited with ${code}`)));
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      resolve({ process: child, port: (JSON.parse(line) as { port: number }).port });
+    });
+  });
+}
+
+const HAND = [
+  ['hand-fastify-default', 'hand-written Fastify + session.run, onnxruntime defaults'],
+  ['hand-fastify-threads', 'hand-written Fastify + session.run, 1 intra-op thread'],
+  ['hand-express-default', 'hand-written Express + session.run, onnxruntime defaults'],
+  ['hand-express-threads', 'hand-written Express + session.run, 1 intra-op thread'],
+] as const;
+
 /**
- * KServe V2 over Fastify, driven by wrk from another process: binary tensor extension against
- * JSON, and each against a Fastify route that parses the same body and answers a constant (the
- * HTTP + parse ceiling).
+ * mlserve over HTTP against what a user would otherwise write: KServe V2 JSON and binary and TF
+ * Serving REST through the Fastify plugin, V2 JSON through the Express router, against hand-written
+ * Express and Fastify routes calling `session.run` (onnxruntime's defaults, and 1 intra-op thread),
+ * and against the HTTP ceiling (Fastify parsing the same JSON and answering a constant). Every
+ * server runs in its own child process; wrk, in another, drives them all the same way.
  */
 export default scenario({
   name: 'http',
-  title: 'HTTP: KServe V2 binary vs JSON over Fastify, against the HTTP ceiling (wrk)',
-  async run({ quick, log }) {
-    const seconds = quick ? 3 : 10;
+  title: 'HTTP: mlserve (Fastify, Express) against hand-written servers and the HTTP ceiling (wrk)',
+  async run({ quick, pick, log, chart }) {
+    const seconds = pick(5, 1);
     const connections = 8;
     const dir = mkdtempSync(join(tmpdir(), 'mlserve-http-bench-'));
-    const registry = new ModelRegistry();
     const models = [
-      {
-        file: 'mnist-cnn.onnx' as const,
-        name: 'mnist',
-        input: 'image',
-        output: 'logits',
-        dims: [1, 1, 28, 28],
-      },
-      {
-        file: 'mobilenetv2.onnx' as const,
-        name: 'mobilenet',
-        input: 'input',
-        output: 'output',
-        dims: [1, 3, 224, 224],
-      },
+      { name: 'mnist', label: 'mnist-cnn', input: 'image', output: 'logits', dims: [1, 1, 28, 28] },
+      { name: 'mobilenet', label: 'mobilenetv2', input: 'input', output: 'output', dims: [1, 3, 224, 224] },
     ];
-    for (const m of models) {
-      registry.add(
-        await loadOnnxModel(modelPath(m.file), {
-          name: m.name,
-          version: '1',
-          intraOpNumThreads: 1,
-          interOpNumThreads: 1,
-        }),
-      );
-    }
-    const app = Fastify({ logger: false, forceCloseConnections: true });
-    await app.register(mlservePlugin, { registry });
-    // The ceiling: same body handling (raw buffer, V2 decode), no model, a constant answer.
-    await app.register(async (scope) => {
-      scope.removeAllContentTypeParsers();
-      scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 * 1024 }, (_r, body, done) =>
-        done(null, body),
-      );
-      scope.post('/ceiling', async (req, reply) => {
-        const body = req.body as Buffer;
-        const hl = parseHeaderLength(
-          req.headers['inference-header-content-length'] as string | undefined,
-          body.byteLength,
-        );
-        decodeV2Request(body, hl);
-        reply.header('content-type', 'application/json');
-        return '{"model_name":"ceiling","outputs":[]}';
-      });
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const kinds = ['mlserve-fastify', 'mlserve-express', ...HAND.map(([k]) => k), 'ceiling'];
+    log(`starting ${kinds.length} servers, one child process each`);
+    const servers = new Map<string, Child>();
+    const started = await Promise.allSettled(kinds.map(async (k) => servers.set(k, await startServer(k))));
     const sections: string[] = [
-      `wrk -t1 -c${connections}, ${seconds} s per configuration, in a separate process; the server and onnxruntime (1 intra-op thread) in this one. The machine is shared and noisy: compare ratios within a table, not absolute figures across runs.`,
+      `Each server in its own child process; load from wrk (\`wrk -t1 -c${connections} -d${seconds}s\`, POST bodies from a generated Lua script) in a separate process, the same for every server. mlserve serves \`pipeline(loadOnnxModel(model, { intraOpNumThreads: 1 }), metrics(), batching({ maxBatchSize: 16, maxDelayMs: 'auto' }))\`. The hand-written servers parse the V2 JSON body, build an \`ort.Tensor\` and call \`session.run\` per request. The ceiling parses the same JSON body and answers a constant. Baseline: the best hand-written server for that model. CPU is the server process's (from /proc), beside wrk's own; peak RSS is the server process's over the whole scenario. On 2 cores wrk competes with the server; the machine is shared and noisy: read ratios within a table.`,
       '',
     ];
+    const bars: { label: string; value: number; highlight?: boolean }[] = [];
+    const headline: string[] = [];
     try {
-      for (const m of models) {
+      const failed = started.filter((s) => s.status === 'rejected');
+      if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
+      for (const m of pick(models, models.slice(0, 1))) {
         const b = bodies(m.input, m.output, m.dims);
-        const binary = b.binary;
-        const hdr = String(b.headerLength);
-        const configs: { name: string; path: string; body: Buffer; headers: Record<string, string> }[] = [
+        const v2 = `/v2/models/${m.name}/infer`;
+        const json = { 'Content-Type': 'application/json' };
+        const configs = [
           {
-            name: 'V2 binary',
-            path: `/v2/models/${m.name}/infer`,
-            body: binary,
-            headers: { 'Inference-Header-Content-Length': hdr },
-          },
-          {
-            name: 'V2 JSON',
-            path: `/v2/models/${m.name}/infer`,
+            name: 'mlserve Fastify, V2 JSON',
+            kind: 'mlserve-fastify',
+            path: v2,
             body: b.json,
-            headers: { 'Content-Type': 'application/json' },
+            headers: json,
           },
           {
-            name: 'ceiling, binary body',
-            path: '/ceiling',
-            body: binary,
-            headers: { 'Inference-Header-Content-Length': hdr },
+            name: 'mlserve Fastify, V2 binary',
+            kind: 'mlserve-fastify',
+            path: v2,
+            body: b.binary,
+            headers: {
+              'Content-Type': 'application/octet-stream',
+              'Inference-Header-Content-Length': String(b.headerLength),
+            },
           },
           {
-            name: 'ceiling, JSON body',
-            path: '/ceiling',
+            name: 'mlserve Fastify, TF Serving REST',
+            kind: 'mlserve-fastify',
+            path: `/v1/models/${m.name}:predict`,
+            body: b.tfserving,
+            headers: json,
+          },
+          {
+            name: 'mlserve Express router, V2 JSON',
+            kind: 'mlserve-express',
+            path: v2,
             body: b.json,
-            headers: { 'Content-Type': 'application/json' },
+            headers: json,
+          },
+          ...HAND.map(([kind, name]) => ({
+            name,
+            kind,
+            path: `/predict/${m.name}`,
+            body: b.json,
+            headers: json,
+          })),
+          {
+            name: 'HTTP ceiling: Fastify, parse JSON, constant answer',
+            kind: 'ceiling',
+            path: `/predict/${m.name}`,
+            body: b.json,
+            headers: json,
           },
         ];
-        const results: LoadResult[] = [];
+        const results = new Map<string, LoadResult>();
         for (const c of configs) {
-          log(`${m.name}: ${c.name} (${c.body.byteLength} bytes per request)`);
+          const server = servers.get(c.kind)!;
+          const url = `http://127.0.0.1:${server.port}${c.path}`;
+          // Correctness and warm-up: the server must answer 200 before it is measured.
+          for (let i = 0; i < pick(20, 5); i++) {
+            const res = await fetch(url, { method: 'POST', body: c.body, headers: c.headers });
+            const text = await res.arrayBuffer();
+            if (res.status !== 200) {
+              throw new Error(`${c.name}: HTTP ${res.status} ${Buffer.from(text).toString().slice(0, 200)}`);
+            }
+          }
+          log(`${m.label}: ${c.name} (${c.body.byteLength} bytes per request)`);
           const script = luaScript(dir, `${m.name}-${c.name.replace(/\W+/g, '-')}`, c.body, c.headers);
-          await wrk(`${base}${c.path}`, script, 1, connections); // warm-up, not measured
-          const cpu0 = process.cpuUsage();
+          const pid = server.process.pid!;
+          const cpu0 = procCpu(pid);
           const t0 = performance.now();
-          const run = await wrk(`${base}${c.path}`, script, seconds, connections);
+          const run = await wrk(url, script, seconds, connections);
           const wall = (performance.now() - t0) / 1000;
-          const cpu = process.cpuUsage(cpu0);
-          results.push({
+          results.set(c.name, {
             name: c.name,
             requests: run.requests,
             errors: run.errors,
             durationMs: seconds * 1000,
             throughput: run.rps,
-            mean: Number.NaN,
+            mean: run.mean,
             p50: run.p50,
             p90: run.p90,
             p99: run.p99,
-            max: Number.NaN,
-            cpuCores: (cpu.user + cpu.system) / 1e6 / wall,
-            peakRssMb: process.memoryUsage().rss / 2 ** 20,
+            max: run.max,
+            cpuCores: (procCpu(pid) - cpu0) / wall,
+            peakRssMb: procPeakRss(pid),
             loopDelayP99: Number.NaN,
-            extra: { 'request bytes': c.body.byteLength, 'wrk CPU (cores)': run.wrkCores.toFixed(2) },
+            extra: {
+              'p90 (ms)': run.p90.toFixed(2),
+              'request bytes': c.body.byteLength,
+              'wrk CPU (cores)': run.wrkCores.toFixed(2),
+            },
           });
         }
-        const [bin, json, ceilBin, ceilJson] = results as [LoadResult, LoadResult, LoadResult, LoadResult];
+        const hand = HAND.map(([, name]) => results.get(name)!);
+        const best = hand.reduce((a, r) => (r.throughput > a.throughput ? r : a));
+        const rest = configs.map((c) => results.get(c.name)!).filter((r) => r !== best);
         sections.push(
-          ratioTable(`${m.name} (${m.dims.join('x')} FP32), baseline V2 binary`, bin, [
-            json,
-            ceilBin,
-            ceilJson,
-          ]),
+          ratioTable(
+            `${m.label} (${m.dims.join('x')} FP32), ${connections} connections, baseline: the best hand-written server`,
+            best,
+            rest,
+          ),
         );
-        sections.push(
-          `JSON body is ${((json.extra!['request bytes'] as number) / (bin.extra!['request bytes'] as number)).toFixed(2)}x the binary body. ` +
-            `V2 binary reaches ${(bin.throughput / ceilBin.throughput).toFixed(2)}x of its ceiling, V2 JSON ${(json.throughput / ceilJson.throughput).toFixed(2)}x of its ceiling.`,
-          '',
+        const mlserve = configs.filter((c) => c.name.startsWith('mlserve')).map((c) => results.get(c.name)!);
+        const top = mlserve.reduce((a, r) => (r.throughput > a.throughput ? r : a));
+        const sameBody = results.get('mlserve Fastify, V2 JSON')!;
+        const ceiling = results.get('HTTP ceiling: Fastify, parse JSON, constant answer')!;
+        const x = (r: LoadResult) => r.throughput / best.throughput;
+        headline.push(
+          `${m.label}: mlserve's best (${top.name}) reaches **${x(top).toFixed(2)}x** the throughput of the best hand-written server ` +
+            `(${best.name}; ${Math.round(top.throughput)} vs ${Math.round(best.throughput)} req/s) at p99 ${top.p99.toFixed(1)} ms vs ${best.p99.toFixed(1)} ms. ` +
+            `On the same V2 JSON body, mlserve Fastify is ${x(sameBody).toFixed(2)}x (p99 ${sameBody.p99.toFixed(1)} ms). ` +
+            `The HTTP ceiling (no model) is ${x(ceiling).toFixed(2)}x.`,
         );
+        for (const r of [best, ...rest]) {
+          bars.push({ label: `${m.label}: ${r.name}`, value: x(r), highlight: r === best });
+        }
       }
     } finally {
-      await app.close();
-      await registry.close();
+      for (const s of servers.values()) s.process.kill('SIGTERM');
+      await Promise.all(
+        [...servers.values()].map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              if (s.process.exitCode !== null || s.process.signalCode !== null) resolve();
+              else s.process.once('exit', () => resolve());
+            }),
+        ),
+      );
       rmSync(dir, { recursive: true, force: true });
     }
-    return sections.join('\n');
+    const picture = chart(
+      'http',
+      'HTTP throughput (wrk), x the best hand-written server',
+      bars,
+      'x the throughput of the best hand-written Fastify/Express + session.run server',
+      { markAt: 1 },
+    );
+    return [
+      ...(quick ? ['_Quick mode: mnist-cnn only, 1 s per server._', ''] : []),
+      ...headline.map((h) => `- ${h}`),
+      '',
+      ...sections,
+      picture,
+    ].join('\n');
   },
 });

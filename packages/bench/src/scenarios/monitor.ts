@@ -8,7 +8,7 @@ import { closedLoop, interleaved, ratioTable, scenario, timePerCall } from '../h
 export default scenario({
   name: 'monitor',
   title: 'Drift monitor: cost per request on mnist-cnn (every request sampled)',
-  async run({ pick, log }) {
+  async run({ pick, log, chart }) {
     // Imported here so that other scenarios run even before this package is built.
     const { fromFunction, pipeline } = await import('@mlserve/core');
     const { monitor, profile, imageStats, predictedClass, topScore } = await import('@mlserve/monitor');
@@ -50,11 +50,11 @@ export default scenario({
     const watchQuarter = monitor({ profile: ref, extractors, window: { size: 1000 }, sampleRate: 0.25 });
     const all = pipeline(model, watchAll);
     const quarter = pipeline(model, watchQuarter);
-    const iterations = pick(20_000, 3_000);
-    const durationMs = pick(3000, 1000);
+    const iterations = pick(8_000, 1_500);
+    const durationMs = pick(2000, 600);
     log(`${iterations} sequential calls each, then 8 callers for ${durationMs} ms, interleaved`);
     const call = (m: typeof model) => (i: number) => m.infer(images[i % images.length]!);
-    const rounds = pick(5, 3);
+    const rounds = pick(3, 1);
     const [raw, every, some] = await interleaved(rounds, [
       { name: 'mnist-cnn', run: () => timePerCall('raw', call(model), { iterations }) },
       { name: 'mnist-cnn + monitor(sampleRate 1)', run: () => timePerCall('all', call(all), { iterations }) },
@@ -87,6 +87,20 @@ export default scenario({
     const q = watchQuarter.stats();
     const rawUs = raw!.mean * 1000;
     const pct = (us: number) => `${((us / rawUs) * 100).toFixed(1)}%`;
+    const picture = chart(
+      'monitor',
+      'Drift monitor: throughput, x mnist-cnn alone',
+      [
+        { label: 'sequential: mnist-cnn', value: 1, highlight: true },
+        { label: 'sequential: + monitor(1)', value: every!.throughput / raw!.throughput },
+        { label: 'sequential: + monitor(0.25)', value: some!.throughput / raw!.throughput },
+        { label: '8 callers: mnist-cnn', value: 1, highlight: true },
+        { label: '8 callers: + monitor(1)', value: every8!.throughput / raw8!.throughput },
+        { label: '8 callers: + monitor(0.25)', value: some8!.throughput / raw8!.throughput },
+      ],
+      'x the throughput without the monitor',
+      { markAt: 1 },
+    );
     return [
       ratioTable('mnist-cnn, batch 1, sequential calls', raw!, [every!, some!]),
       ratioTable('mnist-cnn, batch 1, 8 concurrent callers', raw8!, [every8!, some8!]),
@@ -95,6 +109,7 @@ export default scenario({
         `(${pct(busy(q))}). Counters: ${a.requests} requests, ${a.dropped} dropped from a full queue, ` +
         `${a.evaluations} evaluations. The machine is shared and noisy: latency differences of a few percent ` +
         'between the rows above are within run-to-run noise.\n',
+      picture,
     ].join('\n');
   },
 });

@@ -1,8 +1,11 @@
+import type * as tf from '@tensorflow/tfjs';
 import { type LoadResult, ratioTable, scenario, timePerCall } from '../harness.js';
 
 /**
- * tfjs (wasm and pure-JS cpu backends) against onnxruntime-node, time per inference, batch 1,
- * sequential calls, one thread each (ORT intra-op 1; tfjs wasm in Node runs single-threaded).
+ * The backends on the same two models: onnxruntime-web (wasm), tfjs (wasm and pure-JS cpu
+ * backends) against onnxruntime-node, time per inference, batch 1, sequential calls, one thread
+ * each (ORT intra-op 1; onnxruntime-web `env.wasm.numThreads = 1`; tfjs wasm in Node runs
+ * single-threaded). The ONNX runtimes load the very same .onnx file.
  *
  * The same architectures on both sides, random weights on the tfjs side (speed does not depend on
  * the values):
@@ -14,12 +17,16 @@ import { type LoadResult, ratioTable, scenario, timePerCall } from '../harness.j
  * Layouts differ as each runtime prefers: ORT NCHW, tfjs NHWC (same element count).
  */
 export default scenario({
-  name: 'backend-tfjs',
-  title: 'backend-tfjs: tfjs wasm and cpu against onnxruntime-node (time per inference)',
-  async run({ pick, log }) {
+  name: 'backends',
+  title:
+    'Backends: onnxruntime-web (wasm), tfjs wasm and tfjs cpu against onnxruntime-node (time per inference)',
+  async run({ pick, log, chart }) {
     const tf = await import('@tensorflow/tfjs');
     const { loadTfjsModel } = await import('@mlserve/backend-tfjs');
     const { loadOnnxModel } = await import('@mlserve/backend-onnx');
+    const web = await import('@mlserve/backend-onnx/web');
+    const ortWeb = await import('onnxruntime-web');
+    ortWeb.env.wasm.numThreads = 1;
     const { modelPath } = await import('@mlserve/test-utils');
 
     function mnistCnn() {
@@ -100,7 +107,12 @@ export default scenario({
         onnxDims: [1, 1, 28, 28],
         tfjsDims: [1, 1, 28, 28],
         build: mnistCnn,
-        iterations: { onnx: pick(2000, 300), wasm: pick(1000, 200), cpu: pick(300, 50) },
+        iterations: {
+          onnx: pick(2000, 300),
+          web: pick(1000, 150),
+          wasm: pick(1000, 150),
+          cpu: pick(200, 30),
+        },
       },
       {
         title: 'MobileNetV2 1.0 224x224 (mobilenetv2.onnx vs MobileNetV2 in tf.layers), batch 1',
@@ -109,7 +121,7 @@ export default scenario({
         onnxDims: [1, 3, 224, 224],
         tfjsDims: [1, 224, 224, 3],
         build: mobileNetV2,
-        iterations: { onnx: pick(200, 30), wasm: pick(40, 8), cpu: pick(4, 2) },
+        iterations: { onnx: pick(200, 20), web: pick(40, 4), wasm: pick(40, 4), cpu: pick(4, 1) },
       },
     ];
 
@@ -118,10 +130,12 @@ export default scenario({
       'other work: read the ratios, not the absolute figures. "throughput" below is inferences/s.',
       '',
     ];
+    const bars: { label: string; value: number; highlight?: boolean }[] = [];
     for (const c of cases) {
       const size = c.onnxDims.reduce((a, b) => a * b, 1);
       const data = new Float32Array(size).map((_, i) => (i % 251) / 251);
       const onnx = await loadOnnxModel(c.onnx, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+      const onnxWeb = await web.loadOnnxModel(c.onnx);
       const a = await artifacts(c.build);
       const wasm = await loadTfjsModel(a, { backend: 'wasm', name: 'wasm' });
       const cpu = await loadTfjsModel(a, { backend: 'cpu', name: 'cpu' });
@@ -134,6 +148,13 @@ export default scenario({
         iterations: c.iterations.onnx,
         warmup: 10,
       });
+      log(`${c.title}: onnxruntime-web (wasm)`);
+      results.push(
+        await timePerCall('onnxruntime-web (wasm, 1 thread)', () => onnxWeb.infer(onnxFeeds), {
+          iterations: c.iterations.web,
+          warmup: 3,
+        }),
+      );
       log(`${c.title}: tfjs wasm`);
       results.push(
         await timePerCall('tfjs wasm', () => wasm.infer(tfFeeds), {
@@ -145,20 +166,34 @@ export default scenario({
       results.push(
         await timePerCall('tfjs cpu (pure JS)', () => cpu.infer(tfFeeds), {
           iterations: c.iterations.cpu,
-          warmup: 1,
+          warmup: pick(1, 0),
         }),
       );
       sections.push(ratioTable(c.title, base, results));
-      const [w, j] = results as [LoadResult, LoadResult];
-      const errors = base.errors + w.errors + j.errors;
+      const [o, w, j] = results as [LoadResult, LoadResult, LoadResult];
+      const errors = base.errors + o.errors + w.errors + j.errors;
+      const short = c.title.startsWith('MNIST') ? 'mnist-cnn' : 'mobilenetv2';
+      bars.push(
+        { label: `${short}: onnxruntime-node`, value: 1, highlight: true },
+        ...results.map((r) => ({ label: `${short}: ${r.name}`, value: r.p50 / base.p50 })),
+      );
       sections.push(
         `Median time per inference as a multiple of onnxruntime-node's (${base.p50.toFixed(2)} ms): ` +
-          `tfjs wasm ${(w.p50 / base.p50).toFixed(1)}x, tfjs cpu ${(j.p50 / base.p50).toFixed(1)}x` +
+          `onnxruntime-web ${(o.p50 / base.p50).toFixed(1)}x, tfjs wasm ${(w.p50 / base.p50).toFixed(1)}x, tfjs cpu ${(j.p50 / base.p50).toFixed(1)}x` +
           `${errors ? ` (${errors} calls failed!)` : ''}.`,
         '',
       );
-      await Promise.all([onnx.dispose(), wasm.dispose(), cpu.dispose()]);
+      await Promise.all([onnx.dispose(), onnxWeb.dispose(), wasm.dispose(), cpu.dispose()]);
     }
+    sections.push(
+      chart(
+        'backends',
+        'Median time per inference, x onnxruntime-node',
+        bars,
+        'x the median time of onnxruntime-node, 1 thread (lower is better)',
+        { markAt: 1 },
+      ),
+    );
     return sections.join('\n');
   },
 });
