@@ -557,3 +557,24 @@ describe('reload in place', () => {
     expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[4]);
   });
 });
+
+describe('the repository directory itself', () => {
+  it('rejects a missing directory with NOT_FOUND, a file with INVALID_ARGUMENT', async () => {
+    const dir = await setup();
+    expect((await rejection(loadRepository(join(dir, 'nope')))).code).toBe('NOT_FOUND');
+    await writeFile(join(dir, 'file'), 'x');
+    expect((await rejection(loadRepository(join(dir, 'file')))).code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('keeps serving when the directory becomes unreadable, and reports it', async () => {
+    const t = await tempRepo();
+    await addVersion(t.dir, 'mnist', '1');
+    const errors: string[] = [];
+    const repo = await open(t.dir, { logger: { error: (m) => errors.push(m) } });
+    await t.cleanup();
+    const report = await repo.poll();
+    expect(report.removed).toEqual([]);
+    expect(errors.join('\n')).toContain('cannot read the model repository');
+    expect((await repo.registry.infer('mnist', undefined, digit(0))).logits).toBeDefined();
+  });
+});
