@@ -18,6 +18,12 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 /**
  * Reads `name` from `dir` for a static route, or returns undefined when the name is not a plain
  * file name of a known type or the file does not exist: `../` and friends never leave `dir`.
+ *
+ * @example
+ * ```ts
+ * const file = await staticFile(PUBLIC_DIR, req.params.file);
+ * return file ? reply.type(file.type).send(file.body) : reply.code(404).send({ error: 'not found' });
+ * ```
  */
 export async function staticFile(
   dir: string,

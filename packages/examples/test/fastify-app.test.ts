@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExampleApp } from '../src/app.js';
@@ -8,15 +11,21 @@ import { checkServing } from './serving.js';
 describe('the Fastify example', () => {
   let example: ExampleApp<Awaited<ReturnType<typeof createFastifyApp>>['app']>;
   let base: string;
+  let publicDir: string;
 
   beforeAll(async () => {
-    await buildPage();
-    example = await createFastifyApp();
+    // Its own copy of the page: a build running beside the tests may be rewriting dist/.
+    publicDir = await mkdtemp(join(tmpdir(), 'mlserve-page-'));
+    await buildPage(publicDir);
+    example = await createFastifyApp({ publicDir });
     const port = await freePort();
     await example.app.listen({ port, host: '127.0.0.1' });
     base = `http://127.0.0.1:${port}`;
   });
-  afterAll(() => example?.close());
+  afterAll(async () => {
+    await example?.close();
+    await rm(publicDir, { recursive: true, force: true });
+  });
 
   it('serves MNIST over V2 and TF Serving with validation, cache, batching and metrics', async () => {
     await checkServing(base, 'Fastify');

@@ -1,4 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, requireService } from '@mlserve/test-utils';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -72,10 +74,13 @@ describe.runIf(haveChromium)('the drawing page in Chromium', () => {
   let example: ExampleApp<Awaited<ReturnType<typeof createFastifyApp>>['app']>;
   let browser: Browser;
   let base: string;
+  let publicDir: string;
 
   beforeAll(async () => {
-    await Promise.all([buildPage(), mkdir(ARTIFACTS, { recursive: true })]);
-    example = await createFastifyApp();
+    // Its own copy of the page: a build running beside the tests may be rewriting dist/.
+    publicDir = await mkdtemp(join(tmpdir(), 'mlserve-page-'));
+    await Promise.all([buildPage(publicDir), mkdir(ARTIFACTS, { recursive: true })]);
+    example = await createFastifyApp({ publicDir });
     const port = await freePort();
     await example.app.listen({ port, host: '127.0.0.1' });
     base = `http://127.0.0.1:${port}`;
@@ -97,6 +102,7 @@ describe.runIf(haveChromium)('the drawing page in Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     await example?.close();
+    await rm(publicDir, { recursive: true, force: true });
   });
 
   for (const viewport of [

@@ -25,6 +25,12 @@ const PAPER = 0.05;
 /**
  * Reads the ink out of canvas pixels (RGBA) of strokes drawn on a transparent canvas: the alpha
  * channel, which anti-aliasing makes a smooth 0-255 coverage, whatever the ink's colour.
+ *
+ * @example
+ * ```ts
+ * const { data, width, height } = ctx.getImageData(0, 0, canvas.width, canvas.height);
+ * const ink = inkFromRgba(data, width, height);
+ * ```
  */
 export function inkFromRgba(rgba: ArrayLike<number>, width: number, height: number): InkImage {
   const data = new Float32Array(width * height);
@@ -32,7 +38,14 @@ export function inkFromRgba(rgba: ArrayLike<number>, width: number, height: numb
   return { width, height, data };
 }
 
-/** The ink's bounding box `[x0, y0, x1, y1)` and its darkest value, or undefined when there is none. */
+/**
+ * The ink's bounding box `[x0, y0, x1, y1)` and its darkest value, or undefined when there is none.
+ *
+ * @example
+ * ```ts
+ * inkBounds({ width: 3, height: 1, data: [0, 9, 0] }); // { x0: 1, y0: 0, x1: 2, y1: 1, max: 9 }
+ * ```
+ */
 export function inkBounds(
   image: InkImage,
 ): { x0: number; y0: number; x1: number; y1: number; max: number } | undefined {
@@ -135,7 +148,14 @@ function clamp(v: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, v));
 }
 
-/** Softmax of logits: the probabilities the page draws as bars. */
+/**
+ * Softmax of logits: the probabilities the page draws as bars.
+ *
+ * @example
+ * ```ts
+ * softmax([0, 0]); // [0.5, 0.5]
+ * ```
+ */
 export function softmax(logits: ArrayLike<number>): number[] {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
@@ -144,7 +164,14 @@ export function softmax(logits: ArrayLike<number>): number[] {
   return exps.map((e) => e / sum);
 }
 
-/** Index of the largest value. */
+/**
+ * Index of the largest value: the predicted digit.
+ *
+ * @example
+ * ```ts
+ * argmax([0.1, 0.7, 0.2]); // 1
+ * ```
+ */
 export function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
