@@ -13,7 +13,7 @@ import {
 import { tensorFromBinary, tensorToBinary, V2_DATATYPE } from '@mlserve/http';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GrpcServing, serveGrpc } from '../src/index.js';
+import { createGrpcServer, type GrpcServing, serveGrpc } from '../src/index.js';
 import { connect, rejection } from './client.js';
 
 type Client = ReturnType<typeof connect>;
@@ -621,5 +621,25 @@ describe('shutdown', () => {
       client.close();
       await s.close();
     }
+  });
+});
+
+describe('options', () => {
+  it('refuses bad options with exact messages, and a taken port with UNAVAILABLE', async () => {
+    const own = new ModelRegistry();
+    expect(() => createGrpcServer({ registry: own, maxReceiveMessageLength: 0 })).toThrow(
+      'options.maxReceiveMessageLength must be a positive integer',
+    );
+    expect(() => createGrpcServer({ registry: own, maxStreamInFlight: 1.5 })).toThrow(
+      'options.maxStreamInFlight must be a positive integer',
+    );
+    expect(() => createGrpcServer({ registry: own, outputContents: 'json' as 'raw' })).toThrow(
+      /outputContents/,
+    );
+    await expect(serveGrpc({ registry: own, port: 70000 })).rejects.toThrow(/options.port/);
+    await expect(serveGrpc({ registry: own, port: server.port })).rejects.toMatchObject({
+      name: 'ServeError',
+      code: 'UNAVAILABLE',
+    });
   });
 });
