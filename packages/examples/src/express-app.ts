@@ -64,6 +64,9 @@ export async function createExpressApp(options: ExampleAppOptions = {}): Promise
   app.get('/hello', (_req, res) => {
     res.json({ hello: 'from Express', models: registry.names() });
   });
+  app.post('/hello', (req, res) => {
+    res.json({ hello: String(req.body?.name ?? 'you') }); // parsed by express.json(), not by mlserve
+  });
   return { app, registry, close: () => registry.close() };
 }
 

@@ -57,6 +57,10 @@ export async function createFastifyApp(
   // `validate: false`: the pipeline's validation() layer already checks every request.
   await app.register(mlservePlugin, { registry, metrics: prom, validate: false, bodyLimit: 1024 * 1024 });
   app.get('/hello', async () => ({ hello: 'from Fastify', models: registry.names() }));
+  // Fastify's own JSON parser: the plugin's raw-body parser is encapsulated to its routes.
+  app.post<{ Body: { name?: string } }>('/hello', async (req) => ({
+    hello: String(req.body?.name ?? 'you'),
+  }));
 
   // The page, the model file it runs in the browser, and onnxruntime-web's WebAssembly files.
   app.get('/', (_req, reply) => send(reply, publicDir, 'index.html'));

@@ -30,6 +30,10 @@ export async function checkServing(base: string, framework: string): Promise<voi
   const hello = await fetch(`${base}/hello`);
   expect(hello.status).toBe(200);
   expect(await hello.json()).toEqual({ hello: `from ${framework}`, models: ['mnist'] });
+  // The app's JSON body parser and mlserve's raw bodies live side by side.
+  const named = await post(base, '/hello', '{"name":"Ada"}');
+  expect(named.status).toBe(200);
+  expect(await named.json()).toEqual({ hello: 'Ada' });
 
   // V2 metadata, from the worker pool's model through every layer.
   const meta = (await (await fetch(`${base}/v2/models/mnist`)).json()) as Record<string, unknown>;

@@ -28,6 +28,8 @@ const bars = $('bars');
 const strokes: Point[][] = [];
 let current: Point[] | undefined;
 let model: Model | undefined;
+/** Why the browser's model could not load; the server still answers then. */
+let loadError: string | undefined;
 let busy = false;
 let dirty = false;
 
@@ -105,14 +107,14 @@ $('clear').addEventListener('click', () => {
   renderBars(undefined, undefined);
   results.dataset.state = 'idle';
   results.dataset.strokes = '0';
-  show(model ? 'Ready: draw a digit' : 'Loading the model…');
+  show(model || loadError ? 'Ready: draw a digit' : 'Loading the model…');
 });
 
 // ---- predicting ----------------------------------------------------------------------------------
 
 /** The browser's answer: the same model file, on onnxruntime-web. */
 async function inBrowser(pixels: Float32Array): Promise<Float32Array> {
-  if (!model) throw new Error('the model is still loading');
+  if (!model) throw new Error(loadError ?? 'the model is still loading');
   const { logits } = await model.infer({
     image: { type: 'float32', dims: [1, 1, SIZE, SIZE], data: pixels.slice() },
   });
@@ -144,7 +146,7 @@ async function timed<T>(f: () => Promise<T>): Promise<{ value?: T; error?: unkno
 }
 
 async function predict(): Promise<void> {
-  if (busy || !model) {
+  if (busy || !(model || loadError)) {
     dirty = true;
     return;
   }
@@ -227,8 +229,8 @@ try {
   show('Ready: draw a digit');
   if (strokes.length > 0) void predict();
 } catch (err) {
-  show(
-    `Could not load the model in the browser: ${err instanceof Error ? err.message : String(err)}`,
-    'error',
-  );
+  // Drawing still works: the server answers alone.
+  loadError = `could not load the model here (${err instanceof Error ? err.message : String(err)})`;
+  show('The browser could not load the model; the server still answers', 'error');
+  if (strokes.length > 0) void predict();
 }
