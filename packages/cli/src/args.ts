@@ -55,8 +55,9 @@ Options:
                           blocks the HTTP server (default 0: in the main thread). A model's
                           config.json "workers" wins.
   --poll-interval T       Check the repository for new, changed and removed versions every T
-                          (e.g. 5s, 500ms; 0 turns hot reload off; default 5s). A new version
-                          loads once its files stop changing, warms up, then replaces the old.
+                          and on file-system events (e.g. 5s, 500ms; 0 turns hot reload off;
+                          default 5s). A new version loads once its files stop changing, warms
+                          up, then replaces the old.
   --metrics               Serve Prometheus metrics at /metrics.
   --log-level L           silent, error, warn, info (default) or debug.
   --intra-op-threads N    onnxruntime threads per in-thread model (default min(4, cores)).

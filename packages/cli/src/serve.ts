@@ -158,7 +158,9 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     }
     registry.started = true;
     if (closing) return;
-    if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs);
+    // File-system events make changes show up at once; the interval catches what events miss
+    // (network file systems, some container mounts).
+    if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs, { fsEvents: true });
     try {
       await summary(repository, url, options, say);
     } catch (err) {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
@@ -38,6 +39,8 @@ export interface RepositoryOptions {
   registry?: ModelRegistry;
   /** Poll the directory for changes this often (ms); 0 or absent: no polling (call `poll()`). */
   pollIntervalMs?: number;
+  /** With `pollIntervalMs`, also poll on file-system events (see {@link Repository.watch}). Default false. */
+  fsEvents?: boolean;
   /** Replace how models, pools and middleware are created (default: dynamic imports of mlserve packages). */
   loaders?: Loaders;
   /** Where progress and problems are reported. */
@@ -233,6 +236,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   #lock: Promise<unknown> = Promise.resolve();
   #polling: Promise<PollReport> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #watcher: FSWatcher | undefined;
   #closing: Promise<void> | undefined;
   #slots: number;
   #waiting: (() => void)[] = [];
@@ -983,33 +987,70 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   }
 
   /**
-   * Polls every `intervalMs` until `close()` (or the returned stop function). The timer does not
-   * keep the process alive.
+   * Polls every `intervalMs` until `close()` (or the returned stop function). With `fsEvents`,
+   * file-system events also trigger a poll (debounced by `debounceMs`, default 250), and polls
+   * repeat while new files are settling, so changes are picked up in well under the interval;
+   * where recursive watching is unavailable it logs a warning and keeps polling. Neither the timer
+   * nor the watcher keeps the process alive.
+   *
+   * @example
+   * ```ts
+   * const stop = repo.watch(30_000, { fsEvents: true });
+   * ```
    */
-  watch(intervalMs: number): () => void {
-    if (!Number.isFinite(intervalMs) || intervalMs <= 0)
+  watch(intervalMs: number, options: { fsEvents?: boolean; debounceMs?: number } = {}): () => void {
+    if (!Number.isFinite(intervalMs) || intervalMs <= 0) {
       throw new TypeError('intervalMs must be a positive number');
+    }
+    const debounceMs = options.debounceMs ?? 250;
     this.#stopWatching();
+    const schedule = (ms: number) => {
+      if (this.closed) return;
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = setTimeout(tick, ms);
+      this.#timer.unref();
+    };
     const tick = () => {
       this.#timer = undefined;
       if (this.closed) return;
       this.poll()
         .catch((err: unknown) => this.#log('error', `poll failed: ${toServeError(err).message}`))
         .finally(() => {
-          if (!this.closed && this.#timer === undefined) {
-            this.#timer = setTimeout(tick, intervalMs);
-            this.#timer.unref();
-          }
+          if (this.closed || this.#timer !== undefined) return;
+          // Files seen changing are confirmed settled by a quick second look when events drive us.
+          const settling = [...this.#models.values()].some((m) => m.seen.size > 0);
+          schedule(this.#watcher && settling ? debounceMs : intervalMs);
         });
     };
-    this.#timer = setTimeout(tick, intervalMs);
-    this.#timer.unref();
+    schedule(intervalMs);
+    if (options.fsEvents) {
+      void this.#rootDir().then(
+        (root) => {
+          if (this.closed) return;
+          try {
+            const watcher = fsWatch(root, { recursive: true }, () => schedule(debounceMs));
+            watcher.on('error', (err) => {
+              this.#log('warn', `file watching stopped (${err.message}); polling every ${intervalMs} ms`);
+              watcher.close();
+              if (this.#watcher === watcher) this.#watcher = undefined;
+            });
+            watcher.unref();
+            this.#watcher = watcher;
+          } catch (err) {
+            this.#log('warn', `file watching is unavailable (${toServeError(err).message}); polling only`);
+          }
+        },
+        (err: unknown) => this.#log('error', toServeError(err).message),
+      );
+    }
     return () => this.#stopWatching();
   }
 
   #stopWatching(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#watcher?.close();
+    this.#watcher = undefined;
   }
 
   /**
@@ -1083,6 +1124,8 @@ export async function loadRepository(dir: string, options: RepositoryOptions = {
     await repo.close();
     throw err;
   }
-  if (options.pollIntervalMs && options.pollIntervalMs > 0) repo.watch(options.pollIntervalMs);
+  if (options.pollIntervalMs && options.pollIntervalMs > 0) {
+    repo.watch(options.pollIntervalMs, { fsEvents: options.fsEvents ?? false });
+  }
   return repo;
 }

@@ -578,3 +578,17 @@ describe('the repository directory itself', () => {
     expect((await repo.registry.infer('mnist', undefined, digit(0))).logits).toBeDefined();
   });
 });
+
+describe('watching', () => {
+  it('with fsEvents, picks up a new version long before the poll interval', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mnist', '1');
+    const repo = await open(dir, { pollIntervalMs: 60_000, fsEvents: true });
+    await sleep(100); // the watcher starts after the first scan
+    const started = Date.now();
+    await addVersion(dir, 'mnist', '2');
+    for (let i = 0; i < 200 && repo.registry.versions('mnist').join() !== '2'; i++) await sleep(25);
+    expect(repo.registry.versions('mnist')).toEqual(['2']);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
