@@ -51,7 +51,15 @@ function localRequire(): NodeJS.Require {
     : createRequire(import.meta.url);
 }
 
-/** The directory holding tfjs-backend-wasm's `.wasm` files, with a trailing slash. */
+/**
+ * The directory holding tfjs-backend-wasm's `.wasm` files, with a trailing slash.
+ *
+ * @example
+ * ```ts
+ * import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+ * setWasmPaths(defaultWasmPaths()); // what loadTfjsModel does before it starts the wasm backend
+ * ```
+ */
 export function defaultWasmPaths(): string {
   const entry = localRequire().resolve('@tensorflow/tfjs-backend-wasm');
   // entry: .../tfjs-backend-wasm/dist/index.js (or dist/tf-backend-wasm.node.js): the .wasm files sit beside it.

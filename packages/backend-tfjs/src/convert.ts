@@ -14,7 +14,14 @@ export type TfDtype = 'float32' | 'int32' | 'bool' | 'string';
 
 const TF_TYPES: ReadonlySet<string> = new Set(['float32', 'int32', 'bool', 'string']);
 
-/** The core type for a tfjs dtype (`complex64` has none). */
+/**
+ * The core type for a tfjs dtype (`complex64` has none: INTERNAL).
+ *
+ * @example
+ * ```ts
+ * coreType('int32'); // 'int32'
+ * ```
+ */
 export function coreType(dtype: string | undefined): DataType {
   if (dtype === undefined) return 'float32';
   if (TF_TYPES.has(dtype)) return dtype as DataType;
@@ -57,6 +64,12 @@ function numbersOf(name: string, t: Tensor): ArrayLike<number> {
  * (tfjs copies it into the backend); other numeric types are converted only where no value changes
  * meaning: integers must fit int32, floats must fit float32's range, bools must be 0 or 1.
  * Anything else is INVALID_ARGUMENT, never a silent wrap.
+ *
+ * @example
+ * ```ts
+ * toTfData('ids', { type: 'int64', dims: [2], data: new BigInt64Array([1n, 2n]) }, 'int32'); // Int32Array [1, 2]
+ * toTfData('ids', { type: 'int64', dims: [1], data: new BigInt64Array([2n ** 40n]) }, 'int32'); // throws INVALID_ARGUMENT
+ * ```
  */
 export function toTfData(
   name: string,
