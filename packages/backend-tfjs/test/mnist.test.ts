@@ -21,7 +21,9 @@ test('the committed MNIST model reaches 95% on the 200 held-out digits through l
 
   // Through core's validation, all 200 digits in one call.
   const served = pipeline(model, validation());
-  const out = await served.infer({ image: { type: 'float32', dims: [holdout.count, 1, 28, 28], data: holdout.images } });
+  const out = await served.infer({
+    image: { type: 'float32', dims: [holdout.count, 1, 28, 28], data: holdout.images },
+  });
   const probs = out.probabilities?.data as Float32Array;
   expect(out.probabilities?.dims).toEqual([200, 10]);
   let correct = 0;
