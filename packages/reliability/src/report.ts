@@ -145,7 +145,7 @@ export function renderReport(
       for (const c of rows) {
         const result = c.result === 'pass' ? 'pass' : '**FAIL**';
         out.push(
-          `| ${cell(c.name, 80)} | ${cell(c.adapter, 10)} | ${cell(c.sent)} | ${cell(c.got, 240)} | ${result} |`,
+          `| ${cell(c.name, 80)} | ${cell(c.adapter, 10)} | ${cell(c.sent)} | ${cell(c.got, 700)} | ${result} |`,
         );
       }
       out.push('');

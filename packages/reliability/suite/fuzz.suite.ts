@@ -38,22 +38,24 @@ interface Tally {
 /** Runs `fn`, counting success or a ServeError; anything else (or a slow call) fails the property. */
 function guarded(tally: Tally, fn: () => unknown): void {
   const t0 = performance.now();
+  let failure: Error | undefined;
   try {
     fn();
     tally.ok++;
   } catch (err) {
-    if (!isServeError(err)) {
-      throw new Error(
+    if (isServeError(err)) {
+      tally.rejected++;
+      tally.codes.add(err.code);
+    } else {
+      failure = new Error(
         `threw a non-ServeError: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
       );
     }
-    tally.rejected++;
-    tally.codes.add(err.code);
-  } finally {
-    const ms = performance.now() - t0;
-    tally.slowestMs = Math.max(tally.slowestMs, ms);
-    if (ms > HANG_MS) throw new Error(`a call took ${ms.toFixed(0)} ms`);
   }
+  const ms = performance.now() - t0;
+  tally.slowestMs = Math.max(tally.slowestMs, ms);
+  if (failure) throw failure;
+  if (ms > HANG_MS) throw new Error(`a call took ${ms.toFixed(0)} ms`);
 }
 
 const newTally = (): Tally => ({ ok: 0, rejected: 0, slowestMs: 0, codes: new Set() });
