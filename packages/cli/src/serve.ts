@@ -1,4 +1,4 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ModelMetadata, ModelRegistry, type Tensors, toServeError } from '@mlserve/core';
@@ -150,6 +150,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   say(`mlserve: listening on ${url} (loading models from ${dir})`);
 
   let closing: Promise<void> | undefined;
+  const requestFiles: string[] = [];
   const loaded = (async () => {
     try {
       await repository.poll();
@@ -162,7 +163,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     // (network file systems, some container mounts).
     if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs, { fsEvents: true });
     try {
-      await summary(repository, url, options, say);
+      await summary(repository, url, options, say, requestFiles);
     } catch (err) {
       log.warn?.(`could not print the summary: ${toServeError(err).message}`);
     }
@@ -181,6 +182,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
       }
       await repository.close();
       await loaded.catch(() => undefined);
+      await Promise.all(requestFiles.map((f) => rm(f, { force: true })));
     })();
     return closing;
   };
@@ -238,6 +240,7 @@ async function summary(
   url: string,
   options: ServeOptions,
   say: (line: string) => void,
+  requestFiles: string[],
 ): Promise<void> {
   const rows = repository.versions();
   const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS']];
@@ -261,8 +264,10 @@ async function summary(
       const { sampleInputs } = await import('@mlserve/repository');
       inputs = sampleInputs(meta, sample, 'config.json');
     }
-    const file = join(tmpdir(), `mlserve-${ready.name}-request.json`);
+    // One file per server process: two servers on one machine must not overwrite each other's.
+    const file = join(tmpdir(), `mlserve-${process.pid}-${ready.name}-request.json`);
     await writeFile(file, sampleRequest(meta, inputs));
+    requestFiles.push(file);
     say('');
     say('Get a prediction:');
     say(`  curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json' -d @${file}`);
