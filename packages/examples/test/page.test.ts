@@ -70,6 +70,32 @@ async function draw(page: Page, strokes: Stroke[]): Promise<void> {
   }
 }
 
+/** A "1", drawn with a finger. */
+const ONE: Stroke = [
+  [0.54, 0.2],
+  [0.52, 0.4],
+  [0.5, 0.6],
+  [0.48, 0.8],
+];
+
+/** Draws one stroke with a finger, through the DevTools protocol's touch events. */
+async function touchDraw(page: Page, stroke: Stroke): Promise<void> {
+  const box = (await page.locator('#pad').boundingBox())!;
+  const cdp = await page.context().newCDPSession(page);
+  const at = ([x, y]: [number, number]) => ({ x: box.x + x * box.width, y: box.y + y * box.height });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [at(stroke[0]!)] });
+  for (let i = 1; i < stroke.length; i++) {
+    const [a, b] = [stroke[i - 1]!, stroke[i]!];
+    for (let k = 1; k <= 6; k++) {
+      const t = k / 6;
+      const p = at([a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t]);
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: [p] });
+    }
+  }
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  await cdp.detach();
+}
+
 describe.runIf(haveChromium)('the drawing page in Chromium', () => {
   let example: ExampleApp<Awaited<ReturnType<typeof createFastifyApp>>['app']>;
   let browser: Browser;
@@ -106,8 +132,8 @@ describe.runIf(haveChromium)('the drawing page in Chromium', () => {
   });
 
   for (const viewport of [
-    { name: 'desktop', width: 1100, height: 760, isMobile: false, deviceScaleFactor: 1 },
-    { name: 'phone', width: 390, height: 844, isMobile: true, deviceScaleFactor: 2 },
+    { name: 'desktop', width: 1100, height: 760, isMobile: false, hasTouch: false, deviceScaleFactor: 1 },
+    { name: 'phone', width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
   ]) {
     it(`predicts drawn digits twice, in the browser and on the server, and they agree (${viewport.name})`, async () => {
       const { name, ...options } = viewport;
@@ -148,6 +174,18 @@ describe.runIf(haveChromium)('the drawing page in Chromium', () => {
             fullPage: true,
             animations: 'disabled',
           });
+        }
+        if (options.hasTouch) {
+          // A finger: touch events become pointer events (the pad has touch-action: none, so no scrolling).
+          await page.click('#clear');
+          await touchDraw(page, ONE);
+          const done = page.locator('#results[data-state="done"][data-strokes="1"]');
+          await done.waitFor({ timeout: 30_000 });
+          expect(await done.evaluate((el: HTMLElement) => [el.dataset.browser, el.dataset.server])).toEqual([
+            '1',
+            '1',
+          ]);
+          expect(await page.evaluate(() => window.scrollY)).toBe(0);
         }
         // Clear empties the pad and the answers.
         await page.click('#clear');
