@@ -593,8 +593,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         this.#log('error', `${scan.configError.message}${keeps}`, { model: name });
         this.emit('configError', name, scan.configError);
       } else {
-        if (state.config)
-          this.#log('info', `${scan.configFile} changed: new versions load with the new config`);
+        if (state.config) this.#log('info', `${scan.configFile} changed`);
         state.config = scan.config;
         state.configError = undefined;
       }
