@@ -23,7 +23,7 @@ const MODEL = new URL('../../../examples/model-repository/mnist/1/model.onnx', i
 export default scenario({
   name: 'examples',
   title: 'Examples: the Fastify app (HTTP + validation + cache + batching + 2 workers) vs the bare model',
-  async run({ pick, log }) {
+  async run({ pick, log, chart }) {
     const { images, count } = mnistHoldout();
     const digits = Array.from({ length: count }, (_, i) => images.slice(i * 784, (i + 1) * 784));
     // Request bodies with pixel 0 left out, so each request can put its own value there.
@@ -100,6 +100,13 @@ export default scenario({
         },
       ]);
       const [base, distinct, same, hello] = results as [LoadResult, LoadResult, LoadResult, LoadResult];
+      const picture = chart(
+        'examples',
+        'The Fastify example: throughput, x the bare model',
+        results.map((r) => ({ label: r.name, value: r.throughput / base.throughput, highlight: r === base })),
+        `x the bare model's throughput (${concurrency} callers)`,
+        { markAt: 1 },
+      );
       return (
         `${ratioTable(`mnist-cnn, ${concurrency} callers, ${durationMs} ms windows`, base, [distinct, same, hello])}\n` +
         'The HTTP client runs in the same process as the server and shares its 2 cores, so the HTTP rows ' +
@@ -108,7 +115,8 @@ export default scenario({
         `the bare model's throughput; repeats, answered by the cache, ${(same.throughput / base.throughput).toFixed(2)}x; ` +
         `an empty GET, ${(hello.throughput / base.throughput).toFixed(2)}x. This model computes in well under a ` +
         'millisecond, so HTTP and the JSON encoding of 784 numbers, not the model, set the pace; for such ' +
-        'models use the V2 binary tensor extension (see the http scenario) or run them on the device, as the page does.\n'
+        'models use the V2 binary tensor extension (see the http scenario) or run them on the device, as the page does.\n\n' +
+        `${picture}\n`
       );
     } finally {
       await Promise.all([bare.dispose(), example.close()]);
