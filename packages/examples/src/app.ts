@@ -21,9 +21,12 @@ export interface ExampleApp<App> {
   close(): Promise<void>;
 }
 
+/** Where `main()` listens: loopback unless `HOST` says otherwise (`HOST=0.0.0.0` to try the page on a phone). */
+export const HOST = process.env.HOST ?? '127.0.0.1';
+
 /** Prints the curl lines for a running example and stops it cleanly on Ctrl-C / SIGTERM. */
 export function listen(framework: string, port: number, close: () => Promise<void>, page: boolean): void {
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://${HOST === '0.0.0.0' || HOST === '::' ? 'localhost' : HOST}:${port}`;
   console.log(`mlserve on ${framework}: ${base}${page ? `  (open ${base}/ and draw a digit)` : ''}`);
   console.log(`  curl ${base}/hello`);
   console.log(`  curl ${base}/v2/models/mnist`);

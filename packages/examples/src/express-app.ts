@@ -14,7 +14,7 @@ import { metrics } from '@mlserve/metrics';
 import { workerPool } from '@mlserve/workers';
 import express, { type Express } from 'express';
 import { Registry } from 'prom-client';
-import { type ExampleApp, type ExampleAppOptions, listen } from './app.js';
+import { type ExampleApp, type ExampleAppOptions, HOST, listen } from './app.js';
 import { isMain, MODEL_FILE } from './paths.js';
 
 /**
@@ -74,7 +74,7 @@ export async function createExpressApp(options: ExampleAppOptions = {}): Promise
 export async function main(port = Number(process.argv[2] ?? process.env.PORT ?? 8001)): Promise<Server> {
   const { app, close } = await createExpressApp();
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(port, HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
   });
   listen(
     'Express',

@@ -14,7 +14,7 @@ import { metrics } from '@mlserve/metrics';
 import { workerPool } from '@mlserve/workers';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Registry } from 'prom-client';
-import { type ExampleApp, type ExampleAppOptions, listen } from './app.js';
+import { type ExampleApp, type ExampleAppOptions, HOST, listen } from './app.js';
 import { isMain, MODEL_FILE, ORT_WASM_DIR, PUBLIC_DIR } from './paths.js';
 import { staticFile } from './static.js';
 
@@ -85,7 +85,7 @@ async function send(reply: FastifyReply, dir: string, name: string): Promise<Fas
 /** `node dist/fastify-app.js [port]`: listens and prints what to open and curl. */
 export async function main(port = Number(process.argv[2] ?? process.env.PORT ?? 8000)): Promise<void> {
   const { app, close } = await createFastifyApp({ logger: false });
-  await app.listen({ port, host: '127.0.0.1' });
+  await app.listen({ port, host: HOST });
   listen('Fastify', port, close, true);
 }
 
