@@ -174,10 +174,10 @@ describe.each(ADAPTERS)('faults: %s', (adapter: Adapter) => {
           const outcomes = await load;
           const failed = outcomes.filter((o) => o.status !== 200);
           const recovered = await waitFor(() => {
-            const w = (pool.stats?.() as { workers?: { liveWorkers: number } }).workers;
+            const w = ((pool.stats?.() ?? {}) as { workers?: { liveWorkers: number } }).workers;
             return w?.liveWorkers === 2;
           }, 60_000);
-          const stats = (pool.stats?.() as { workers: { workerDeaths: number; liveWorkers: number } })
+          const stats = ((pool.stats?.() ?? {}) as { workers: { workerDeaths: number; liveWorkers: number } })
             .workers;
           const after = await Promise.all(
             Array.from({ length: 10 }, (_, k) =>
@@ -240,7 +240,7 @@ describe.each(ADAPTERS)('faults: %s', (adapter: Adapter) => {
         const server = await startServer(adapter, { registry });
         const agent = new Agent({ keepAlive: true, maxSockets: 8 });
         type CacheStats = { hits: number; misses: number; storeErrors?: number };
-        const cache = () => (served.stats?.() as { cache: CacheStats }).cache;
+        const cache = () => ((served.stats?.() ?? {}) as { cache: CacheStats }).cache;
         try {
           let i = 0;
           const load = closedLoop(
@@ -355,7 +355,7 @@ describe.each(ADAPTERS)('faults: %s', (adapter: Adapter) => {
         registry.add(served);
         const server = await startServer(adapter, { registry });
         const cancelled = () =>
-          (served.stats?.() as { batching?: { rejected?: { cancelled: number } } }).batching?.rejected
+          ((served.stats?.() ?? {}) as { batching?: { rejected?: { cancelled: number } } }).batching?.rejected
             ?.cancelled ?? -1;
         try {
           // A reaches the model (the gate holds it); B queues in the batcher behind it, then leaves.

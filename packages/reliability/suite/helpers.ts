@@ -161,7 +161,10 @@ export function send(
 ): Promise<Reply> {
   const { method = init.body === undefined ? 'GET' : 'POST', headers = {}, body, timeoutMs = 30_000 } = init;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}${path}`, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
+    // The path goes as it is: a URL string would be normalized (`/a/%2E%2E` is `/`) before sending.
+    const { hostname, port } = new URL(url);
+    const target = { hostname, port, path, method, headers, agent: false as const, timeout: timeoutMs };
+    const req = httpRequest(target, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
