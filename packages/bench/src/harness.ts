@@ -283,7 +283,7 @@ function fmt(n: number, digits = 2): string {
 
 /**
  * A markdown table of results beside a baseline from the same run: throughput and p99 with
- * their ratios to the baseline, plus p50, CPU and peak RSS.
+ * their ratios to the baseline, plus p50, p90, CPU and peak RSS.
  *
  * @example
  * ```ts
@@ -298,6 +298,7 @@ export function ratioTable(title: string, baseline: LoadResult, results: LoadRes
     'throughput (req/s)',
     'x baseline',
     'p50 (ms)',
+    'p90 (ms)',
     'p99 (ms)',
     'p99 x baseline',
     'errors',
@@ -319,6 +320,7 @@ export function ratioTable(title: string, baseline: LoadResult, results: LoadRes
         fmt(r.throughput, 1),
         isBase ? '1.00' : fmt(r.throughput / baseline.throughput),
         fmt(r.p50, 3),
+        fmt(r.p90, 3),
         fmt(r.p99, 3),
         isBase ? '1.00' : fmt(r.p99 / baseline.p99),
         String(r.errors),
@@ -344,6 +346,8 @@ export interface ScenarioContext {
    * `markAt: 1` draws the line a ratio is measured against.
    */
   chart(file: string, title: string, bars: Bar[], unit: string, options?: { markAt?: number }): string;
+  /** Adds a line to the report's headline summary at the top (markdown, one sentence or two). */
+  headline(text: string): void;
 }
 
 /** A benchmark scenario: returns its section of the report as markdown. */

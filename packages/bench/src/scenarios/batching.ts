@@ -53,7 +53,7 @@ function textRequests(n: number): Tensors[] {
 export default scenario({
   name: 'batching',
   title: 'Dynamic batching: throughput and p99 by concurrency, with and without batching',
-  async run({ pick, log, chart }) {
+  async run({ pick, log, chart, headline }) {
     const { batching } = await import('@mlserve/batching');
     const { loadOnnxModel } = await import('@mlserve/backend-onnx');
     const { modelPath } = await import('@mlserve/test-utils');
@@ -80,6 +80,7 @@ export default scenario({
       '',
     ];
     const bars: { label: string; value: number }[] = [];
+    const top: string[] = [];
     const summary: string[] = [];
     const withStats = (r: LoadResult, m: Model) => {
       const s = m.stats?.().batching as { averageBatchSize: number } | undefined;
@@ -110,6 +111,9 @@ export default scenario({
         sections.push(ratioTable(`${c.label}, ${concurrency} concurrent callers`, base, [b]));
         bars.push({ label: `${c.label}, ${concurrency} callers`, value: b.throughput / base.throughput });
         if (concurrency === levels[levels.length - 1]) {
+          top.push(
+            `${c.label} ${(b.throughput / base.throughput).toFixed(2)}x (p99 ${b.p99.toFixed(1)} vs ${base.p99.toFixed(1)} ms)`,
+          );
           summary.push(
             `${c.label} at ${concurrency} callers: ${(b.throughput / base.throughput).toFixed(2)}x the throughput ` +
               `(${Math.round(b.throughput)} vs ${Math.round(base.throughput)} req/s), p99 ${b.p99.toFixed(1)} ms vs ${base.p99.toFixed(1)} ms.`,
@@ -165,6 +169,9 @@ export default scenario({
         );
       }
     }
+    headline(
+      `**Batching** at ${levels[levels.length - 1]} concurrent callers, throughput x one call per request: ${top.join('; ')}.`,
+    );
     for (const m of disposers) await m.dispose();
     const picture = chart(
       'batching',

@@ -8,7 +8,7 @@ import { closedLoop, interleaved, ratioTable, scenario, timePerCall } from '../h
 export default scenario({
   name: 'cache',
   title: 'Response cache: hits, misses, keying cost and throughput by hit ratio',
-  async run({ pick, log, chart }) {
+  async run({ pick, log, chart, headline }) {
     // Imported here so that other scenarios run even before this package is built.
     const { fromFunction, pipeline } = await import('@mlserve/core');
     const { responseCache, cacheKey } = await import('@mlserve/cache');
@@ -199,6 +199,9 @@ export default scenario({
     ]);
     const [base, ...withCache] = results;
     const part3 = ratioTable(`mnist-cnn, ${concurrency} callers, closed loop`, base!, withCache);
+    headline(
+      `**Cache** (mnist-cnn, ${concurrency} callers): throughput x the bare model at ${withCache.map((r) => `${r.name.replace('cache, ', '')} ${(r.throughput / base!.throughput).toFixed(2)}x`).join(', ')}; a hit's median is ${(bare!.p50 / hit!.p50).toFixed(1)}x faster than an inference.`,
+    );
     const picture = chart(
       'cache-hit-ratio',
       'Throughput by hit ratio, x bare model',

@@ -166,7 +166,7 @@ const HAND = [
 export default scenario({
   name: 'http',
   title: 'HTTP: mlserve (Fastify, Express) against hand-written servers and the HTTP ceiling (wrk)',
-  async run({ quick, pick, log, chart }) {
+  async run({ quick, pick, log, chart, headline }) {
     const seconds = pick(3, 1);
     const rounds = pick(2, 1);
     const warmupMs = pick(1000, 300);
@@ -185,7 +185,7 @@ export default scenario({
       '',
     ];
     const bars: { label: string; value: number; highlight?: boolean }[] = [];
-    const headline: string[] = [];
+    const headline_: string[] = [];
     try {
       const failed = started.filter((s) => s.status === 'rejected');
       if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
@@ -286,7 +286,6 @@ export default scenario({
             peakRssMb: procPeakRss(pid),
             loopDelayP99: Number.NaN,
             extra: {
-              'p90 (ms)': run.p90.toFixed(2),
               'request bytes': c.body.byteLength,
               'wrk CPU (cores)': run.wrkCores.toFixed(2),
             },
@@ -320,7 +319,7 @@ export default scenario({
         const sameBody = results.get('mlserve Fastify, V2 JSON')!;
         const ceiling = results.get('HTTP ceiling: Fastify, parse JSON, constant answer')!;
         const x = (r: LoadResult) => r.throughput / best.throughput;
-        headline.push(
+        headline_.push(
           `${m.label}: mlserve's best (${top.name}) reaches **${x(top).toFixed(2)}x** the throughput of the best hand-written server ` +
             `(${best.name}; ${Math.round(top.throughput)} vs ${Math.round(best.throughput)} req/s) at p99 ${top.p99.toFixed(1)} ms vs ${best.p99.toFixed(1)} ms. ` +
             `On the same V2 JSON body, mlserve Fastify is ${x(sameBody).toFixed(2)}x (p99 ${sameBody.p99.toFixed(1)} ms). ` +
@@ -343,6 +342,7 @@ export default scenario({
       );
       rmSync(dir, { recursive: true, force: true });
     }
+    for (const h of headline_) headline(`**HTTP** ${h}`);
     const picture = chart(
       'http',
       'HTTP throughput (wrk), x the best hand-written server',
@@ -352,7 +352,7 @@ export default scenario({
     );
     return [
       ...(quick ? ['_Quick mode: mnist-cnn only, 1 s per server._', ''] : []),
-      ...headline.map((h) => `- ${h}`),
+      ...headline_.map((h) => `- ${h}`),
       '',
       ...sections,
       picture,

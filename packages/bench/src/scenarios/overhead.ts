@@ -11,7 +11,7 @@ import { interleaved, type LoadResult, ratioTable, scenario, timePerCall } from 
 export default scenario({
   name: 'overhead',
   title: 'Overhead: the full pipeline on a cache miss against a raw session.run loop',
-  async run({ pick, log, chart }) {
+  async run({ pick, log, chart, headline }) {
     // Imported here so that other scenarios run even before these packages are built.
     const { pipeline, validation } = await import('@mlserve/core');
     const { loadOnnxModel } = await import('@mlserve/backend-onnx');
@@ -29,6 +29,7 @@ export default scenario({
     ];
     const sections: string[] = [];
     const summary: string[] = [];
+    const heads: string[] = [];
     const bars: { label: string; value: number; highlight?: boolean }[] = [];
     for (const c of cases) {
       const size = c.dims.reduce((a, b) => a * b, 1);
@@ -83,6 +84,9 @@ export default scenario({
           `+${((full.mean - raw.mean) * 1000).toFixed(1)} us per request; median ${(full.p50 * 1000).toFixed(1)} vs ${(raw.p50 * 1000).toFixed(1)} us)` +
           `${hits > 0 ? `; ${hits} cache hits (expected none)` : ''}.`,
       );
+      heads.push(
+        `${c.file}: +${((full.p50 - raw.p50) * 1000).toFixed(0)} us on the median request (${(full.p50 / raw.p50).toFixed(2)}x), ${(full.mean / raw.mean).toFixed(2)}x the mean time`,
+      );
       bars.push(
         { label: `${c.file.replace('.onnx', '')}: raw session.run`, value: 1, highlight: true },
         { label: `${c.file.replace('.onnx', '')}: full pipeline`, value: full.mean / raw.mean },
@@ -90,6 +94,9 @@ export default scenario({
       await model.dispose();
       await session.release();
     }
+    headline(
+      `**Overhead** of the full pipeline (metrics, validation, cache miss, batching; concurrency 1) over a raw \`session.run\` loop: ${heads.join('; ')}.`,
+    );
     const picture = chart(
       'overhead',
       'Time per request on a cache miss, x raw session.run',

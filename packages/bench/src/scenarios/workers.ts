@@ -13,7 +13,7 @@ import { closedLoop, interleaved, type LoadResult, ratioTable, scenario } from '
 export default scenario({
   name: 'workers',
   title: 'Worker pool: mobilenetv2 on 2 workers x 1 thread vs the main thread x 2 threads',
-  async run({ pick, log, chart }) {
+  async run({ pick, log, chart, headline }) {
     const source = modelPath('mobilenetv2.onnx');
     const image = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i) * 0.5);
     // A fresh array per call: the pool moves (detaches) whole-buffer inputs; both sides pay the copy.
@@ -51,6 +51,9 @@ export default scenario({
       idle.disable();
       const floor = idle.percentile(99) / 1e6;
       const ratio = pooled!.throughput / inThread!.throughput;
+      headline(
+        `**Workers**: mobilenetv2 on \`workerPool\` (2 x 1 thread) reaches ${ratio.toFixed(2)}x the main thread's throughput, with an event-loop delay p99 of ${pooled!.loopDelayP99.toFixed(1)} ms against ${inThread!.loopDelayP99.toFixed(1)} ms.`,
+      );
       const picture = chart(
         'workers',
         'mobilenetv2: main thread vs worker pool',
