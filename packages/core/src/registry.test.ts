@@ -120,6 +120,7 @@ describe('ModelRegistry', () => {
     await expect(inflight).resolves.toBeDefined();
     await closing;
     expect([a.disposed, b.disposed]).toEqual([1, 1]);
+    expect(() => r.get('m')).toThrow(expect.objectContaining({ code: 'UNAVAILABLE' }));
     expect(() => r.add(versioned('3'))).toThrow(expect.objectContaining({ code: 'UNAVAILABLE' }));
   });
 

@@ -269,6 +269,9 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
    * for one that is not ready. Requests through the returned model are counted for draining.
    */
   get(name: string, versionOrLabel?: string, options?: InferOptions): Model {
+    // While and after closing, every request is UNAVAILABLE (503), never NOT_FOUND: a draining
+    // server must not tell load balancers that its models vanished.
+    if (this.#closing) throw unavailable('the server is shutting down');
     const entry = this.#find(name, versionOrLabel, options);
     if (!entry) {
       if (!this.#models.get(name)?.size) throw notFound(`unknown model "${name}"`);
