@@ -484,8 +484,11 @@ describe('faults: the mlserve CLI', () => {
           expect(code).toBe(0);
           expect(before.filter((o) => o.status === 200).length).toBeGreaterThan(0);
           expect(answered.every((o) => o.status === 200 || o.status === 503)).toBe(true);
-          // Resets are reported, not hidden: a client whose connection the kernel had queued when
-          // the listener closed is reset. At most one per client (each stops at its first error).
+          // Resets are reported, not hidden. Node 20 keeps every connection it has accepted until its
+          // request is answered (checked apart: server.close() leaves a connection whose request has
+          // not arrived yet alone), so a reset is a connection still in the kernel's accept queue
+          // when the listener closed, which the kernel resets; on a starved machine that queue can
+          // hold requests sent tens of ms earlier. At most one per client (each stops at its first error).
           expect(lost.length).toBeLessThanOrEqual(8);
         } finally {
           if (child.exitCode === null) child.kill('SIGKILL');
