@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { deflate, gunzip, gzip, inflate } from 'node:zlib';
 import {
@@ -370,7 +370,7 @@ export function createProtocol(options: MlserveHttpOptions) {
   function checkToken(req: ProtocolRequest): void {
     if (!management?.token) return;
     const auth = header(req, 'authorization') ?? '';
-    if (auth !== `Bearer ${management.token}`) {
+    if (!sameSecret(auth, `Bearer ${management.token}`)) {
       throw new ServeError('INVALID_ARGUMENT', 'the repository API needs a valid bearer token', {
         status: 401,
       });
@@ -571,6 +571,16 @@ function layerSpans(parent: Span, ctx: InferContext): void {
     );
     s.end(computeStart + compute);
   }
+}
+
+/**
+ * Compares a presented credential with the expected one in time that does not depend on where they
+ * differ (SHA-256 digests, so lengths match): `!==` would let a client find the token byte by byte.
+ */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
 }
 
 function notAllowed(): ServeError {

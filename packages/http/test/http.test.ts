@@ -823,6 +823,9 @@ describe.each(SERVERS)('%s', (_kind, start) => {
   describe('model repository extension', () => {
     it('needs the token, lists and unloads', async () => {
       expect((await post('/v2/repository/index', {})).status).toBe(401);
+      // A token of the same length, a prefix and a longer one are all refused (compared in constant time).
+      for (const wrong of ['Bearer s3crex', 'Bearer s3cre', 'Bearer s3crets', 'bearer s3cret'])
+        expect((await post('/v2/repository/index', {}, { authorization: wrong })).status).toBe(401);
       const auth = { authorization: 'Bearer s3cret' };
       const index = await (await post('/v2/repository/index', {}, auth)).json();
       expect(index).toEqual(

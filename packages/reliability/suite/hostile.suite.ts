@@ -3,6 +3,7 @@
  * server stays up and keeps answering correctly, and memory stays bounded.
  */
 import { request as httpRequest } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { ModelRegistry } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +69,8 @@ function lengthPrefixed(parts: [declared: number, bytes: Buffer][]): Buffer {
 }
 
 const DEPTH = 200_000;
+/** 64 MiB of spaces, gzipped to about 64 KiB: under the body limit until inflated. */
+const BOMB = gzipSync(Buffer.alloc(64 * 1024 * 1024, 32), { level: 9 });
 const nested = `${'['.repeat(DEPTH)}0${']'.repeat(DEPTH)}`;
 
 function cases(): HostileCase[] {
@@ -147,6 +150,14 @@ function cases(): HostileCase[] {
       headers: { ...JSON_CT, 'content-encoding': 'gzip' },
       status: 400,
       code: 'INVALID_ARGUMENT',
+    },
+    {
+      name: 'gzip bomb',
+      sent: `Content-Encoding: gzip, ${(BOMB.byteLength / 1024).toFixed(0)} KiB that inflate to 64 MiB`,
+      body: BOMB,
+      headers: { ...JSON_CT, 'content-encoding': 'gzip' },
+      status: 413,
+      code: 'PAYLOAD_TOO_LARGE',
     },
     {
       name: 'declared Content-Length over the limit',
