@@ -27,7 +27,16 @@ export type FeatureColumns = Record<string, ArrayLike<number> | readonly string[
 export interface Extractor {
   readonly features: readonly FeatureSpec[];
   extract(inputs: Tensors, outputs: Tensors | undefined): FeatureColumns;
+  /**
+   * Optional allocation-free form of `extract`, used by the monitor when present: calls
+   * `emit(i, value)` for each row's value of `features[i]`. It must report the same values as
+   * `extract`. The named extractors all have it; `extractor()` ones need not.
+   */
+  each?(inputs: Tensors, outputs: Tensors | undefined, emit: FeatureEmit): void;
 }
+
+/** Receives one value of feature `features[index]` (see {@link Extractor.each}). */
+export type FeatureEmit = (index: number, value: number | string) => void;
 
 /**
  * An extractor from a function, for features the named extractors do not cover.
@@ -43,6 +52,8 @@ export interface Extractor {
 export function extractor(options: {
   features: readonly FeatureSpec[];
   extract: (inputs: Tensors, outputs: Tensors | undefined) => FeatureColumns;
+  /** Optional allocation-free form of `extract` (see {@link Extractor.each}). */
+  each?: (inputs: Tensors, outputs: Tensors | undefined, emit: FeatureEmit) => void;
 }): Extractor {
   for (const f of options.features) {
     if (typeof f.name !== 'string' || f.name.length === 0)
@@ -50,7 +61,9 @@ export function extractor(options: {
     if (f.kind !== 'numeric' && f.kind !== 'categorical')
       throw new TypeError(`feature "${f.name}": unknown kind`);
   }
-  return { features: [...options.features], extract: options.extract };
+  const ex: Extractor = { features: [...options.features], extract: options.extract };
+  if (options.each) return { ...ex, each: options.each };
+  return ex;
 }
 
 function pick(tensors: Tensors | undefined, name: string, where: 'input' | 'output'): Tensor {
@@ -81,19 +94,22 @@ export function columns(
   const features = names.map(
     (name) => ({ name, kind: categorical.has(name) ? 'categorical' : 'numeric' }) as FeatureSpec,
   );
+  const isCategorical = names.map((name) => categorical.has(name));
+  const read = (inputs: Tensors) => {
+    const t = pick(inputs, input, 'input');
+    const width = t.dims.length >= 2 ? t.dims[t.dims.length - 1]! : 1;
+    if (width !== names.length) {
+      throw invalidArgument(`monitor: input "${input}" has ${width} columns, ${names.length} are named`);
+    }
+    return { data: t.data as ArrayLike<number | bigint>, width, rows: t.data.length / width };
+  };
   return extractor({
     features,
     extract(inputs) {
-      const t = pick(inputs, input, 'input');
-      const width = t.dims.length >= 2 ? t.dims[t.dims.length - 1]! : 1;
-      if (width !== names.length) {
-        throw invalidArgument(`monitor: input "${input}" has ${width} columns, ${names.length} are named`);
-      }
-      const rows = t.data.length / width;
+      const { data, width, rows } = read(inputs);
       const out: Record<string, number[] | string[]> = {};
-      const data = t.data as ArrayLike<number | bigint>;
       names.forEach((name, c) => {
-        if (categorical.has(name)) {
+        if (isCategorical[c]) {
           const col: string[] = new Array(rows);
           for (let r = 0; r < rows; r++) col[r] = String(data[r * width + c]);
           out[name] = col;
@@ -104,6 +120,15 @@ export function columns(
         }
       });
       return out;
+    },
+    each(inputs, _outputs, emit) {
+      const { data, width, rows } = read(inputs);
+      for (let r = 0, p = 0; r < rows; r++) {
+        for (let c = 0; c < width; c++, p++) {
+          const v = data[p]!;
+          emit(c, isCategorical[c] ? String(v) : toNumber(v));
+        }
+      }
     },
   });
 }
@@ -132,112 +157,163 @@ export interface ImageStatsOptions {
 export function imageStats(input: string, options: ImageStatsOptions = {}): Extractor {
   const { layout = 'nchw', brightThreshold = 0.5, prefix = `${input}.` } = options;
   const base = ['mean', 'std', 'bright', 'centroidX', 'centroidY'];
-  const names = {
-    mean: `${prefix}mean`,
-    std: `${prefix}std`,
-    bright: `${prefix}bright`,
-    centroidX: `${prefix}centroidX`,
-    centroidY: `${prefix}centroidY`,
-  };
   let channelsSeen = 0;
   const make = (channels: number): FeatureSpec[] => {
     const names = [...base];
     if (channels > 1) for (let c = 0; c < channels; c++) names.push(`channel${c}`);
     return names.map((n) => ({ name: `${prefix}${n}`, kind: 'numeric' }));
   };
+  const nchw = layout === 'nchw';
+  // Scratch reused across calls (extraction is synchronous, so one set per extractor is enough).
+  const stats = new Float64Array(5);
+  let chan = new Float64Array(1);
+  let ink = new Float64Array(0);
+  let C = 1;
+  let H = 0;
+  let W = 0;
+  const shape = (inputs: Tensors): { data: ArrayLike<number>; n: number } => {
+    const t = pick(inputs, input, 'input');
+    if (t.dims.length !== 4)
+      throw invalidArgument(`monitor: input "${input}" must be [batch, C, H, W] or [batch, H, W, C]`);
+    if (t.type === 'int64' || t.type === 'uint64') {
+      throw invalidArgument(`monitor: input "${input}" has 64-bit integer pixels`);
+    }
+    const [n, d1, d2, d3] = t.dims as [number, number, number, number];
+    if (nchw) {
+      C = d1;
+      H = d2;
+      W = d3;
+    } else {
+      C = d3;
+      H = d1;
+      W = d2;
+    }
+    if (C !== channelsSeen) {
+      channelsSeen = C;
+      ex.features = make(C);
+    }
+    if (chan.length < C) chan = new Float64Array(C);
+    if (C > 1 && ink.length < H * W) ink = new Float64Array(H * W);
+    return { data: t.data as ArrayLike<number>, n };
+  };
   const ex: Extractor & { features: FeatureSpec[] } = {
     features: make(1),
     extract(inputs) {
-      const t = pick(inputs, input, 'input');
-      if (t.dims.length !== 4)
-        throw invalidArgument(`monitor: input "${input}" must be [batch, C, H, W] or [batch, H, W, C]`);
-      const [n, d1, d2, d3] = t.dims as [number, number, number, number];
-      const [C, H, W] = layout === 'nchw' ? [d1, d2, d3] : [d3, d1, d2];
-      if (C !== channelsSeen) {
-        channelsSeen = C;
-        ex.features = make(C);
-      }
-      if (t.type === 'int64' || t.type === 'uint64') {
-        throw invalidArgument(`monitor: input "${input}" has 64-bit integer pixels`);
-      }
-      const data = t.data as Float32Array;
-      const HW = H * W;
-      const per = C * HW;
+      const { data, n } = shape(inputs);
       const out: Record<string, number[]> = {};
-      for (const f of ex.features) out[f.name] = new Array(n);
-      const mean = out[names.mean]!;
-      const std = out[names.std]!;
-      const brightOut = out[names.bright]!;
-      const cx = out[names.centroidX]!;
-      const cy = out[names.centroidY]!;
-      const chan = new Float64Array(C);
-      // Ink per pixel, summed over channels (only needed when there is more than one).
-      const ink = C > 1 ? new Float64Array(HW) : undefined;
-      const nchw = layout === 'nchw';
+      const cols: number[][] = [];
+      for (const f of ex.features) {
+        const col = new Array<number>(n);
+        out[f.name] = col;
+        cols.push(col);
+      }
       for (let r = 0; r < n; r++) {
-        const off = r * per;
-        let s = 0;
-        let s2 = 0;
-        let bright = 0;
-        let mx = 0;
-        let my = 0;
-        let mass = 0;
-        if (C === 1) {
-          // The common grey-scale case: one pass over the pixels.
-          for (let y = 0, p = off; y < H; y++) {
-            let rowMass = 0;
-            for (let x = 0; x < W; x++, p++) {
-              const v = data[p]!;
-              s += v;
-              s2 += v * v;
-              if (v > brightThreshold) bright++;
-              if (v > 0) {
-                rowMass += v;
-                mx += v * x;
-              }
-            }
-            mass += rowMass;
-            my += rowMass * y;
-          }
-          chan[0] = s;
-        } else {
-          for (let c = 0; c < C; c++) {
-            let cs = 0;
-            for (let p = 0; p < HW; p++) {
-              const v = data[nchw ? off + c * HW + p : off + p * C + c]!;
-              cs += v;
-              s2 += v * v;
-              if (v > brightThreshold) bright++;
-              ink![p] = (c === 0 ? 0 : ink![p]!) + v;
-            }
-            chan[c] = cs;
-            s += cs;
-          }
-          for (let y = 0, p = 0; y < H; y++) {
-            let rowMass = 0;
-            for (let x = 0; x < W; x++, p++) {
-              const v = ink![p]!;
-              if (v > 0) {
-                rowMass += v;
-                mx += v * x;
-              }
-            }
-            mass += rowMass;
-            my += rowMass * y;
-          }
-        }
-        const m = s / per;
-        mean[r] = m;
-        std[r] = Math.sqrt(Math.max(0, s2 / per - m * m));
-        brightOut[r] = bright / per;
-        cx[r] = mass > 0 ? mx / mass / Math.max(1, W - 1) : 0.5;
-        cy[r] = mass > 0 ? my / mass / Math.max(1, H - 1) : 0.5;
-        if (C > 1) for (let c = 0; c < C; c++) out[`${prefix}channel${c}`]![r] = chan[c]! / HW;
+        scanImage(data, r * C * H * W, C, H, W, nchw, brightThreshold, stats, chan, ink);
+        for (let i = 0; i < 5; i++) cols[i]![r] = stats[i]!;
+        if (C > 1) for (let c = 0; c < C; c++) cols[5 + c]![r] = chan[c]!;
       }
       return out;
     },
+    each(inputs, _outputs, emit) {
+      const { data, n } = shape(inputs);
+      for (let r = 0; r < n; r++) {
+        scanImage(data, r * C * H * W, C, H, W, nchw, brightThreshold, stats, chan, ink);
+        emit(0, stats[0]!);
+        emit(1, stats[1]!);
+        emit(2, stats[2]!);
+        emit(3, stats[3]!);
+        emit(4, stats[4]!);
+        if (C > 1) for (let c = 0; c < C; c++) emit(5 + c, chan[c]!);
+      }
+    },
   };
   return ex;
+}
+
+/**
+ * One image's statistics in one pass with no allocation: `out` gets mean, std, bright share,
+ * centroidX, centroidY; `chan` the channel means (when C > 1, using `ink` as scratch).
+ */
+function scanImage(
+  data: ArrayLike<number>,
+  off: number,
+  C: number,
+  H: number,
+  W: number,
+  nchw: boolean,
+  threshold: number,
+  out: Float64Array,
+  chan: Float64Array,
+  ink: Float64Array,
+): void {
+  const HW = H * W;
+  const per = C * HW;
+  let s = 0;
+  let s2 = 0;
+  let bright = 0;
+  let mx = 0;
+  let my = 0;
+  let mass = 0;
+  if (C === 1) {
+    // The common grey-scale case: one pass. Zero pixels (most of a digit or a mask) add nothing
+    // to any sum, so they are skipped, unless the bright threshold is negative.
+    const skipZeros = threshold >= 0;
+    let p = off;
+    for (let y = 0; y < H; y++) {
+      let rs = 0;
+      let rs2 = 0;
+      let rowMass = 0;
+      let rowX = 0;
+      for (let x = 0; x < W; x++, p++) {
+        const v = data[p]!;
+        if (v === 0 && skipZeros) continue;
+        rs += v;
+        rs2 += v * v;
+        if (v > threshold) bright++;
+        if (v > 0) {
+          rowMass += v;
+          rowX += v * x;
+        }
+      }
+      s += rs;
+      s2 += rs2;
+      mass += rowMass;
+      mx += rowX;
+      my += rowMass * y;
+    }
+    chan[0] = s / HW;
+  } else {
+    for (let c = 0; c < C; c++) {
+      let cs = 0;
+      for (let p = 0; p < HW; p++) {
+        const v = data[nchw ? off + c * HW + p : off + p * C + c]!;
+        cs += v;
+        s2 += v * v;
+        if (v > threshold) bright++;
+        ink[p] = (c === 0 ? 0 : ink[p]!) + v;
+      }
+      chan[c] = cs / HW;
+      s += cs;
+    }
+    for (let y = 0, p = 0; y < H; y++) {
+      let rowMass = 0;
+      for (let x = 0; x < W; x++, p++) {
+        const v = ink[p]!;
+        if (v > 0) {
+          rowMass += v;
+          mx += v * x;
+        }
+      }
+      mass += rowMass;
+      my += rowMass * y;
+    }
+  }
+  const m = s / per;
+  out[0] = m;
+  out[1] = Math.sqrt(Math.max(0, s2 / per - m * m));
+  out[2] = bright / per;
+  out[3] = mass > 0 ? mx / mass / Math.max(1, W - 1) : 0.5;
+  out[4] = mass > 0 ? my / mass / Math.max(1, H - 1) : 0.5;
 }
 
 /**
@@ -254,29 +330,44 @@ export function predictedClass(
   options: { labels?: readonly string[]; name?: string } = {},
 ): Extractor {
   const name = options.name ?? `${output}.class`;
-  return extractor({
+  // Labels of class indices, made once (String(i) per row would allocate).
+  const names: string[] = [];
+  const label = (j: number): string => {
+    const given = options.labels?.[j];
+    if (given !== undefined) return given;
+    while (names.length <= j) names.push(String(names.length));
+    return names[j]!;
+  };
+  const read = (outputs: Tensors | undefined) => {
+    const t = pick(outputs, output, 'output');
+    const k = t.dims[t.dims.length - 1] ?? 1;
+    return { data: t.data as ArrayLike<number | bigint>, k, rows: k > 0 ? t.data.length / k : 0 };
+  };
+  const argmax = (data: ArrayLike<number | bigint>, off: number, k: number): number => {
+    let best = 0;
+    let top = toNumber(data[off]!);
+    for (let j = 1; j < k; j++) {
+      const v = toNumber(data[off + j]!);
+      if (v > top) {
+        top = v;
+        best = j;
+      }
+    }
+    return best;
+  };
+  return {
     features: [{ name, kind: 'categorical' }],
     extract(_inputs, outputs) {
-      const t = pick(outputs, output, 'output');
-      const k = t.dims[t.dims.length - 1] ?? 1;
-      const rows = k > 0 ? t.data.length / k : 0;
-      const data = t.data as ArrayLike<number | bigint>;
+      const { data, k, rows } = read(outputs);
       const col: string[] = new Array(rows);
-      for (let r = 0; r < rows; r++) {
-        let best = 0;
-        let top = toNumber(data[r * k]!);
-        for (let j = 1; j < k; j++) {
-          const v = toNumber(data[r * k + j]!);
-          if (v > top) {
-            top = v;
-            best = j;
-          }
-        }
-        col[r] = options.labels?.[best] ?? String(best);
-      }
+      for (let r = 0; r < rows; r++) col[r] = label(argmax(data, r * k, k));
       return { [name]: col };
     },
-  });
+    each(_inputs, outputs, emit) {
+      const { data, k, rows } = read(outputs);
+      for (let r = 0; r < rows; r++) emit(0, label(argmax(data, r * k, k)));
+    },
+  };
 }
 
 /**
@@ -290,24 +381,31 @@ export function predictedClass(
  */
 export function topScore(output: string, options: { softmax?: boolean; name?: string } = {}): Extractor {
   const name = options.name ?? `${output}.topScore`;
-  return extractor({
+  const softmax = options.softmax === true;
+  const read = (outputs: Tensors | undefined) => {
+    const t = pick(outputs, output, 'output');
+    const k = t.dims[t.dims.length - 1] ?? 1;
+    return { data: t.data as ArrayLike<number | bigint>, k, rows: k > 0 ? t.data.length / k : 0 };
+  };
+  const top = (data: ArrayLike<number | bigint>, off: number, k: number): number => {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < k; j++) max = Math.max(max, toNumber(data[off + j]!));
+    if (!softmax) return max;
+    let z = 0;
+    for (let j = 0; j < k; j++) z += Math.exp(toNumber(data[off + j]!) - max);
+    return 1 / z;
+  };
+  return {
     features: [{ name, kind: 'numeric' }],
     extract(_inputs, outputs) {
-      const t = pick(outputs, output, 'output');
-      const k = t.dims[t.dims.length - 1] ?? 1;
-      const rows = k > 0 ? t.data.length / k : 0;
-      const data = t.data as ArrayLike<number>;
+      const { data, k, rows } = read(outputs);
       const col: number[] = new Array(rows);
-      for (let r = 0; r < rows; r++) {
-        let max = Number.NEGATIVE_INFINITY;
-        for (let j = 0; j < k; j++) max = Math.max(max, toNumber(data[r * k + j]!));
-        if (options.softmax) {
-          let z = 0;
-          for (let j = 0; j < k; j++) z += Math.exp(toNumber(data[r * k + j]!) - max);
-          col[r] = 1 / z;
-        } else col[r] = max;
-      }
+      for (let r = 0; r < rows; r++) col[r] = top(data, r * k, k);
       return { [name]: col };
     },
-  });
+    each(_inputs, outputs, emit) {
+      const { data, k, rows } = read(outputs);
+      for (let r = 0; r < rows; r++) emit(0, top(data, r * k, k));
+    },
+  };
 }

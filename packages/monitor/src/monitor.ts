@@ -6,11 +6,11 @@ import {
   type Tensors,
   wrap,
 } from '@mlserve/core';
-import type { Extractor } from './extractors.js';
+import type { Extractor, FeatureEmit, FeatureSpec } from './extractors.js';
 import { assertProfile, type CategoricalProfile, type NumericProfile, type Profile } from './profile.js';
 import type { PayloadSink } from './sink.js';
 import { chiSquare, psi } from './stats.js';
-import { type CategoricalWindow, type NumericWindow, windowFor } from './window.js';
+import { type CategoricalWindow, type FeatureWindow, type NumericWindow, windowFor } from './window.js';
 
 /** Score limits; a feature drifts when any enabled score crosses its limit. */
 export interface Thresholds {
@@ -33,8 +33,16 @@ export interface MonitorOptions {
   extractors: readonly Extractor[];
   /** Default `{ size: 1000 }`. */
   window?: WindowOptions;
-  /** Fraction of requests measured (default 1). */
-  sampleRate?: number;
+  /**
+   * Fraction of requests measured, or `'auto'` (the default): measure every request while that
+   * costs less than `budget` of the thread's time, and sample fewer when it would cost more.
+   */
+  sampleRate?: number | 'auto';
+  /**
+   * With `sampleRate: 'auto'`, the share of the serving thread's time the monitor may spend
+   * measuring and scoring (default 0.02, i.e. 2%).
+   */
+  budget?: number;
   /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
   queueSize?: number;
   /** Limits, with per-feature overrides under `features`. */
@@ -98,6 +106,10 @@ export interface DriftEvent {
 export interface MonitorStats {
   requests: number;
   sampled: number;
+  /** The sampling rate in force (with `sampleRate: 'auto'`, the one the budget allows now). */
+  sampleRate: number;
+  /** Share of the thread's time spent measuring and scoring over the last adjustment period. */
+  busyShare: number;
   /** Sampled requests dropped because the measuring queue was full. */
   dropped: number;
   /** Requests whose features could not be extracted (wrong shape, missing input). */
@@ -121,11 +133,10 @@ export interface Monitor extends Middleware {
   stats(): MonitorStats;
 }
 
-interface Pending {
-  inputs: Tensors;
-  outputs: Tensors;
-  time: number;
-}
+/** How often `sampleRate: 'auto'` re-reads its cost and adjusts the rate, ms. */
+const ADJUST_EVERY_MS = 250;
+/** The lowest rate `'auto'` goes down to (a request in a thousand keeps the window moving). */
+const MIN_AUTO_RATE = 0.001;
 
 /**
  * Watches a model's traffic for drift against a reference profile. The request path only pushes
@@ -152,7 +163,8 @@ export function monitor(options: MonitorOptions): Monitor {
     profile: ref,
     extractors,
     window = { size: 1000 },
-    sampleRate = 1,
+    sampleRate = 'auto',
+    budget = 0.02,
     queueSize = 256,
     minRows = 50,
     evaluateEveryMs = 1000,
@@ -169,7 +181,10 @@ export function monitor(options: MonitorOptions): Monitor {
     if (typeof v !== 'number' || !(v >= 0 && v <= 1))
       throw invalidArgument(`monitor: options.${name} must be in [0, 1]`);
   };
-  rate('sampleRate', sampleRate);
+  const auto = sampleRate === 'auto';
+  if (!auto) rate('sampleRate', sampleRate);
+  if (typeof budget !== 'number' || !(budget > 0 && budget <= 1))
+    throw invalidArgument('monitor: options.budget must be in (0, 1]');
   rate('sinkSampleRate', sinkSampleRate);
   const positiveInt = (name: string, v: number) => {
     if (!Number.isInteger(v) || v < 1)
@@ -199,11 +214,19 @@ export function monitor(options: MonitorOptions): Monitor {
 
   const rings = new Map<string, NumericWindow | CategoricalWindow>();
   for (const [name, f] of Object.entries(ref.features)) rings.set(name, windowFor(capacity, f));
-  // A fixed ring of references: O(1) to add and take, never larger than queueSize.
-  const queue = new Array<Pending | undefined>(queueSize);
+  // A fixed ring of references (parallel arrays, so a push allocates nothing): O(1) to add and
+  // take, never larger than queueSize.
+  const qInputs = new Array<Tensors | undefined>(queueSize);
+  const qOutputs = new Array<Tensors | undefined>(queueSize);
+  const qTimes = new Float64Array(queueSize);
   let qHead = 0;
   let qLength = 0;
   const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0, busyMs: 0 };
+  // The rate in force; with 'auto' it follows the measured cost (see adapt()).
+  let currentRate = auto ? 1 : (sampleRate as number);
+  let periodStart = performance.now();
+  let periodBusy = 0;
+  let busyShare = 0;
   let lastExtractError: string | undefined;
   let drainScheduled = false;
   let dirty = false;
@@ -220,28 +243,69 @@ export function monitor(options: MonitorOptions): Monitor {
 
   const thresholdsFor = (name: string): Thresholds => ({ ...defaults, ...perFeature[name] });
 
-  function measure(p: Pending): void {
+  // Per extractor, the windows of its features in order (rebuilt when its feature list changes,
+  // as imageStats' does when it first sees colour images).
+  const routes = new Map<
+    Extractor,
+    { features: readonly FeatureSpec[]; rings: (FeatureWindow | undefined)[] }
+  >();
+  const ringsOf = (ex: Extractor): (FeatureWindow | undefined)[] => {
+    let r = routes.get(ex);
+    if (!r || r.features !== ex.features) {
+      r = { features: ex.features, rings: ex.features.map((f) => rings.get(f.name)) };
+      routes.set(ex, r);
+    }
+    return r.rings;
+  };
+  let emitRings: (FeatureWindow | undefined)[] = [];
+  let emitTime = 0;
+  const emit: FeatureEmit = (i, v) => {
+    const ring = emitRings[i];
+    if (ring === undefined || (typeof v === 'number' && !Number.isFinite(v))) return;
+    ring.push(v, emitTime);
+    dirty = true;
+  };
+
+  function measure(inputs: Tensors, outputs: Tensors, time: number): void {
+    emitTime = time;
     for (const ex of extractors) {
-      let cols: ReturnType<Extractor['extract']>;
       try {
-        cols = ex.extract(p.inputs, p.outputs);
+        if (ex.each) {
+          emitRings = ringsOf(ex);
+          ex.each(inputs, outputs, emit);
+          continue;
+        }
+        const cols = ex.extract(inputs, outputs);
+        for (const name in cols) {
+          const ring = rings.get(name);
+          if (!ring) continue;
+          const values = cols[name]!;
+          for (let i = 0; i < values.length; i++) {
+            const v = values[i]!;
+            if (typeof v === 'number' && !Number.isFinite(v)) continue;
+            ring.push(v, time);
+          }
+          dirty = true;
+        }
       } catch (err) {
         counters.extractErrors++;
         lastExtractError = err instanceof Error ? err.message : String(err);
-        continue;
-      }
-      for (const name in cols) {
-        const ring = rings.get(name);
-        if (!ring) continue;
-        const values = cols[name]!;
-        for (let i = 0; i < values.length; i++) {
-          const v = values[i]!;
-          if (typeof v === 'number' && !Number.isFinite(v)) continue;
-          ring.push(v, p.time);
-        }
-        dirty = true;
       }
     }
+  }
+
+  /** With 'auto': compares the busy share of the last period with the budget and moves the rate. */
+  function adapt(now: number): void {
+    const elapsed = now - periodStart;
+    if (elapsed < ADJUST_EVERY_MS) return;
+    busyShare = periodBusy / elapsed;
+    periodStart = now;
+    periodBusy = 0;
+    if (!auto) return;
+    // The rate that would have spent exactly the budget, reached in damped steps (at most 4x
+    // down, 2x up per period) so one noisy period does not swing it.
+    const target = busyShare > 0 ? (currentRate * budget) / busyShare : 1;
+    currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, currentRate / 4, Math.min(target, currentRate * 2)));
   }
 
   function drain(): void {
@@ -249,17 +313,22 @@ export function monitor(options: MonitorOptions): Monitor {
     const t0 = performance.now();
     const n = Math.min(drainBatch, qLength);
     for (let i = 0; i < n; i++) {
-      const p = queue[qHead]!;
-      queue[qHead] = undefined;
-      qHead = (qHead + 1) % queueSize;
+      const inputs = qInputs[qHead]!;
+      const outputs = qOutputs[qHead]!;
+      qInputs[qHead] = undefined;
+      qOutputs[qHead] = undefined;
+      const time = qTimes[qHead]!;
+      qHead = qHead + 1 === queueSize ? 0 : qHead + 1;
       qLength--;
-      measure(p);
+      measure(inputs, outputs, time);
     }
-    counters.busyMs += performance.now() - t0;
+    const t1 = performance.now();
+    counters.busyMs += t1 - t0;
+    periodBusy += t1 - t0;
+    adapt(t1);
     if (qLength > 0) schedule();
     else {
-      const now = Date.now();
-      if (dirty && now - lastEval >= evaluateEveryMs) evaluate();
+      if (dirty && Date.now() - lastEval >= evaluateEveryMs) evaluate();
       const waiters = idleWaiters;
       idleWaiters = [];
       for (const w of waiters) w();
@@ -305,7 +374,9 @@ export function monitor(options: MonitorOptions): Monitor {
     try {
       return scoreWindow();
     } finally {
-      counters.busyMs += performance.now() - t0;
+      const spent = performance.now() - t0;
+      counters.busyMs += spent;
+      periodBusy += spent;
     }
   }
 
@@ -368,7 +439,13 @@ export function monitor(options: MonitorOptions): Monitor {
   function stats(): MonitorStats {
     let windowRows = 0;
     for (const r of rings.values()) windowRows = Math.max(windowRows, r.length);
-    const out: MonitorStats = { ...counters, queued: qLength, windowRows };
+    const out: MonitorStats = {
+      ...counters,
+      sampleRate: currentRate,
+      busyShare,
+      queued: qLength,
+      windowRows,
+    };
     if (lastExtractError !== undefined) out.lastExtractError = lastExtractError;
     if (sink) out.sink = sink.stats();
     return out;
@@ -395,6 +472,7 @@ export function monitor(options: MonitorOptions): Monitor {
     }
     timer = setInterval(() => {
       if (dirty || windowMs !== undefined) evaluate();
+      adapt(performance.now());
     }, evaluateEveryMs);
     timer.unref();
     return wrap(inner, {
@@ -402,14 +480,18 @@ export function monitor(options: MonitorOptions): Monitor {
       infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
         const outputs = await inner.infer(inputs, opts);
         counters.requests++;
-        const sampled = sampleRate >= 1 || Math.random() < sampleRate;
+        const sampled = currentRate >= 1 || Math.random() < currentRate;
         if (sampled) {
           counters.sampled++;
           if (qLength >= queueSize) counters.dropped++;
           else {
-            queue[(qHead + qLength) % queueSize] = { inputs, outputs, time: Date.now() };
+            let slot = qHead + qLength;
+            if (slot >= queueSize) slot -= queueSize;
+            qInputs[slot] = inputs;
+            qOutputs[slot] = outputs;
+            qTimes[slot] = Date.now();
             qLength++;
-            schedule();
+            if (!drainScheduled) schedule();
           }
         }
         if (opts?.context) opts.context.monitorSampled = sampled;

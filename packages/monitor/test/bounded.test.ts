@@ -27,7 +27,13 @@ async function reference(): Promise<Profile> {
 describe('monitor stays bounded', () => {
   it('keeps the queue and the window bounded over 100k requests, counting drops', async () => {
     const ref = await reference();
-    const watch = monitor({ profile: ref, extractors: ex, window: { size: 500 }, queueSize: 64 });
+    const watch = monitor({
+      profile: ref,
+      extractors: ex,
+      window: { size: 500 },
+      queueSize: 64,
+      sampleRate: 1,
+    });
     const served = pipeline(tabular(), watch);
     const before = process.memoryUsage().heapUsed;
     let maxQueued = 0;
@@ -68,7 +74,7 @@ describe('monitor stays bounded', () => {
 
   it('forgets rows older than a time window', async () => {
     const ref = await reference();
-    const watch = monitor({ profile: ref, extractors: ex, window: { ms: 100 }, minRows: 1 });
+    const watch = monitor({ profile: ref, extractors: ex, window: { ms: 100 }, minRows: 1, sampleRate: 1 });
     const served = pipeline(tabular(), watch);
     for (let i = 0; i < 50; i++) await served.infer(row(i, 1));
     expect((await watch.flush()).features.a!.rows).toBe(50);

@@ -77,6 +77,7 @@ describe('drift on MNIST with mnist-cnn on onnxruntime', () => {
       profile: ref,
       extractors,
       window: { size: 200 },
+      sampleRate: 1,
       onDrift: (e) => events.push(e),
     });
     const served = pipeline(model, watch);
@@ -98,6 +99,7 @@ describe('drift on MNIST with mnist-cnn on onnxruntime', () => {
       profile: ref,
       extractors,
       window: { size: 200 },
+      sampleRate: 1,
       onDrift: (e) => events.push(e),
     });
     const served = pipeline(model, watch);
@@ -114,7 +116,7 @@ describe('drift on MNIST with mnist-cnn on onnxruntime', () => {
   });
 
   it('flags shifted digits through where the ink is and what the model predicts', async () => {
-    const watch = monitor({ profile: ref, extractors, window: { size: 200 } });
+    const watch = monitor({ profile: ref, extractors, window: { size: 200 }, sampleRate: 1 });
     const served = pipeline(model, watch);
     await feed(
       served,
