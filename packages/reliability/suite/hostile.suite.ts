@@ -572,6 +572,25 @@ describe.each(ADAPTERS)('hostile input: %s', (adapter: Adapter) => {
     });
   });
 
+  it('Content-Type is not what decides: a valid JSON body is served whatever it says', async () => {
+    await check(
+      {
+        area: AREA,
+        name: 'valid JSON under another Content-Type (documented leniency)',
+        adapter,
+        sent: 'a valid mnist request with Content-Type: text/plain, then with none',
+      },
+      async (row) => {
+        const body = JSON.stringify(digitRequest(0));
+        const plain = await send(server.url, INFER, { body, headers: { 'content-type': 'text/plain' } });
+        const none = await send(server.url, INFER, { body });
+        row.got = `text/plain: ${plain.status}; no Content-Type: ${none.status} (tritonclient sends binary requests with none, so the body decides)`;
+        expect(plain.status).toBe(200);
+        expect(none.status).toBe(200);
+      },
+    );
+  });
+
   it('prototype pollution: no object in the server process gained a property', async () => {
     await check(
       {

@@ -54,10 +54,11 @@ describe.each(ADAPTERS)('overload: %s', (adapter: Adapter) => {
         const agent = new Agent({ keepAlive: true, maxSockets: 256 });
         try {
           const go = (at: number) => fire(agent, url, INFER, body, headers, 20_000, at);
-          // Warm up, then the sustainable rate: a closed loop of 4 clients, what it gets answered.
+          // Warm up, then the sustainable rate: what a closed loop of 8 clients (enough to keep the
+          // model busy) gets answered.
           await closedLoop(go, 2, 1500);
           const calibrateMs = 5000;
-          const calib = summarize(await closedLoop(go, 4, calibrateMs), calibrateMs);
+          const calib = summarize(await closedLoop(go, 8, calibrateMs), calibrateMs);
           const sustainable = Math.max(20, calib.okPerSec);
           const rate = Math.round(2 * sustainable);
 
@@ -83,7 +84,7 @@ describe.each(ADAPTERS)('overload: %s', (adapter: Adapter) => {
             AREA,
             `Soak (${adapter}): twice the sustainable rate for ${soakMs / 1000} s`,
             [
-              `Sustainable rate (closed loop, 4 clients, ${calibrateMs / 1000} s): **${calib.okPerSec.toFixed(0)} req/s** of ${ROWS} digits, p50 ${fmt(calib.okP50)}, p99 ${fmt(calib.okP99)}.`,
+              `Sustainable rate (closed loop, 8 clients, ${calibrateMs / 1000} s): **${calib.okPerSec.toFixed(0)} req/s** of ${ROWS} digits, p50 ${fmt(calib.okP50)}, p99 ${fmt(calib.okP99)}.`,
               `Soak: ${s.total} requests at ${rate} req/s (open loop): ${s.ok} accepted (**${s.okPerSec.toFixed(0)} req/s**, ` +
                 `p50 ${fmt(s.okP50)}, **p99 ${fmt(s.okP99)}**), ${s.shed} shed with 429 (p50 ${fmt(s.shedP50)}, p99 ${fmt(s.shedP99)}, ` +
                 `${s.shed - s.shedWithoutRetryAfter} with Retry-After), ${s.other.length} other statuses, ${errors.length} unanswered.`,
