@@ -13,6 +13,8 @@ export interface ServeOptions {
   port: number;
   /** Interface to listen on. Default 127.0.0.1: only this machine can connect. */
   host: string;
+  /** Also serve KServe V2 over gRPC on this port (0: any free port, printed). Default: off. */
+  grpcPort?: number;
   /** Worker threads per model (0: run in the main thread). Default 0. */
   workers: number;
   /** Scan the repository for changes this often, ms (0: never). Default 5000. */
@@ -49,6 +51,10 @@ Options:
   --model-repository DIR  The models: DIR/<model>/<version>/model.onnx (or model.json for
                           TF.js) with an optional DIR/<model>/config.json. Required.
   --port N                HTTP port (default 8000; 0 picks a free one and prints it).
+  --grpc-port N           Also serve KServe V2 over gRPC (Triton's GRPCInferenceService, what
+                          tritonclient.grpc and perf_analyzer use) on port N, from the same
+                          models, batching, cache and metrics as HTTP (default: off; Triton
+                          uses 8001; 0 picks a free one and prints it).
   --host ADDR             Interface to listen on (default 127.0.0.1, this machine only; use
                           0.0.0.0 to accept connections from the network).
   --workers N             Run each model in a pool of N worker threads so inference never
@@ -142,6 +148,12 @@ export function parseCommandLine(argv: readonly string[]): Command {
     management: values.management ?? false,
     noWarmup: values['no-warmup'] ?? false,
   };
+  if (values['grpc-port'] !== undefined) {
+    const grpcPort = integer(values['grpc-port'], '--grpc-port', 0);
+    if (grpcPort > 65535) throw new UsageError(`--grpc-port must be at most 65535 (got ${grpcPort})`);
+    if (grpcPort !== 0 && grpcPort === port) throw new UsageError('--grpc-port must differ from --port');
+    options.grpcPort = grpcPort;
+  }
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }
@@ -151,6 +163,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
 const OPTIONS = {
   'model-repository': { type: 'string' },
   port: { type: 'string' },
+  'grpc-port': { type: 'string' },
   host: { type: 'string' },
   workers: { type: 'string' },
   'poll-interval': { type: 'string' },

@@ -2,6 +2,7 @@ import { rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ModelMetadata, ModelRegistry, type Tensors, toServeError } from '@mlserve/core';
+import { type GrpcServing, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin, V2_DATATYPE } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
@@ -26,6 +27,8 @@ export interface RunningServer {
   url: string;
   repository: Repository;
   app: FastifyInstance;
+  /** With `grpcPort`: the gRPC address, e.g. `127.0.0.1:8001`, and its server. */
+  grpc?: { address: string; serving: GrpcServing };
   /** Resolves once the first scan of the repository has loaded (or failed) every model. */
   loaded: Promise<void>;
   /**
@@ -137,9 +140,10 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     if (registry.stopping) reply.header('connection', 'close');
     return payload;
   });
+  const management = options.management ? { ...repository.management(), ...(token && { token }) } : false;
   await app.register(mlservePlugin, {
     registry,
-    management: options.management ? { ...repository.management(), ...(token && { token }) } : false,
+    management,
     ...(prom && { metrics: prom }),
     serverName: 'mlserve',
   });
@@ -148,6 +152,25 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   const port = typeof address === 'object' && address ? address.port : options.port;
   const url = `http://${displayHost(options.host)}:${port}`;
   say(`mlserve: listening on ${url} (loading models from ${dir})`);
+  // gRPC over the same registry: the same model handles, so the same batching, cache and metrics.
+  let grpc: RunningServer['grpc'];
+  if (options.grpcPort !== undefined) {
+    let serving: GrpcServing;
+    try {
+      serving = await serveGrpc({
+        registry,
+        host: options.host,
+        port: options.grpcPort,
+        management,
+        serverName: 'mlserve',
+      });
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+    grpc = { address: `${displayHost(options.host)}:${serving.port}`, serving };
+    say(`mlserve: gRPC on ${grpc.address} (KServe V2 inference.GRPCInferenceService)`);
+  }
 
   let closing: Promise<void> | undefined;
   const requestFiles: string[] = [];
@@ -176,7 +199,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
       // that turn idle after their last response are closed as they do.
       const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
       try {
-        await app.close();
+        await Promise.all([app.close(), grpc?.serving.close()]);
       } finally {
         clearInterval(sweep);
       }
@@ -186,7 +209,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     })();
     return closing;
   };
-  return { url, repository, app, loaded, close };
+  return { url, repository, app, ...(grpc && { grpc }), loaded, close };
 }
 
 /** Prints a version's progress; warmup steps only once a load has taken over a second. */

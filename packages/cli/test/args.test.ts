@@ -25,6 +25,8 @@ describe('parseCommandLine', () => {
       '--model-repository=m',
       '--port',
       '0',
+      '--grpc-port',
+      '8001',
       '--host',
       '0.0.0.0',
       '--workers',
@@ -44,6 +46,7 @@ describe('parseCommandLine', () => {
       options: {
         modelRepository: 'm',
         port: 0,
+        grpcPort: 8001,
         host: '0.0.0.0',
         workers: 3,
         pollIntervalMs: 250,
@@ -76,6 +79,9 @@ describe('parseCommandLine', () => {
       [['serve', '--model-repository', 'm', '--log-level', 'loud'], /--log-level must be one of/],
       [['serve', '--model-repository', 'm', 'extra'], /unexpected argument "extra"/],
       [['serve', '--port'], /--port/],
+      [['serve', '--model-repository', 'm', '--grpc-port', '65536'], /--grpc-port must be at most 65535/],
+      [['serve', '--model-repository', 'm', '--grpc-port', 'x'], /--grpc-port must be an integer/],
+      [['serve', '--model-repository', 'm', '--grpc-port', '8000'], /--grpc-port must differ from --port/],
     ];
     for (const [args, message] of bad) {
       expect(() => parseCommandLine(args), args.join(' ')).toThrow(UsageError);

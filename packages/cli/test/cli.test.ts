@@ -8,6 +8,8 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadInferenceProto } from '@mlserve/grpc';
 import { mnistHoldout, modelPath, type TestModel } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -103,6 +105,7 @@ describe('mlserve', () => {
     for (const flag of [
       '--model-repository',
       '--port',
+      '--grpc-port',
       '--host',
       '--workers',
       '--poll-interval',
@@ -159,6 +162,51 @@ describe('mlserve', () => {
     expect(metrics).toContain('mlserve_model_versions{model="mnist",state="ready"} 1');
     // Management is off by default.
     expect((await fetch(`${url}/v2/repository/index`, { method: 'POST' })).status).toBe(404);
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  });
+
+  it('--grpc-port serves KServe V2 over gRPC beside HTTP, from the same models', async () => {
+    const r = run(['serve', '--model-repository', repo, '--port', '0', '--grpc-port', '0', '--metrics']);
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const [, address] = await r.waitFor(/gRPC on (127\.0\.0\.1:\d+)/);
+    await r.waitFor(/-d @(\S+)/);
+    const { GRPCInferenceService } = loadInferenceProto();
+    const client = new GRPCInferenceService(address!, grpc.credentials.createInsecure());
+    const call = (method: string, req: unknown) =>
+      new Promise<Record<string, unknown>>((resolve, reject) =>
+        (
+          client as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: unknown) => void) => void>
+        )[method]!.call(client, req, (e, v) => (e ? reject(e) : resolve(v as Record<string, unknown>))),
+      );
+    try {
+      expect(await call('ServerLive', {})).toEqual({ live: true });
+      expect(await call('ServerReady', {})).toEqual({ ready: true });
+      const successes = async () => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        return Number(/nv_inference_request_success\{model="mnist",version="1"\} (\d+)/.exec(text)?.[1] ?? 0);
+      };
+      const before = await successes();
+      const image = mnistHoldout().image(7);
+      const res = await call('ModelInfer', {
+        model_name: 'mnist',
+        id: 'grpc-7',
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 28, 28] }],
+        raw_input_contents: [Buffer.from(image.buffer, image.byteOffset, image.byteLength)],
+      });
+      expect(res).toMatchObject({ model_name: 'mnist', model_version: '1', id: 'grpc-7' });
+      const raw = (res.raw_output_contents as Buffer[])[0]!;
+      const logits = Array.from(
+        new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)),
+      );
+      // The same answer as over HTTP, counted by the same metrics.
+      const http = await post(`${url}/v2/models/mnist/infer`, digitRequest(7));
+      expect(logits).toEqual((http.body.outputs as { data: number[] }[])[0]!.data);
+      expect(logits.indexOf(Math.max(...logits))).toBe(mnistHoldout().labels[7]);
+      expect(await successes()).toBe(before + 2);
+    } finally {
+      client.close();
+    }
     r.child.kill('SIGTERM');
     expect(await r.exited).toBe(0);
   });
