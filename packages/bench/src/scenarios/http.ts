@@ -320,10 +320,10 @@ export default scenario({
         const ceiling = results.get('HTTP ceiling: Fastify, parse JSON, constant answer')!;
         const x = (r: LoadResult) => r.throughput / best.throughput;
         headline_.push(
-          `${m.label}: mlserve's best (${top.name}) reaches **${x(top).toFixed(2)}x** the throughput of the best hand-written server ` +
-            `(${best.name}; ${Math.round(top.throughput)} vs ${Math.round(best.throughput)} req/s) at p99 ${top.p99.toFixed(1)} ms vs ${best.p99.toFixed(1)} ms. ` +
+          `${m.label}: mlserve's best (${top.name}, ${top.extra?.['request bytes']} bytes a request) reaches **${x(top).toFixed(2)}x** the throughput of the best hand-written server ` +
+            `(${best.name}, ${best.extra?.['request bytes']} bytes of JSON; ${Math.round(top.throughput)} vs ${Math.round(best.throughput)} req/s) at p99 ${top.p99.toFixed(1)} ms vs ${best.p99.toFixed(1)} ms. ` +
             `On the same V2 JSON body, mlserve Fastify is ${x(sameBody).toFixed(2)}x (p99 ${sameBody.p99.toFixed(1)} ms). ` +
-            `The HTTP ceiling (no model) is ${x(ceiling).toFixed(2)}x.`,
+            `The HTTP ceiling (same JSON, no model) is ${x(ceiling).toFixed(2)}x.`,
         );
         for (const r of [best, ...rest]) {
           bars.push({ label: `${m.label}: ${r.name}`, value: x(r), highlight: r === best });
