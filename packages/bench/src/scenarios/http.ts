@@ -149,6 +149,16 @@ function startServer(kind: string): Promise<Child> {
   });
 }
 
+/** A configuration's name short enough for a chart label. */
+function shortName(name: string): string {
+  return name
+    .replace('hand-written ', 'hand: ')
+    .replace(' + session.run', '')
+    .replace('onnxruntime defaults', 'ORT defaults')
+    .replace('1 intra-op thread', '1 thread')
+    .replace('HTTP ceiling: Fastify, parse JSON, constant answer', 'HTTP ceiling (no model)');
+}
+
 const HAND = [
   ['hand-fastify-default', 'hand-written Fastify + session.run, onnxruntime defaults'],
   ['hand-fastify-threads', 'hand-written Fastify + session.run, 1 intra-op thread'],
@@ -326,7 +336,7 @@ export default scenario({
             `The HTTP ceiling (same JSON, no model) is ${x(ceiling).toFixed(2)}x.`,
         );
         for (const r of [best, ...rest]) {
-          bars.push({ label: `${m.label}: ${r.name}`, value: x(r), highlight: r === best });
+          bars.push({ label: `${m.label}: ${shortName(r.name)}`, value: x(r), highlight: r === best });
         }
       }
     } finally {
