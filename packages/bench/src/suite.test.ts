@@ -1,7 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { requireService } from '@mlserve/test-utils';
 import { describe, expect, it } from 'vitest';
+
+// The http scenario drives its servers with wrk; cache and features need a real redis-server.
+const haveWrk = requireService('wrk', 'apt-get install -y wrk');
+const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const scenarioFiles = readdirSync(new URL('./scenarios/', import.meta.url)).filter((f) => f.endsWith('.ts'));
@@ -19,7 +24,7 @@ function titles(): string[] {
 // The whole suite in quick mode, as CI runs it: it must exit 0 and print every scenario's section.
 // It writes no report (quick mode prints only) and asserts no speed: figures on a shared CI machine
 // mean nothing, what matters is that no scenario rots.
-describe('bench suite, quick mode', () => {
+describe.runIf(haveWrk && haveRedis)('bench suite, quick mode', () => {
   it('runs every scenario and prints each one section', { timeout: 300_000 }, () => {
     const out = spawnSync(process.execPath, ['--import', 'tsx', 'run.ts', '--quick'], {
       cwd: here,

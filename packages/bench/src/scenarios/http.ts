@@ -179,7 +179,7 @@ export default scenario({
   async run({ quick, pick, log, chart, headline }) {
     const seconds = pick(3, 1);
     const rounds = pick(2, 1);
-    const warmupMs = pick(1000, 300);
+    const warmupMs = pick(1000, 200);
     const connections = 8;
     const dir = mkdtempSync(join(tmpdir(), 'mlserve-http-bench-'));
     const models = [
