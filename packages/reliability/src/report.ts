@@ -88,7 +88,14 @@ export function readRecords(dir: string): { cases: CaseRecord[]; notes: NoteReco
 /** The sections in the order the report shows them; unknown areas follow. */
 export const AREAS = ['Hostile input', 'Fuzzing', 'Overload', 'Faults', 'Security'] as const;
 
-/** Escapes a value for one markdown table cell (pipes, newlines, over-long text). */
+/**
+ * Escapes a value for one markdown table cell (pipes, newlines, over-long text).
+ *
+ * @example
+ * ```ts
+ * cell('a|b\nc'); // 'a\\|b c'
+ * ```
+ */
 export function cell(value: string, max = 160): string {
   const flat = value.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat || '-';
