@@ -114,6 +114,45 @@ function deadlineOf(
   return Number.isFinite(ms) ? ms : undefined;
 }
 
+const CONFIG_TYPE: Readonly<Record<ModelMetadata['inputs'][number]['type'], string>> = Object.freeze({
+  bool: 'TYPE_BOOL',
+  uint8: 'TYPE_UINT8',
+  uint16: 'TYPE_UINT16',
+  uint32: 'TYPE_UINT32',
+  uint64: 'TYPE_UINT64',
+  int8: 'TYPE_INT8',
+  int16: 'TYPE_INT16',
+  int32: 'TYPE_INT32',
+  int64: 'TYPE_INT64',
+  float16: 'TYPE_FP16',
+  float32: 'TYPE_FP32',
+  float64: 'TYPE_FP64',
+  string: 'TYPE_STRING',
+});
+
+/**
+ * A model's metadata as Triton's `ModelConfig` (the subset clients read): with `max_batch_size`
+ * above 0, dims leave out the batch dim, as Triton's configs do.
+ *
+ * @example
+ * ```ts
+ * modelConfig(model.metadata()); // { name: 'mnist', max_batch_size: 64, input: [{ name: 'image', data_type: 'TYPE_FP32', dims: [1, 28, 28] }], ... }
+ * ```
+ */
+export function modelConfig(meta: ModelMetadata): Record<string, unknown> {
+  const batched = meta.maxBatchSize > 0;
+  const dims = (info: ModelMetadata['inputs'][number]) =>
+    batched && info.batched ? info.dims.slice(1) : [...info.dims];
+  return {
+    name: meta.name,
+    platform: meta.platform,
+    backend: meta.backend ?? '',
+    max_batch_size: Math.min(meta.maxBatchSize, 2 ** 31 - 1),
+    input: meta.inputs.map((i) => ({ name: i.name, data_type: CONFIG_TYPE[i.type], dims: dims(i) })),
+    output: meta.outputs.map((o) => ({ name: o.name, data_type: CONFIG_TYPE[o.type], dims: dims(o) })),
+  };
+}
+
 /** A ServeError as the status object grpc-js sends: code, message and trailing metadata. */
 export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> & { code: grpc.status } {
   const e = toServeError(err);
@@ -370,6 +409,10 @@ export function inferenceService(options: GrpcServerOptions): {
       const meta = registry.get(name, version).metadata();
       const versions = version === undefined ? registry.versions(name) : [meta.version];
       return v2ModelMetadata(meta, versions);
+    }),
+    ModelConfig: unary('ModelConfig', (req: { name?: string; version?: string }) => {
+      const meta = registry.get(req.name ?? '', req.version || undefined).metadata();
+      return { config: modelConfig(meta) };
     }),
     ModelInfer: (
       call: grpc.ServerUnaryCall<InferRequestMessage, InferResponseMessage>,

@@ -208,6 +208,29 @@ describe('health and metadata', () => {
   });
 });
 
+describe('ModelConfig', () => {
+  it("answers Triton's config subset: batch dim left out when max_batch_size > 0", async () => {
+    const { config } = await c.call<{ config: Msg }>('ModelConfig', { name: 'mnist' });
+    expect(config).toMatchObject({ name: 'mnist', platform: 'onnxruntime_onnx' });
+    expect(config.max_batch_size).toBeGreaterThan(0);
+    expect(config.input).toEqual([
+      {
+        name: 'image',
+        data_type: 'TYPE_FP32',
+        format: 'FORMAT_NONE',
+        dims: ['1', '28', '28'],
+        optional: false,
+      },
+    ]);
+    expect(config.output).toEqual([
+      { name: 'logits', data_type: 'TYPE_FP32', dims: ['10'], label_filename: '' },
+    ]);
+    const bytes = await c.call<{ config: Msg }>('ModelConfig', { name: 'id_string', version: '1' });
+    expect((bytes.config.input as Msg[])[0]!.data_type).toBe('TYPE_STRING');
+    expect((await rejection(c.call('ModelConfig', { name: 'nope' }))).code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
 describe('ModelInfer', () => {
   it('runs mnist-cnn from raw contents, the same logits as the model itself', async () => {
     const holdout = mnistHoldout();
