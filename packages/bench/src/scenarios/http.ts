@@ -1,78 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type LoadResult, ratioTable, scenario } from '../harness.js';
-
-/** One wrk run's parsed output, plus wrk's own CPU time (from the shell's `times`). */
-interface WrkRun {
-  rps: number;
-  requests: number;
-  errors: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-  mean: number;
-  wrkCores: number;
-}
-
-function ms(text: string): number {
-  const m = /([\d.]+)(us|ms|s|m)\b/.exec(text);
-  if (!m) return Number.NaN;
-  const v = Number(m[1]);
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : m[2] === 'm' ? v * 60_000 : v;
-}
-
-function wrk(url: string, script: string, seconds: number, connections: number): Promise<WrkRun> {
-  // wrk runs in its own process; `times` prints the CPU its children used (user, then system).
-  const cmd = `wrk -t1 -c${connections} -d${seconds}s --timeout 10s --latency -s '${script}' '${url}'; times`;
-  return new Promise((resolve, reject) => {
-    execFile('bash', ['-c', cmd], { maxBuffer: 1 << 20 }, (err, stdout) => {
-      if (err) return reject(err);
-      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
-      const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
-      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
-      const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-      const sockErrors = sockErr ? sockErr.slice(1).reduce((s, v) => s + Number(v), 0) : 0;
-      const pct = (p: string) => ms(new RegExp(`\\s${p}%\\s+([\\d.]+\\w+)`).exec(stdout)?.[1] ?? '');
-      const lat = /Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)/.exec(stdout);
-      const times = stdout.trim().split('\n').slice(-1)[0] ?? '';
-      const cpu = [...times.matchAll(/(\d+)m([\d.]+)s/g)].reduce(
-        (s, m) => s + Number(m[1]) * 60 + Number(m[2]),
-        0,
-      );
-      resolve({
-        rps,
-        requests,
-        errors: non2xx + sockErrors,
-        p50: pct('50'),
-        p90: pct('90'),
-        p99: pct('99'),
-        mean: ms(lat?.[1] ?? ''),
-        max: ms(lat?.[3] ?? ''),
-        wrkCores: cpu / seconds,
-      });
-    });
-  });
-}
-
-function luaScript(dir: string, name: string, body: Buffer, headers: Record<string, string>): string {
-  const bodyFile = join(dir, `${name}.body`);
-  writeFileSync(bodyFile, body);
-  const lines = [
-    'wrk.method = "POST"',
-    ...Object.entries(headers).map(([k, v]) => `wrk.headers["${k}"] = "${v}"`),
-    `local f = io.open("${bodyFile}", "rb")`,
-    'wrk.body = f:read("*all")',
-    'f:close()',
-  ];
-  const file = join(dir, `${name}.lua`);
-  writeFileSync(file, `${lines.join('\n')}\n`);
-  return file;
-}
+import { luaScript, wrk } from '../wrk.js';
 
 /** Nests a flat array into `dims` (TF Serving's row format carries shapes as nesting). */
 function nest(data: Float32Array, dims: number[], offset = 0): unknown {
