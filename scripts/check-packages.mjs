@@ -27,7 +27,17 @@
  * Exits 1 on any problem, printing each, then one summary line.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -73,6 +83,7 @@ const NOT_PUBLISHED = [
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, m.split('/')[0]]));
 
 const problems = [];
+let loaded = 0;
 const notes = [];
 function problem(pkg, message) {
   problems.push(`${pkg}: ${message}`);
@@ -198,6 +209,16 @@ try {
   process.exit(1);
 }
 
+// Extracted once: every later check reads the tarball's files, not a dist another build may be rewriting.
+const store = join(packDir, 'store');
+const dirOf = (pkgName) => join(store, pkgName.replace('/', '+'), 'package');
+for (const p of publishable) {
+  const tarball = packed.get(p.json.name);
+  if (!tarball) continue;
+  mkdirSync(dirname(dirOf(p.json.name)), { recursive: true });
+  execFileSync('tar', ['xzf', join(packDir, tarball.filename), '-C', dirname(dirOf(p.json.name))]);
+}
+
 const { publint } = await import('publint');
 const { formatMessage } = await import('publint/utils');
 const attw = await import('@arethetypeswrong/core');
@@ -219,12 +240,13 @@ for (const p of publishable) {
   const importedBy = new Map();
   const scanned = [
     ...sourceFiles(join(dir, 'src')),
-    ...files.filter((f) => /\.(c|m)?js$|\.d\.(c|m)?ts$/.test(f)).map((f) => join(dir, f)),
+    ...files.filter((f) => /\.(c|m)?js$|\.d\.(c|m)?ts$/.test(f)).map((f) => join(dirOf(name), f)),
   ];
   for (const file of scanned) {
     for (const dep of importsOf(file)) {
       if (dep === name) continue;
-      if (!importedBy.has(dep)) importedBy.set(dep, relative(dir, file));
+      if (!importedBy.has(dep))
+        importedBy.set(dep, relative(file.startsWith(store) ? dirOf(name) : dir, file));
     }
   }
   for (const [dep, file] of importedBy) {
@@ -296,14 +318,14 @@ for (const p of publishable) {
   for (const [bin, target] of Object.entries(bins)) {
     const path = target.replace(/^\.\//, '');
     if (!files.includes(path)) problem(name, `bin ${bin} points at ${target}, which is not published`);
-    else if (!readFileSync(join(dir, path), 'utf8').startsWith('#!/usr/bin/env node')) {
+    else if (!readFileSync(join(dirOf(name), path), 'utf8').startsWith('#!/usr/bin/env node')) {
       problem(name, `bin ${bin} (${target}) does not start with #!/usr/bin/env node`);
     }
   }
 
   // A CJS build that reads import.meta gets esbuild's empty stand-in (tsup `shims: true` fixes it)
   for (const file of files.filter((f) => f.endsWith('.cjs'))) {
-    if (/\bimport_meta\.url\b/.test(readFileSync(join(dir, file), 'utf8'))) {
+    if (/\bimport_meta\.url\b/.test(readFileSync(join(dirOf(name), file), 'utf8'))) {
       problem(
         name,
         `${file} reads import.meta.url, which is undefined in CommonJS: set shims: true in tsup.config.ts`,
@@ -345,11 +367,83 @@ for (const p of publishable) {
     }
   }
 }
+// Load what was packed, in a strict layout (as pnpm installs it): each package extracted on its
+// own, seeing only what it declares (its internal dependencies as their own extracted tarballs,
+// everything else linked from the workspace), then every JS entry imported and required.
+if (!process.argv.includes('--no-load')) {
+  const link = (from, pkgName, target) => {
+    const at = join(from, 'node_modules', pkgName);
+    mkdirSync(dirname(at), { recursive: true });
+    if (!existsSync(at)) symlinkSync(target, at, 'dir');
+  };
+  const consumer = join(packDir, 'consumer');
+  mkdirSync(consumer, { recursive: true });
+  const checks = [];
+  for (const p of publishable) {
+    const at = dirOf(p.json.name);
+    if (!existsSync(at)) continue;
+    const declared = { ...p.json.peerDependencies, ...p.json.dependencies };
+    let linked = true;
+    for (const dep of Object.keys(declared)) {
+      if (dep.startsWith('@mlserve/') && existsSync(dirOf(dep))) link(at, dep, dirOf(dep));
+      else if (existsSync(join(root, 'node_modules', dep))) link(at, dep, join(root, 'node_modules', dep));
+      else if (!p.json.peerDependenciesMeta?.[dep]?.optional) {
+        notes.push(`${p.json.name}: ${dep} is not installed in the workspace; its entries are not loaded`);
+        linked = false;
+      }
+    }
+    link(consumer, p.json.name, at);
+    if (!linked) continue;
+    const sideEffects = Array.isArray(p.json.sideEffects) ? p.json.sideEffects : [];
+    for (const [subpath, target] of Object.entries(p.json.exports ?? {})) {
+      const targets =
+        typeof target === 'string' ? [target] : [target.import?.default, target.require?.default];
+      if (!targets.some((t) => t && /\.[cm]?js$/.test(t))) continue;
+      // Worker scripts run only inside their worker; importing them on the main thread is not a use.
+      if (targets.some((t) => sideEffects.includes(t))) continue;
+      checks.push([p.json.name, subpath === '.' ? p.json.name : `${p.json.name}${subpath.slice(1)}`]);
+    }
+  }
+  // An ES module in the consumer: import() takes the "import" conditions, require() the "require" ones.
+  writeFileSync(
+    join(consumer, 'probe.mjs'),
+    `import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const out = [];
+for (const [pkg, spec] of ${JSON.stringify(checks)}) {
+  for (const how of ['import', 'require']) {
+    try {
+      const mod = how === 'import' ? await import(spec) : require(spec);
+      if (Object.keys(mod).length === 0) out.push(pkg + ': ' + how + ' ' + spec + ' exports nothing');
+    } catch (err) {
+      out.push(pkg + ': ' + how + ' ' + spec + ' fails: ' + String(err?.message).split('\\n')[0]);
+    }
+  }
+}
+process.stdout.write(JSON.stringify(out));
+process.exit(0);
+`,
+  );
+  try {
+    const out = execFileSync(process.execPath, [join(consumer, 'probe.mjs')], {
+      cwd: consumer,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
+    for (const line of JSON.parse(out)) problems.push(line);
+    loaded = checks.length;
+  } catch (err) {
+    problems.push(`loading the packed entries failed: ${String(err.stderr || err.message).split('\n')[0]}`);
+  }
+}
+
 rmSync(packDir, { recursive: true, force: true });
 
 // The release plan changesets would apply: a package pushed to a major that no changeset asked for
 // (changesets bumps a peer dependent to major when the peer gets a minor) is reported, not failed.
 const warnings = [];
+
 if (only.length === 0) {
   try {
     const { default: getReleasePlan } = await import('@changesets/get-release-plan');
@@ -375,7 +469,7 @@ for (const line of problems) console.log(`FAIL  ${line}`);
 const seconds = ((performance.now() - started) / 1000).toFixed(1);
 console.log(
   problems.length === 0
-    ? `check-packages: ${publishable.length} packages OK (imports declared, peers, tarball contents, changesets, publint, attw node16) in ${seconds} s`
+    ? `check-packages: ${publishable.length} packages OK (imports declared, peers, tarball contents, changesets, publint, attw node16, ${loaded} entries loaded as ESM and CJS) in ${seconds} s`
     : `check-packages: ${problems.length} problem(s) in ${new Set(problems.map((p) => p.split(':')[0])).size} of ${publishable.length} packages (${seconds} s)`,
 );
 process.exit(problems.length === 0 ? 0 : 1);
