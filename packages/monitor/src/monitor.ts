@@ -1,3 +1,4 @@
+import { performance as eventLoop } from 'node:perf_hooks';
 import {
   type InferOptions,
   invalidArgument,
@@ -35,12 +36,12 @@ export interface MonitorOptions {
   window?: WindowOptions;
   /**
    * Fraction of requests measured, or `'auto'` (the default): measure every request while that
-   * costs less than `budget` of the thread's time, and sample fewer when it would cost more.
+   * costs less than `budget` of the process's CPU time, and sample fewer when it would cost more.
    */
   sampleRate?: number | 'auto';
   /**
-   * With `sampleRate: 'auto'`, the share of the serving thread's time the monitor may spend
-   * measuring and scoring (default 0.02, i.e. 2%).
+   * With `sampleRate: 'auto'`, the share of the process's CPU time (plus the event loop's idle time)
+   * the monitor may spend measuring and scoring (default 0.02, i.e. 2%).
    */
   budget?: number;
   /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
@@ -108,7 +109,10 @@ export interface MonitorStats {
   sampled: number;
   /** The sampling rate in force (with `sampleRate: 'auto'`, the one the budget allows now). */
   sampleRate: number;
-  /** Share of the thread's time spent measuring and scoring over the last adjustment period. */
+  /**
+   * Time spent measuring and scoring over the last 100 ms, as a share of the process's CPU time
+   * plus the event loop's idle time (what `budget` bounds).
+   */
   busyShare: number;
   /** Sampled requests dropped because the measuring queue was full. */
   dropped: number;
@@ -134,7 +138,9 @@ export interface Monitor extends Middleware {
 }
 
 /** How often `sampleRate: 'auto'` re-reads its cost and adjusts the rate, ms. */
-const ADJUST_EVERY_MS = 250;
+const ADJUST_EVERY_MS = 100;
+/** How long a trickle of sampled requests waits to be measured together, ms. */
+const DRAIN_DELAY_MS = 5;
 /** The lowest rate `'auto'` goes down to (a request in a thousand keeps the window moving). */
 const MIN_AUTO_RATE = 0.001;
 
@@ -226,9 +232,14 @@ export function monitor(options: MonitorOptions): Monitor {
   let currentRate = auto ? 1 : (sampleRate as number);
   let periodStart = performance.now();
   let periodBusy = 0;
+  let periodCpu = (process.cpuUsage().user + process.cpuUsage().system) / 1000;
+  let periodIdle = eventLoop.eventLoopUtilization().idle;
+  let periodMeasured = 0;
+  let periodRequests = 0;
   let busyShare = 0;
+  /** Time to measure one request (ms), a moving average over adjustment periods. */
+  let sampleCost = 0;
   let lastExtractError: string | undefined;
-  let drainScheduled = false;
   let dirty = false;
   let lastEval = 0;
   let report: DriftReport | undefined;
@@ -236,8 +247,8 @@ export function monitor(options: MonitorOptions): Monitor {
   let modelName = '';
   let modelVersion = '';
   let bound = false;
-  let idleWaiters: (() => void)[] = [];
   let timer: NodeJS.Timeout | undefined;
+  let adjustTimer: NodeJS.Timeout | undefined;
   let metrics: Metrics | undefined;
   let metricsLoad: Promise<void> | undefined;
 
@@ -294,25 +305,48 @@ export function monitor(options: MonitorOptions): Monitor {
     }
   }
 
-  /** With 'auto': compares the busy share of the last period with the budget and moves the rate. */
+  /**
+   * Every ADJUST_EVERY_MS: the busy share of the last period and, with 'auto', the rate that keeps
+   * it within the budget. The share is of the process's CPU time plus the event loop's idle time:
+   * under full load that is the CPU the requests cost (so the cost per request stays within the
+   * budget however many other processes share the machine), and on a quiet server idle time
+   * counts, so everything is measured. The rate is the measuring time the period allows over the
+   * cost of measuring one request (a moving average) times the requests that came in; periods
+   * without requests leave it alone. The busy time is wall-clock, so preemption only makes it err
+   * low (fewer samples); the request path's own share (a push into the queue) is not counted.
+   */
   function adapt(now: number): void {
     const elapsed = now - periodStart;
     if (elapsed < ADJUST_EVERY_MS) return;
-    busyShare = periodBusy / elapsed;
+    const usage = process.cpuUsage();
+    const cpuNow = (usage.user + usage.system) / 1000;
+    const idleNow = eventLoop.eventLoopUtilization().idle;
+    const cpuMs = cpuNow - periodCpu + (idleNow - periodIdle);
+    const requests = counters.requests - periodRequests;
+    if (cpuMs > 0) busyShare = Math.min(1, periodBusy / cpuMs);
+    if (periodMeasured > 0) {
+      const cost = periodBusy / periodMeasured;
+      sampleCost = sampleCost > 0 ? 0.5 * sampleCost + 0.5 * cost : cost;
+    }
+    // A period much longer than ADJUST_EVERY_MS (a blocked event loop) says little about now.
+    const representative = elapsed < 3 * ADJUST_EVERY_MS;
+    if (auto && representative && requests > 0 && sampleCost > 0 && cpuMs > 0) {
+      // Down at once, up at most 2x a period: a period that was partly idle overstates the room.
+      const target = (budget * cpuMs) / (sampleCost * requests);
+      currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 2)));
+    }
     periodStart = now;
+    periodCpu = cpuNow;
+    periodIdle = idleNow;
     periodBusy = 0;
-    if (!auto) return;
-    // The rate that would have spent exactly the budget, reached in damped steps (at most 4x
-    // down, 2x up per period) so one noisy period does not swing it.
-    const target = busyShare > 0 ? (currentRate * budget) / busyShare : 1;
-    currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, currentRate / 4, Math.min(target, currentRate * 2)));
+    periodMeasured = 0;
+    periodRequests = counters.requests;
   }
 
-  function drain(): void {
-    drainScheduled = false;
+  /** Measures up to `n` queued requests (all of them from flush()). */
+  function drainSome(n: number): void {
     const t0 = performance.now();
-    const n = Math.min(drainBatch, qLength);
-    for (let i = 0; i < n; i++) {
+    for (let i = Math.min(n, qLength); i > 0; i--) {
       const inputs = qInputs[qHead]!;
       const outputs = qOutputs[qHead]!;
       qInputs[qHead] = undefined;
@@ -321,23 +355,43 @@ export function monitor(options: MonitorOptions): Monitor {
       qHead = qHead + 1 === queueSize ? 0 : qHead + 1;
       qLength--;
       measure(inputs, outputs, time);
+      periodMeasured++;
     }
     const t1 = performance.now();
     counters.busyMs += t1 - t0;
     periodBusy += t1 - t0;
     adapt(t1);
-    if (qLength > 0) schedule();
+  }
+
+  function drain(): void {
+    immediate = false;
+    drainSome(drainBatch);
+    if (qLength >= drainBatch) schedule();
+    else if (qLength > 0) arm();
+    else if (dirty && Date.now() - lastEval >= evaluateEveryMs) evaluate();
+  }
+
+  // A trickle of requests is measured in batches a few milliseconds apart (one timer re-armed,
+  // not a callback per request); a full batch is measured on the next turn of the event loop.
+  let immediate = false;
+  let delayTimer: NodeJS.Timeout | undefined;
+  let armed = false;
+  function arm(): void {
+    if (armed) return;
+    armed = true;
+    if (delayTimer) delayTimer.refresh();
     else {
-      if (dirty && Date.now() - lastEval >= evaluateEveryMs) evaluate();
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      for (const w of waiters) w();
+      delayTimer = setTimeout(() => {
+        armed = false;
+        if (!immediate) drain();
+      }, DRAIN_DELAY_MS);
+      delayTimer.unref();
     }
   }
 
   function schedule(): void {
-    if (drainScheduled) return;
-    drainScheduled = true;
+    if (immediate) return;
+    immediate = true;
     setImmediate(drain);
   }
 
@@ -472,9 +526,12 @@ export function monitor(options: MonitorOptions): Monitor {
     }
     timer = setInterval(() => {
       if (dirty || windowMs !== undefined) evaluate();
-      adapt(performance.now());
     }, evaluateEveryMs);
     timer.unref();
+    // The budget is checked on a clock, so a rate that fell under load comes back up when the load
+    // goes, even if hardly any request is sampled in between.
+    adjustTimer = setInterval(() => adapt(performance.now()), ADJUST_EVERY_MS);
+    adjustTimer.unref();
     return wrap(inner, {
       layer: 'monitor',
       infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
@@ -491,7 +548,8 @@ export function monitor(options: MonitorOptions): Monitor {
             qOutputs[slot] = outputs;
             qTimes[slot] = Date.now();
             qLength++;
-            if (!drainScheduled) schedule();
+            if (qLength >= drainBatch) schedule();
+            else arm();
           }
         }
         if (opts?.context) opts.context.monitorSampled = sampled;
@@ -509,6 +567,8 @@ export function monitor(options: MonitorOptions): Monitor {
       },
       async dispose() {
         if (timer) clearInterval(timer);
+        if (delayTimer) clearTimeout(delayTimer);
+        if (adjustTimer) clearInterval(adjustTimer);
         await sink?.close();
       },
     });
@@ -517,7 +577,7 @@ export function monitor(options: MonitorOptions): Monitor {
   middleware.drift = drift;
   middleware.stats = stats;
   middleware.flush = async () => {
-    if (qLength > 0 || drainScheduled) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+    drainSome(qLength);
     await metricsLoad;
     return evaluate();
   };
