@@ -220,6 +220,7 @@ for (const p of publishable) {
 }
 
 const { publint } = await import('publint');
+const semver = await import('semver').then((m) => m.default ?? m).catch(() => undefined);
 const { formatMessage } = await import('publint/utils');
 const attw = await import('@arethetypeswrong/core');
 
@@ -268,6 +269,7 @@ for (const p of publishable) {
 
   // Internal packages: ^current version, publishable; their required peers passed on
   for (const [dep, range] of [...Object.entries(deps), ...Object.entries(peers)]) {
+    const isPeer = !(dep in deps);
     const target = workspace.get(dep);
     if (!dep.startsWith('@mlserve/')) continue;
     if (!target) {
@@ -276,7 +278,10 @@ for (const p of publishable) {
     }
     if (target.json.private === true)
       problem(name, `depends on ${dep}, which is private and never published`);
-    if (range !== `^${target.json.version}`) {
+    // An internal peer may be wider than ^x.y.z (e.g. ">=0.1.0 <1.0.0", so that changesets does not
+    // push its dependents to a major on every minor) as long as it holds the current version.
+    const widePeer = isPeer && semver?.satisfies(target.json.version, range);
+    if (range !== `^${target.json.version}` && !widePeer) {
       problem(
         name,
         `${dep} is "${range}"; the workspace has ${target.json.version}: use "^${target.json.version}"`,
