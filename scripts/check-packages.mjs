@@ -237,6 +237,17 @@ for (const p of publishable) {
   const peers = json.peerDependencies ?? {};
   const meta = json.peerDependenciesMeta ?? {};
 
+  // The fields every package shares with the workspace root
+  const rootJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  if (json.engines?.node !== rootJson.engines?.node) {
+    problem(
+      name,
+      `engines.node is ${json.engines?.node ?? 'missing'}; the workspace floor is ${rootJson.engines?.node}`,
+    );
+  }
+  if (json.license !== rootJson.license)
+    problem(name, `license is ${json.license ?? 'missing'}, not ${rootJson.license}`);
+
   // Declared imports
   const importedBy = new Map();
   const scanned = [
