@@ -4,6 +4,7 @@
  *
  *   npm run check:packages            all publishable packages (build them first: npm run build)
  *   node scripts/check-packages.mjs http cli    only these
+ *   node scripts/check-packages.mjs --no-load   without loading the packed entries
  *
  * Per package, on the tarball `npm pack` makes (one `npm pack` for all of them):
  * - declared imports: every bare import in src (tests excluded) and in the published dist (.js, .cjs,
@@ -13,16 +14,20 @@
  *   prom-client, @grpc/*, @opentelemetry/api) are peerDependencies, never dependencies; every
  *   peerDependenciesMeta entry names a declared peer; a non-optional peer of an internal dependency
  *   is declared again (Yarn refuses to pass peers through silently, and npm users see one version).
- * - internal @mlserve/* dependencies and peers use `^<current version>` and are publishable.
+ * - internal @mlserve/* dependencies use `^<current version>` (peers: any range holding it) and are
+ *   publishable; engines.node and license match the root.
  * - the tarball holds dist, README.md, CHANGELOG.md, LICENSE and package.json, plus only the
  *   run-time assets listed in ASSETS below; no sources, tests or configs; README.md is there; a bin
- *   starts with a node shebang.
+ *   starts with a node shebang; no CJS file reads esbuild's empty `import.meta` stand-in.
  * - a pending changeset names the package, and every changeset file parses.
  * - publint (strict, suggestions included) on the tarball.
  * - attw (@arethetypeswrong/core) on the tarball with the "node16" profile: node10 resolution
  *   (TypeScript's `moduleResolution: node`, deprecated in TypeScript 6.0) ignores `exports`, so it
  *   can never see subpath entries such as `@mlserve/backend-onnx/web`; every other resolution
  *   (node16 from ESM and from CJS, bundler) must be clean.
+ * - every JS entry of every package, extracted from its tarball into a strict layout (each package
+ *   sees only what it declares, as under pnpm), loads with import() and with require().
+ * - (warning only) the changesets release plan pushes no package to a major nobody asked for.
  *
  * Exits 1 on any problem, printing each, then one summary line.
  */
@@ -176,20 +181,19 @@ for (const entry of existsSync(changesetDir) ? readdirSync(changesetDir) : []) {
 
 // ---------------------------------------------------------------------------------------------
 // Pack every package once
+for (const p of publishable) {
+  const missing = [p.json.main, p.json.module, p.json.types].filter((f) => f && !existsSync(join(p.dir, f)));
+  if (missing.length > 0) {
+    console.error(
+      `check-packages: ${p.json.name} is not built (${missing.join(', ')} missing); run: npm run build`,
+    );
+    process.exit(1);
+  }
+}
 const packDir = mkdtempSync(join(tmpdir(), 'mlserve-pack-'));
+process.on('exit', () => rmSync(packDir, { recursive: true, force: true }));
 let packed;
 try {
-  for (const p of publishable) {
-    const missing = [p.json.main, p.json.module, p.json.types].filter(
-      (f) => f && !existsSync(join(p.dir, f)),
-    );
-    if (missing.length > 0) {
-      console.error(
-        `check-packages: ${p.json.name} is not built (${missing.join(', ')} missing); run: npm run build`,
-      );
-      process.exit(1);
-    }
-  }
   const out = execFileSync(
     'npm',
     [
