@@ -636,8 +636,19 @@ async function createMetrics(
         registers: [registry],
       }),
   );
+  const sampleRate = get(
+    'mlserve_monitor_sample_rate',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_monitor_sample_rate',
+        help: "Fraction of requests the drift monitor measures (moved by sampleRate 'auto')",
+        labelNames: ['model', 'version'],
+        registers: [registry],
+      }),
+  );
   return {
     update(report, stats) {
+      sampleRate.set({ model, version }, stats.sampleRate);
       for (const [feature, s] of Object.entries(report.features)) {
         const set = (metric: string, v: number | undefined) => {
           if (v !== undefined && Number.isFinite(v)) score.set({ model, version, feature, metric }, v);

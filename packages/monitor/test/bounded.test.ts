@@ -129,6 +129,7 @@ describe('monitor stays bounded', () => {
       extractors: [cat],
       window: { size: 100 },
       thresholds: { psi: 10, chi2PValue: 0.001 },
+      sampleRate: 1,
       metrics: { registry },
     });
     const served = pipeline(tabular(), watch);
@@ -139,6 +140,7 @@ describe('monitor stays bounded', () => {
     expect(text).toMatch(/mlserve_drift_score\{model="tab",version="1",feature="colour",metric="psi"\} \d/);
     expect(text).toMatch(/mlserve_drift_detected\{model="tab",version="1",feature="colour"\} 1/);
     expect(text).toMatch(/mlserve_monitor_requests\{model="tab",version="1",outcome="sampled"\} 100/);
+    expect(text).toMatch(/mlserve_monitor_sample_rate\{model="tab",version="1"\} 1/);
   });
 
   it('watches one model only', async () => {
