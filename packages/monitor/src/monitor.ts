@@ -40,8 +40,8 @@ export interface MonitorOptions {
    */
   sampleRate?: number | 'auto';
   /**
-   * With `sampleRate: 'auto'`, the share of the process's CPU time (plus the event loop's idle time)
-   * the monitor may spend measuring and scoring (default 0.02, i.e. 2%).
+   * With `sampleRate: 'auto'`, the share of the process's CPU time (or of the event loop's idle
+   * time, when the server is quiet) the monitor may spend measuring and scoring (default 0.02).
    */
   budget?: number;
   /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
@@ -111,7 +111,7 @@ export interface MonitorStats {
   sampleRate: number;
   /**
    * Time spent measuring and scoring over the last 100 ms, as a share of the process's CPU time
-   * plus the event loop's idle time (what `budget` bounds).
+   * (or of the event loop's idle time when that is larger): what `budget` bounds.
    */
   busyShare: number;
   /** Sampled requests dropped because the measuring queue was full. */
@@ -147,7 +147,9 @@ const MIN_AUTO_RATE = 0.001;
 /**
  * Watches a model's traffic for drift against a reference profile. The request path only pushes
  * references to the request's tensors into a bounded queue (dropping, and counting, when it is
- * full); features are extracted and scored later, off the request path.
+ * full); features are extracted and scored later, off the request path. By default
+ * (`sampleRate: 'auto'`) every request is measured while that costs under `budget` (2%) of the
+ * CPU, and a random sample of them when it would cost more.
  *
  * @example
  * ```ts
@@ -156,7 +158,7 @@ const MIN_AUTO_RATE = 0.001;
  *   profile: ref,
  *   extractors: [imageStats('image'), predictedClass('logits')],
  *   window: { size: 1000 },
- *   sampleRate: 0.5,
+ *   budget: 0.02, // sampleRate 'auto': at most 2% of the CPU on measuring
  *   metrics: { registry },
  *   onDrift: (e) => log.warn(e, `${e.feature} ${e.type}`),
  * });
@@ -307,10 +309,11 @@ export function monitor(options: MonitorOptions): Monitor {
 
   /**
    * Every ADJUST_EVERY_MS: the busy share of the last period and, with 'auto', the rate that keeps
-   * it within the budget. The share is of the process's CPU time plus the event loop's idle time:
-   * under full load that is the CPU the requests cost (so the cost per request stays within the
-   * budget however many other processes share the machine), and on a quiet server idle time
-   * counts, so everything is measured. The rate is the measuring time the period allows over the
+   * it within the budget. The share is of the process's CPU time, or of the event loop's idle
+   * time when that is larger: under load the first is the CPU the requests cost (so the cost per
+   * request stays within the budget however many other processes share the machine, and whether
+   * the model computes on this thread or another), and on a quiet server the second lets
+   * everything be measured. The rate is the measuring time the period allows over the
    * cost of measuring one request (a moving average) times the requests that came in; periods
    * without requests leave it alone. The busy time is wall-clock, so preemption only makes it err
    * low (fewer samples); the request path's own share (a push into the queue) is not counted.
@@ -321,7 +324,7 @@ export function monitor(options: MonitorOptions): Monitor {
     const usage = process.cpuUsage();
     const cpuNow = (usage.user + usage.system) / 1000;
     const idleNow = eventLoop.eventLoopUtilization().idle;
-    const cpuMs = cpuNow - periodCpu + (idleNow - periodIdle);
+    const cpuMs = Math.max(cpuNow - periodCpu, idleNow - periodIdle);
     const requests = counters.requests - periodRequests;
     if (cpuMs > 0) busyShare = Math.min(1, periodBusy / cpuMs);
     if (periodMeasured > 0) {
