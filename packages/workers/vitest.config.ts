@@ -1,4 +1,4 @@
-import { packageProject } from '../../vitest.shared';
+import { packageProject } from '../../vitest.shared.ts';
 
 // Worker threads run dist/worker.js: the global setup fails with a clear message when it is
 // missing or older than the source (`npm test` builds first).
