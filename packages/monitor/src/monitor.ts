@@ -334,9 +334,9 @@ export function monitor(options: MonitorOptions): Monitor {
     // A period much longer than ADJUST_EVERY_MS (a blocked event loop) says little about now.
     const representative = elapsed < 3 * ADJUST_EVERY_MS;
     if (auto && representative && requests > 0 && sampleCost > 0 && cpuMs > 0) {
-      // Down at once, up at most 2x a period: a period that was partly idle overstates the room.
+      // Down at once, up at most 1.5x a period: a period that was partly idle overstates the room.
       const target = (budget * cpuMs) / (sampleCost * requests);
-      currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 2)));
+      currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 1.5)));
     }
     periodStart = now;
     periodCpu = cpuNow;
