@@ -1,30 +1,44 @@
 #!/usr/bin/env node
-// Runs every vitest project, then prints one plain closing line ("Tests: N passed, N failed,
-// N skipped") that any CI can read, and exits with vitest's status.
+// Runs every vitest project, then the reliability suite (CI mode: short soaks), then prints one
+// plain closing line ("Tests: N passed, N failed, N skipped") that any CI can read, and exits
+// non-zero if either run failed. Extra arguments go to the first run only.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-const out = join('node_modules', '.cache', 'mlserve-tests');
+const out = join(process.cwd(), 'node_modules', '.cache', 'mlserve-tests');
 mkdirSync(out, { recursive: true });
-const report = join(out, 'vitest.json');
-rmSync(report, { force: true });
 
-const args = [
-  'vitest',
-  'run',
-  '--reporter=default',
-  '--reporter=json',
-  `--outputFile.json=${report}`,
-  ...process.argv.slice(2),
+const runs = [
+  { name: 'projects', args: process.argv.slice(2) },
+  { name: 'reliability', args: ['--root', 'packages/reliability', '--config', 'vitest.suite.config.ts'] },
 ];
-const result = spawnSync('npx', args, { stdio: 'inherit' });
+if (process.argv.length > 2) runs.pop();
 
-let summary = 'Tests: no result file was written';
-try {
-  const r = JSON.parse(readFileSync(report, 'utf8'));
-  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-  summary = `Tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`;
-} catch {}
-console.log(`\n${summary}`);
-process.exit(result.status ?? 1);
+let status = 0;
+const totals = { passed: 0, failed: 0, skipped: 0 };
+for (const run of runs) {
+  const report = join(out, `${run.name}.json`);
+  rmSync(report, { force: true });
+  const args = [
+    'vitest',
+    'run',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile.json=${report}`,
+    ...run.args,
+  ];
+  const result = spawnSync('npx', args, { stdio: 'inherit' });
+  if (result.status !== 0) status = result.status ?? 1;
+  try {
+    const r = JSON.parse(readFileSync(report, 'utf8'));
+    totals.passed += r.numPassedTests;
+    totals.failed += r.numFailedTests;
+    totals.skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  } catch {
+    console.error(`${run.name}: vitest wrote no result file`);
+    status ||= 1;
+  }
+}
+console.log(`\nTests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+process.exit(status);
