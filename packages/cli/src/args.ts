@@ -28,6 +28,12 @@ export interface ServeOptions {
   management: boolean;
   /** Skip warmup (faster start, slower first requests). Default false. */
   noWarmup: boolean;
+  /**
+   * On SIGTERM, keep accepting and serving this long after readiness turns 503, so load balancers
+   * stop sending before the listener closes (connections still queued in the kernel when it closes
+   * are reset). Default 0.
+   */
+  shutdownDelayMs?: number;
 }
 
 /** A command-line mistake: printed with a hint, exit status 2. */
@@ -71,6 +77,10 @@ Options:
                           anyone who can reach the port could unload models. Set
                           MLSERVE_MANAGEMENT_TOKEN to require "Authorization: Bearer <token>".
   --no-warmup             Skip warmup: faster start, slower first requests.
+  --shutdown-delay T      On SIGTERM, keep serving for T after readiness turns 503 before the
+                          listener closes, so a load balancer stops sending first (e.g. 5s behind
+                          Kubernetes; default 0). Connections the kernel queued but the server had
+                          not accepted when the listener closes are reset by the OS.
   -h, --help              Show this help.
   -v, --version           Print the version.
 
@@ -147,6 +157,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
     logLevel,
     management: values.management ?? false,
     noWarmup: values['no-warmup'] ?? false,
+    shutdownDelayMs:
+      values['shutdown-delay'] === undefined
+        ? 0
+        : parseDuration(values['shutdown-delay'], '--shutdown-delay'),
   };
   if (values['grpc-port'] !== undefined) {
     const grpcPort = integer(values['grpc-port'], '--grpc-port', 0);
@@ -172,6 +186,7 @@ const OPTIONS = {
   'intra-op-threads': { type: 'string' },
   management: { type: 'boolean' },
   'no-warmup': { type: 'boolean' },
+  'shutdown-delay': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;

@@ -195,6 +195,9 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   const close = () => {
     closing ??= (async () => {
       registry.stopping = true;
+      // Readiness is 503 from here; keep serving a while so load balancers stop sending first.
+      if ((options.shutdownDelayMs ?? 0) > 0)
+        await new Promise((r) => setTimeout(r, options.shutdownDelayMs));
       // Stop accepting; requests already accepted run to the end on models still loaded. Sockets
       // that turn idle after their last response are closed as they do.
       const sweep = setInterval(() => app.server.closeIdleConnections(), 50);

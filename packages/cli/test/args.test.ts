@@ -15,6 +15,7 @@ describe('parseCommandLine', () => {
         logLevel: 'info',
         management: false,
         noWarmup: false,
+        shutdownDelayMs: 0,
       },
     });
   });
@@ -40,6 +41,8 @@ describe('parseCommandLine', () => {
       '2',
       '--management',
       '--no-warmup',
+      '--shutdown-delay',
+      '2s',
     ]);
     expect(c).toEqual({
       command: 'serve',
@@ -55,6 +58,7 @@ describe('parseCommandLine', () => {
         intraOpThreads: 2,
         management: true,
         noWarmup: true,
+        shutdownDelayMs: 2000,
       },
     });
   });

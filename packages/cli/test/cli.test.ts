@@ -166,6 +166,19 @@ describe('mlserve', () => {
     expect(await r.exited).toBe(0);
   });
 
+  it('--shutdown-delay keeps serving after SIGTERM while readiness is already 503', async () => {
+    const r = run(['serve', '--model-repository', repo, '--port', '0', '--shutdown-delay', '1500ms']);
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    await r.waitFor(/-d @(\S+)/);
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
+    r.child.kill('SIGTERM');
+    await new Promise((res) => setTimeout(res, 300));
+    // Inside the delay: not ready, but new connections are still accepted and served.
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(503);
+    expect((await fetch(`${url}/v2/health/live`)).status).toBe(200);
+    expect(await r.exited).toBe(0);
+  });
+
   it('--grpc-port serves KServe V2 over gRPC beside HTTP, from the same models', async () => {
     const r = run(['serve', '--model-repository', repo, '--port', '0', '--grpc-port', '0', '--metrics']);
     const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
