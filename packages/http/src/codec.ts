@@ -107,6 +107,19 @@ export function tensorFromJson(
   what: string,
 ): Tensor {
   if (data === undefined) throw invalidArgument(`${what}: "data" is missing`);
+  // The common case: a flat array of plain numbers of exactly the right length goes straight into
+  // the typed array, with no intermediate copy. Anything else (nested, wrong length, a non-number
+  // element, a type with range checks) takes the general path below with its exact errors.
+  if ((type === 'float32' || type === 'float64') && Array.isArray(data) && data.length === count) {
+    const arr = type === 'float32' ? new Float32Array(count) : new Float64Array(count);
+    let i = 0;
+    for (; i < count; i++) {
+      const v: unknown = data[i];
+      if (typeof v !== 'number') break;
+      arr[i] = v;
+    }
+    if (i === count) return { type, dims, data: arr };
+  }
   const flat: unknown[] = [];
   if (!flattenInto(Array.isArray(data) ? data : [data], flat, count, 1, what) || flat.length !== count) {
     const got = flat.length === count ? 'more' : String(flat.length);
@@ -285,8 +298,14 @@ export function tensorDataToJson(t: Tensor): string {
     case 'uint64':
       return `[${Array.from(t.data as BigInt64Array, String).join(',')}]`;
     case 'float32':
-    case 'float64':
-      return `[${Array.from(t.data as Float32Array, jsonNumber).join(',')}]`;
+    case 'float64': {
+      // One string built in place: no array of per-element strings to allocate and join.
+      const d = t.data as Float32Array | Float64Array;
+      if (d.length === 0) return '[]';
+      let s = `[${jsonNumber(d[0]!)}`;
+      for (let i = 1; i < d.length; i++) s += `,${jsonNumber(d[i]!)}`;
+      return `${s}]`;
+    }
     default:
       return `[${(t.data as Int32Array).join(',')}]`;
   }

@@ -5,6 +5,7 @@ import {
   type InferContext,
   type InferOptions,
   invalidArgument,
+  type Model,
   type ModelMetadata,
   type ModelRegistry,
   notFound,
@@ -228,6 +229,20 @@ export function createProtocol(options: MlserveHttpOptions) {
     ...(management ? ['model_repository'] : []),
   ];
   const stats = new ServerStats();
+  // The request path reads each model's metadata once per model version, not once per request:
+  // backends hand out a deep copy on every call (structuredClone), which costs several percent of
+  // a small model's request. The registry gives one stable handle per loaded version (a reload
+  // or a new version is a new handle), so a WeakMap keyed by it forgets unloaded versions. The
+  // metadata endpoints (`GET /v2/models/{name}`, `/config`, `/metadata`) still ask afresh.
+  const metaCache = new WeakMap<Model, ModelMetadata>();
+  function metadataOf(model: Model): ModelMetadata {
+    let meta = metaCache.get(model);
+    if (meta === undefined) {
+      meta = model.metadata();
+      metaCache.set(model, meta);
+    }
+    return meta;
+  }
 
   function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
     const src: unknown = labels[meta.name] ?? meta.extra?.labels;
@@ -277,7 +292,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     span: Span,
   ): Promise<{ outputs: Tensors; model: { name: string; version: string; meta: ModelMetadata } }> {
     const model = registry.get(name, version, opts);
-    const meta = model.metadata();
+    const meta = metadataOf(model);
     if (validate) validateRequest(meta, inputs, opts);
     const t0 = performance.now();
     let rows = 1;
@@ -356,7 +371,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     requestId: string,
     span: Span,
   ) {
-    const meta = registry.get(name, version).metadata();
+    const meta = metadataOf(registry.get(name, version));
     const body = parseJson(await readBody(req));
     const { inputs, format } = decodePredict(body, meta);
     const context: InferContext = { startedAt: performance.now() };
