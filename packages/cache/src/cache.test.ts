@@ -254,6 +254,31 @@ describe('responseCache: in process', () => {
     expect(calls).toHaveLength(1);
   });
 
+  it('passes no signal below when nothing can abort the call, and the shared signal when something can', async () => {
+    const seen: (AbortSignal | undefined)[] = [];
+    const model = fromFunction({
+      name: 'probe',
+      inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
+      outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
+      infer(inputs, options) {
+        seen.push(options.signal);
+        return { y: inputs.x! };
+      },
+    });
+    const served = pipeline(model, responseCache({ max: 10 }));
+    const context: InferContext = {};
+    await served.infer(input(1), { context });
+    expect(seen[0]).toBeUndefined();
+    expect(context.cacheHit).toBe(false);
+    const caller = new AbortController();
+    await served.infer(input(2), { signal: caller.signal });
+    // Not the caller's own signal: the shared one, which aborts only when every waiter has gone.
+    expect(seen[1]).toBeInstanceOf(AbortSignal);
+    expect(seen[1]).not.toBe(caller.signal);
+    await served.infer(input(3), { deadline: Date.now() + 10_000 });
+    expect(seen[2]).toBeInstanceOf(AbortSignal);
+  });
+
   it('cancels the shared inference once every caller has gone, and caches nothing', async () => {
     const { model, calls } = doubler({ delayMs: 200 });
     const served = pipeline(model, responseCache({ max: 10 }));

@@ -5,6 +5,7 @@ import {
   type InferOptions,
   type Middleware,
   type Model,
+  NEVER_ABORTED,
   SharedCalls,
   type Tensors,
   unavailable,
@@ -359,7 +360,13 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
             // The inner call has no deadline of its own: each waiter races its own, and the shared
             // signal aborts the call once every waiter has gone (core's merging semantics).
             const context: InferContext = options?.context ?? {};
-            const outputs = await compute(key, inputs, { ...options, signal, deadline: undefined, context });
+            let callOptions: InferOptions;
+            if (signal === NEVER_ABORTED) {
+              // Nothing can abort the call (its first waiter has no signal and no deadline): pass
+              // no signal, so the layers below need no abort listener.
+              callOptions = options?.context ? options : { ...options, context };
+            } else callOptions = { ...options, signal, deadline: undefined, context };
+            const outputs = await compute(key, inputs, callOptions);
             return { outputs, hit: false, taken: false, context };
           } finally {
             running.delete(key);

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mergeOptions, parametersKey, pickOutputs, SharedCalls, SharedSignal } from './index.js';
+import {
+  mergeOptions,
+  NEVER_ABORTED,
+  parametersKey,
+  pickOutputs,
+  SharedCalls,
+  SharedSignal,
+} from './index.js';
 
 describe('merging semantics', () => {
   it('parametersKey is equal for equal parameters in any order, and distinguishes types', () => {
@@ -111,6 +118,41 @@ describe('SharedCalls (coalescing)', () => {
     await expect(first.promise).rejects.toMatchObject({ code: 'CANCELLED' });
     await expect(second.promise).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     expect(signal!.aborted).toBe(true);
+  });
+
+  it('a first waiter without signal or deadline pins the call: it gets NEVER_ABORTED, which never aborts', async () => {
+    const calls = new SharedCalls<string>();
+    const seen: AbortSignal[] = [];
+    let finish!: (v: string) => void;
+    const fn = (s: AbortSignal) => {
+      seen.push(s);
+      return new Promise<string>((r) => {
+        finish = r;
+      });
+    };
+    const first = calls.run('k', undefined, fn);
+    const a = new AbortController();
+    const second = calls.run('k', { signal: a.signal }, fn);
+    a.abort();
+    await expect(second.promise).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(seen).toEqual([NEVER_ABORTED]);
+    expect(NEVER_ABORTED.aborted).toBe(false);
+    finish('done');
+    await expect(first.promise).resolves.toBe('done');
+    // A first waiter with a signal (or a deadline) gets a real shared signal.
+    const third = calls.run('j', { deadline: Date.now() + 10_000 }, fn);
+    expect(seen[1]).not.toBe(NEVER_ABORTED);
+    finish('later');
+    await expect(third.promise).resolves.toBe('later');
+  });
+
+  it('SharedSignal aborts when its last waiter leaves even if nobody read the signal before', () => {
+    const shared = new SharedSignal();
+    const a = new AbortController();
+    shared.join(a.signal);
+    a.abort();
+    expect(shared.signal.aborted).toBe(true);
+    expect(shared.signal.reason).toMatchObject({ code: 'CANCELLED' });
   });
 
   it('a failure reaches every waiter', async () => {

@@ -87,11 +87,14 @@ export function pickOutputs<T>(
  * ```
  */
 export class SharedSignal {
-  readonly #controller = new AbortController();
+  // Created on first use: a shared call whose signal nobody reads (and that never aborts) costs
+  // no AbortController.
+  #controller: AbortController | undefined;
   #active = 0;
 
   /** The signal to hand the inner call. */
   get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
     return this.#controller.signal;
   }
 
@@ -119,13 +122,20 @@ export class SharedSignal {
   /** A waiter gave up; the shared signal aborts when none is left. */
   leave(): void {
     if (this.#active > 0) this.#active--;
-    if (this.#active === 0 && !this.#controller.signal.aborted) {
-      this.#controller.abort(cancelledFrom(AbortSignal.abort()));
-    }
+    if (this.#active > 0) return;
+    this.#controller ??= new AbortController();
+    if (!this.#controller.signal.aborted) this.#controller.abort(cancelledFrom(AbortSignal.abort()));
   }
 }
 
 function noop(): void {}
+
+/**
+ * The signal {@link SharedCalls} hands an execution that can never be aborted: its first waiter
+ * has neither a signal nor a deadline, so it never leaves. Never aborts; layers may skip passing
+ * it on (`signal === NEVER_ABORTED`), which spares the layers below a listener per request.
+ */
+export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 
 interface InFlight<T> {
   promise: Promise<T>;
@@ -171,9 +181,12 @@ export class SharedCalls<T> {
     if (!entry) {
       const shared = new SharedSignal();
       const created: InFlight<T> = { promise: undefined as unknown as Promise<T>, shared, waiters: 0 };
+      // A first waiter with neither a signal nor a deadline never leaves, so the shared signal
+      // can never abort: hand out the one that never does (no AbortController per call).
+      const pinned = options?.signal === undefined && options?.deadline === undefined;
       created.promise = (async () => {
         try {
-          return await fn(shared.signal);
+          return await fn(pinned ? NEVER_ABORTED : shared.signal);
         } finally {
           if (this.#inflight.get(key) === created) this.#inflight.delete(key);
         }
@@ -185,7 +198,8 @@ export class SharedCalls<T> {
     entry.waiters++;
     const release = entry.shared.join(options?.signal);
     const current = entry;
-    const wait = raceExpiry(entry.promise, options).finally(release);
+    const raced = raceExpiry(entry.promise, options);
+    const wait = release === noop ? raced : raced.finally(release);
     if (options?.deadline !== undefined) {
       // A waiter whose deadline passes leaves the shared call like one that aborted.
       wait.catch((err: { code?: string }) => {
