@@ -64,10 +64,11 @@ const TIMER_SLACK_MS = 0.5;
 const DEADLINE_MARGIN_MS = 10;
 /** Weight of each new batch in the latency estimates. */
 const ALPHA = 0.1;
-/** Weight of each new inter-arrival gap in the arrival-rate estimate. */
-const GAP_ALPHA = 0.05;
-/** Longest inter-arrival gap counted, ms (an idle spell must not take forever to forget). */
-const GAP_CAP_MS = 1000;
+/**
+ * Decay of the arrival-rate sums per observation window (a batch's execution, or a wait for
+ * company): the estimate follows roughly the last 1 / (1 - decay) windows.
+ */
+const RATE_DECAY = 0.9;
 
 /** Rows `start` to `end` as a copy (core's sliceRows without the checks: the bounds are ours). */
 function rowsOf(t: Tensor, start: number, end: number): Tensor {
@@ -187,9 +188,15 @@ class Batcher {
   #fitted = false;
   #costFixed = 0;
   #costPerItem = 0;
-  // Mean gap between arriving items, ms (moving average over arrivals); -1 until measured.
-  #gap = -1;
-  #lastArrival = -1;
+  // Arrival rate of *other* callers' items: items that arrived while a batch ran or while the
+  // queue waited for company, over the time those windows lasted (decayed sums). Time when the
+  // batcher is idle is not counted: a caller blocked on its own request cannot arrive then, so a
+  // closed-loop caller's re-submission right after its answer would look like a stream.
+  #arrivals = 0;
+  #rateItems = 0;
+  #rateMs = 0;
+  // Requests per batch, moving average: about 1 while callers come one at a time.
+  #avgRequests = 1;
 
   // Counters.
   #batches = 0;
@@ -485,11 +492,22 @@ class Batcher {
     if (deadlineAt < this.#earliestDeadline) this.#earliestDeadline = deadlineAt;
     this.#queuedItems += rows;
     this.#queuedRequests++;
-    if (this.#lastArrival >= 0) {
-      const sample = Math.min(now - this.#lastArrival, GAP_CAP_MS) / rows;
-      this.#gap = this.#gap < 0 ? sample : this.#gap + (sample - this.#gap) * GAP_ALPHA;
+    this.#arrivals += rows;
+    // Idle fast path ('auto' only): the model is idle, this is the only request queued and recent
+    // batches held one request each, so no company is expected. It starts now, without the hop to
+    // the next turn of the event loop, which is most of batching's cost for a lone caller.
+    if (
+      this.#fixedDelay === undefined &&
+      this.#inFlight === 0 &&
+      this.#queuedRequests === 1 &&
+      this.#avgRequests < 1.5 &&
+      this.#expectedGap() * rows >= this.#costFixed &&
+      !this.#closed
+    ) {
+      this.#launch(group, 'idle', now);
+      if (deadlineAt !== Number.POSITIVE_INFINITY) this.#arm(now);
+      return promise;
     }
-    this.#lastArrival = now;
     this.#immediate ??= setImmediate(this.#pump);
     return promise;
   }
@@ -607,23 +625,38 @@ class Batcher {
     return this.#fitted ? this.#costFixed + this.#costPerItem * items : 0;
   }
 
+  /** Records an observation window: `items` arrived in `ms` while the batcher was busy or waiting. */
+  #observe(items: number, ms: number): void {
+    if (!(ms > 0)) return;
+    this.#rateItems = this.#rateItems * RATE_DECAY + items;
+    this.#rateMs = this.#rateMs * RATE_DECAY + ms;
+  }
+
+  /**
+   * Expected gap between arriving items from other callers, ms; Infinity when none are expected
+   * (nothing measured yet, or nothing arrived in the recent windows: a lone sequential caller).
+   */
+  #expectedGap(): number {
+    if (!this.#fitted || this.#rateItems < 0.5) return Number.POSITIVE_INFINITY;
+    return this.#rateMs / this.#rateItems;
+  }
+
   /** The auto policy's current wait for a group of one item, for stats. */
   #autoDelayNow(): number {
-    if (!this.#fitted || this.#gap < 0) return 0;
-    const gap = this.#gap;
+    const gap = this.#expectedGap();
     return gap < this.#costFixed ? Math.min(this.#maxLatency, 2 * gap) : 0;
   }
 
   /**
    * Until when the group should wait for company (performance.now() scale); -1 to release now.
-   * Fixed delay: oldest + maxDelayMs. Auto: wait while the expected gap to the next arrival,
-   * paid by each of the n queued items, is below the per-call overhead that arrival would save.
+   * Fixed delay: oldest + maxDelayMs. Auto: wait while the expected gap to the next arrival from
+   * another caller, paid by each of the n queued items, is below the per-call overhead that
+   * arrival would save; never when no other caller has been seen arriving lately.
    */
   #waitUntil(g: Group): number {
     const oldest = g.entries[0]!.enqueuedAt;
     if (this.#fixedDelay !== undefined) return this.#fixedDelay === 0 ? -1 : oldest + this.#fixedDelay;
-    if (!this.#fitted || this.#gap < 0) return -1;
-    const gap = this.#gap;
+    const gap = this.#expectedGap();
     if (g.items * gap >= this.#costFixed) return -1;
     return Math.min(oldest + this.#maxLatency, g.lastArrival + 2 * gap);
   }
@@ -779,6 +812,10 @@ class Batcher {
       if (batch.length === 0) return;
     }
     this.#releases[reason]++;
+    // A wait for company is an observation window too: who joined after the oldest, in how long.
+    if (reason === 'timer' && this.#fixedDelay === undefined) {
+      this.#observe(items - taken[0]!.rows, now - taken[0]!.enqueuedAt);
+    }
     const run = this.#run(batch, reason, now);
     this.#running.add(run);
     run.finally(() => this.#running.delete(run));
@@ -840,12 +877,15 @@ class Batcher {
       if (merged.outputs) innerOptions.outputs = merged.outputs;
       if (merged.parameters) innerOptions.parameters = merged.parameters;
       const t0 = performance.now();
+      const arrivedBefore = this.#arrivals;
       let out: Tensors;
       try {
         out = await this.#inner.infer(inputs, innerOptions);
       } finally {
         computeMs = performance.now() - t0;
         this.#learn(items, computeMs);
+        // Counted before the callers get their answers: their next requests are not company.
+        this.#observe(this.#arrivals - arrivedBefore, computeMs);
       }
       this.#deliver(batch, out, items, padded !== undefined, computeMs, context);
     } catch (err) {
@@ -862,6 +902,7 @@ class Batcher {
       this.#batches++;
       this.#items += items;
       this.#requests += batch.length;
+      this.#avgRequests += (batch.length - this.#avgRequests) * ALPHA;
       const meanWait = waitSum / batch.length;
       this.#avgQueueMs = this.#batches === 1 ? meanWait : this.#avgQueueMs * (1 - ALPHA) + meanWait * ALPHA;
       this.#avgComputeMs =

@@ -454,6 +454,65 @@ describe('release policy', () => {
     expect(Math.max(...events.map((e) => e.maxQueueMs))).toBeLessThan(40);
   });
 
+  test("'auto' does not delay a lone sequential caller: it runs at once, never waits for itself", async () => {
+    // A blocking model of fixed latency, like an onnxruntime session: a caller that is waiting for
+    // its own answer cannot be company, so 'auto' must neither wait nor add a turn of the loop.
+    const spin = (ms: number) => {
+      const t = performance.now();
+      while (performance.now() - t < ms);
+    };
+    const make = () =>
+      fromFunction({
+        name: 'fixed',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1, 4] }],
+        outputs: [{ name: 'y', type: 'float32', dims: [-1, 4] }],
+        maxBatchSize: 64,
+        infer: ({ x }) => {
+          spin(0.2);
+          return { y: x! };
+        },
+      });
+    const plain = make();
+    const events: BatchEvent[] = [];
+    const auto = batching({ maxDelayMs: 'auto', maxLatencyMs: 10, onBatch: (e) => events.push(e) })(make());
+    const x = rowsOf(1, 1);
+    const run = async (m: typeof plain) => {
+      const t = performance.now();
+      for (let i = 0; i < 200; i++) await m.infer({ x });
+      return performance.now() - t;
+    };
+    await run(plain);
+    await run(auto);
+    // Best of three rounds each (the machine is shared); a generous bound about blocking.
+    let tPlain = Number.POSITIVE_INFINITY;
+    let tAuto = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < 3; r++) {
+      tPlain = Math.min(tPlain, await run(plain));
+      tAuto = Math.min(tAuto, await run(auto));
+    }
+    expect(tAuto).toBeLessThan(tPlain * 1.2 + 5);
+    expect(events.every((e) => e.size === 1 && e.reason === 'idle' && e.maxQueueMs < 1)).toBe(true);
+    expect(auto.stats?.().batching).toMatchObject({ delayMs: 0 });
+  });
+
+  test("'auto' still forms batches under concurrent load after a lone caller", async () => {
+    const p = probe({ delayMs: 1 });
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 'auto', onBatch: (e) => events.push(e) })(p.model);
+    for (let i = 0; i < 50; i++) await served.infer({ x: rowsOf(1, i) });
+    expect(events.every((e) => e.size === 1)).toBe(true);
+    events.length = 0;
+    // 32 closed-loop callers: after the first call, requests pile up while the model runs.
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, c) => {
+        for (let i = 0; i < 10; i++) await served.infer({ x: rowsOf(1, c * 100 + i) });
+      }),
+    );
+    const late = events.slice(events.length >> 1);
+    expect(late.reduce((n, e) => n + e.size, 0) / late.length).toBeGreaterThan(8);
+    expect(events.reduce((n, e) => n + e.requests, 0)).toBe(320);
+  });
+
   test("'auto' waits for company when arrivals are fast next to the call overhead, within maxLatencyMs", async () => {
     // A model with a large fixed cost and free slots: without waiting every request would run alone.
     const p = probe({ concurrency: 8, delayMs: 15 });
