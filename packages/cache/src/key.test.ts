@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isServeError, type Tensor, tensor } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -107,6 +108,37 @@ describe('cacheKey', () => {
         caught = err;
       }
       expect(isServeError(caught) && caught.code === 'INVALID_ARGUMENT').toBe(true);
+    }
+  });
+  it('small and large requests hash the same documented byte stream (keys stored in Redis stay valid)', () => {
+    // The format spelled out independently: JSON header, a zero byte, then each input's raw bytes.
+    const reference = (name: string, data: Float32Array, dims: number[]) => {
+      const header = JSON.stringify([
+        'mlserve-cache/1',
+        'm',
+        '1',
+        null,
+        '',
+        [[name, 'float32', dims, data.byteLength]],
+      ]);
+      const h = createHash('sha256');
+      h.update(header);
+      h.update(Buffer.from([0]));
+      h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      return h.digest('base64url');
+    };
+    for (const n of [1, 16, 784, 1023, 1024, 5000]) {
+      const data = Float32Array.from({ length: n }, (_, i) => (i * 7) % 13);
+      expect(cacheKey(scope, { x: { type: 'float32', dims: [1, n], data } })).toBe(
+        reference('x', data, [1, n]),
+      );
+      // A view into a larger buffer hashes only its own bytes.
+      const big = new Float32Array(n + 8);
+      big.set(data, 4);
+      const view = big.subarray(4, 4 + n);
+      expect(cacheKey(scope, { x: { type: 'float32', dims: [1, n], data: view } })).toBe(
+        reference('x', data, [1, n]),
+      );
     }
   });
 });

@@ -44,7 +44,10 @@ export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): Middleware {
         );
         const signal = options.signal ? AbortSignal.any([options.signal, timer.signal]) : timer.signal;
         const work = inner.infer(inputs, { ...options, deadline, signal });
-        return raceExpiry(work, { signal, deadline }).finally(() => clearTimeout(handle));
+        // Raced against the signal only: its timer is the one deadline timer, so the inner work is
+        // always aborted when the caller is rejected for the deadline (a second timer could fire
+        // first and clear this one before it aborted anything).
+        return raceExpiry(work, { signal }).finally(() => clearTimeout(handle));
       },
     });
 }
