@@ -6,7 +6,7 @@ import {
   resourceExhausted,
   wrap,
 } from '@mlserve/core';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { metrics, metricsText } from './index.js';
 
@@ -176,5 +176,62 @@ describe('metrics()', () => {
     );
     await model.infer(x(1));
     expect(seen).toMatchObject({ startedAt: expect.any(Number) });
+  });
+  it('counts kept per model reach every read of the registry: text, get(), two models, after dispose', async () => {
+    const registry = new Registry();
+    const a = pipeline(echo('a'), metrics({ registry }));
+    const b = pipeline(echo('b'), metrics({ registry }));
+    await a.infer(x(2));
+    await b.infer(x(1));
+    await b.infer(x(1));
+    const { body } = await metricsText(registry);
+    expect(body).toContain('nv_inference_request_success{model="a",version="3"} 1');
+    expect(body).toContain('nv_inference_request_success{model="b",version="3"} 2');
+    expect(body).toContain('nv_inference_count{model="a",version="3"} 2');
+    expect(body).toContain('nv_inference_pending_request_count{model="a",version="3"} 0');
+    // In flight: the gauge reads 1 while a request runs.
+    let release!: () => void;
+    const slow = pipeline(
+      fromFunction({
+        name: 'slow',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+        outputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+        infer: async ({ x: t }) => {
+          await new Promise<void>((r) => {
+            release = r;
+          });
+          return { x: t! };
+        },
+      }),
+      metrics({ registry }),
+    );
+    const running = slow.infer(x(1));
+    expect(await value(registry, 'nv_inference_pending_request_count', { model: 'slow' })).toBe(1);
+    release();
+    await running;
+    expect(await value(registry, 'nv_inference_pending_request_count', { model: 'slow' })).toBe(0);
+    // A request that ends after dispose is still counted.
+    const late = slow.infer(x(1));
+    await slow.dispose();
+    release();
+    await late.catch(() => {});
+    expect(await value(registry, 'nv_inference_request_success', { model: 'slow' })).toBe(2);
+    expect(await value(registry, 'nv_inference_pending_request_count', { model: 'slow' })).toBe(0);
+  });
+
+  it('counts at once on a counter registered elsewhere (its collect() would not apply ours)', async () => {
+    const registry = new Registry();
+    const foreign = new Counter({
+      name: 'nv_inference_request_success',
+      help: 'registered by the application',
+      labelNames: ['model', 'version'],
+      registers: [registry],
+    });
+    const model = pipeline(echo(), metrics({ registry }));
+    await model.infer(x(1));
+    // Read without collect(): the value is already there.
+    const values = (foreign as unknown as { hashMap: Record<string, { value: number }> }).hashMap;
+    expect(Object.values(values).map((v) => v.value)).toEqual([1]);
+    expect(await value(registry, 'nv_inference_count', { model: 'm' })).toBe(1);
   });
 });

@@ -43,15 +43,37 @@ function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
+/**
+ * Counter and gauge updates are kept as plain numbers per model and applied to prom-client when
+ * it collects (every read of a metric: a scrape, `registry.metrics()`, `metric.get()`), so a
+ * request does no label hashing for them. Flushers run per registry.
+ */
+const flushers = new WeakMap<Registry, Set<() => void>>();
+/** Metrics made by this module, whose `collect()` runs the registry's flushers. */
+const flushing = new WeakSet<object>();
+
+function flushAll(registry: Registry): void {
+  const set = flushers.get(registry);
+  if (set) for (const flush of set) flush();
+}
+
 /** Creates (or finds, when another `metrics()` already made them) the instruments on a registry. */
 function instruments(registry: Registry, prefix: string, buckets: number[]): Instruments {
   const labelNames: Labels[] = ['model', 'version'];
   const counter = (name: string, help: string, extra: Labels[] = []) =>
-    getOrCreate(
-      registry,
-      name,
-      () => new Counter({ name, help, labelNames: [...labelNames, ...extra], registers: [registry] }),
-    );
+    getOrCreate(registry, name, () => {
+      const made = new Counter({
+        name,
+        help,
+        labelNames: [...labelNames, ...extra],
+        registers: [registry],
+        collect() {
+          flushAll(registry);
+        },
+      });
+      flushing.add(made);
+      return made;
+    });
   const histogram = (name: string, help: string) =>
     getOrCreate(
       registry,
@@ -86,17 +108,19 @@ function instruments(registry: Registry, prefix: string, buckets: number[]): Ins
       'nv_inference_compute_infer_duration_us',
       'Cumulative compute inference duration in microseconds (each request of a batch is charged the batch time)',
     ),
-    pending: getOrCreate(
-      registry,
-      'nv_inference_pending_request_count',
-      () =>
-        new Gauge({
-          name: 'nv_inference_pending_request_count',
-          help: 'Instantaneous number of requests in flight in the model, queued or running',
-          labelNames,
-          registers: [registry],
-        }),
-    ),
+    pending: getOrCreate(registry, 'nv_inference_pending_request_count', () => {
+      const made = new Gauge({
+        name: 'nv_inference_pending_request_count',
+        help: 'Instantaneous number of requests in flight in the model, queued or running',
+        labelNames,
+        registers: [registry],
+        collect() {
+          flushAll(registry);
+        },
+      });
+      flushing.add(made);
+      return made;
+    }),
     cacheHits: counter('nv_cache_num_hits_per_model', 'Number of response cache hits per model'),
     cacheMisses: counter('nv_cache_num_misses_per_model', 'Number of response cache misses per model'),
     requestSeconds: histogram(`${prefix}request_duration_seconds`, 'End-to-end inference request duration'),
@@ -196,6 +220,61 @@ export function metrics({
     let failure = 0;
     let pending = 0;
     let batched: boolean | undefined;
+    // Deltas not yet applied to prom-client (see flushers). Direct updates instead when any of
+    // the counters was registered by someone else (its collect() would not flush ours).
+    const deferred = [
+      m.success,
+      m.inferences,
+      m.executions,
+      m.requestUs,
+      m.queueUs,
+      m.computeUs,
+      m.pending,
+      m.cacheHits,
+      m.cacheMisses,
+    ].every((metric) => flushing.has(metric));
+    const d = {
+      success: 0,
+      inferences: 0,
+      executions: 0,
+      requestUs: 0,
+      queueUs: 0,
+      computeUs: 0,
+      pending: 0,
+      cacheHits: 0,
+      cacheMisses: 0,
+    };
+    let served = false;
+    const flush = () => {
+      if (d.success) m.success.inc(labels, d.success);
+      if (d.inferences) m.inferences.inc(labels, d.inferences);
+      if (d.executions) m.executions.inc(labels, d.executions);
+      if (d.requestUs) m.requestUs.inc(labels, d.requestUs);
+      if (d.queueUs) m.queueUs.inc(labels, d.queueUs);
+      if (d.computeUs) m.computeUs.inc(labels, d.computeUs);
+      // Even a net zero: the series exists (at 0) once the model served a request.
+      if (served) m.pending.inc(labels, d.pending);
+      served = false;
+      if (d.cacheHits) m.cacheHits.inc(labels, d.cacheHits);
+      if (d.cacheMisses) m.cacheMisses.inc(labels, d.cacheMisses);
+      d.success = d.inferences = d.executions = d.requestUs = d.queueUs = d.computeUs = 0;
+      d.pending = d.cacheHits = d.cacheMisses = 0;
+    };
+    let live = deferred;
+    if (deferred) {
+      let set = flushers.get(registry);
+      if (!set) {
+        set = new Set();
+        flushers.set(registry, set);
+      }
+      set.add(flush);
+    }
+    /** Adds to a counter or the pending gauge: deferred, or at once when not deferrable. */
+    const add = (key: keyof typeof d, value: number) => {
+      d[key] += value;
+      if (key === 'pending') served = true;
+      if (!live) flush();
+    };
     const layer = wrap(inner, {
       layer: 'metrics',
       infer: async function metricsInfer(inputs, options: InferOptions = {}) {
@@ -203,7 +282,7 @@ export function metrics({
         const startedAt = performance.now();
         context.startedAt ??= startedAt;
         pending++;
-        m.pending.inc(labels);
+        add('pending', 1);
         try {
           const outputs = await inner.infer(inputs, options.context ? options : { ...options, context });
           const seconds = (performance.now() - startedAt) / 1000;
@@ -211,26 +290,26 @@ export function metrics({
           batched ??= inner.metadata().maxBatchSize > 0;
           const rows = batched ? rowsOf(inputs) : 1;
           success++;
-          m.success.inc(labels);
-          m.inferences.inc(labels, rows);
-          m.requestUs.inc(labels, seconds * 1e6);
+          add('success', 1);
+          add('inferences', rows);
+          add('requestUs', seconds * 1e6);
           m.requestSeconds.observe(labels, seconds);
           if (context.cacheHit === true) {
-            m.cacheHits.inc(labels);
+            add('cacheHits', 1);
           } else {
-            if (context.cacheHit === false) m.cacheMisses.inc(labels);
+            if (context.cacheHit === false) add('cacheMisses', 1);
             // This request's share of one execution: its rows over the rows of its batch, so the
             // shares of a batch's requests add up to one execution.
             const batch =
               typeof context.batchSize === 'number' && context.batchSize > 0 ? context.batchSize : rows;
-            m.executions.inc(labels, batch > 0 ? Math.min(1, rows / batch) : 1);
+            add('executions', batch > 0 ? Math.min(1, rows / batch) : 1);
             if (typeof context.computeMs === 'number') {
-              m.computeUs.inc(labels, context.computeMs * 1000);
+              add('computeUs', context.computeMs * 1000);
               m.computeSeconds.observe(labels, context.computeMs / 1000);
             }
           }
           if (typeof context.queueMs === 'number') {
-            m.queueUs.inc(labels, context.queueMs * 1000);
+            add('queueUs', context.queueMs * 1000);
             m.queueSeconds.observe(labels, context.queueMs / 1000);
           }
           return outputs;
@@ -241,12 +320,16 @@ export function metrics({
           throw e;
         } finally {
           pending--;
-          m.pending.dec(labels);
+          add('pending', -1);
         }
       },
       stats: () => ({ success, failure, pending }),
       dispose: () => {
         watched.get(registry)?.delete(layer);
+        // What this layer counted stays in the registry.
+        live = false;
+        flush();
+        flushers.get(registry)?.delete(flush);
       },
     });
     watchLayerStats(registry, layer);
