@@ -361,6 +361,25 @@ class Batcher {
         }
       }
       if (rows > this.#maxBatch) return this.#split(inputs, options, rows);
+      // Idle fast path ('auto' only): the model is idle, nothing is queued and recent batches held
+      // one request each, so no company is expected. The request goes straight to the model as a
+      // batch of its own, without queueing, copying or the hop to the next turn of the event loop.
+      if (
+        this.#fixedDelay === undefined &&
+        this.#inFlight === 0 &&
+        this.#queuedRequests === 0 &&
+        this.#avgRequests < 1.5 &&
+        this.#expectedGap() * rows >= this.#costFixed
+      ) {
+        const run = this.#direct(inputs, options, rows);
+        const done = run.then(
+          () => {},
+          () => {},
+        );
+        this.#running.add(done);
+        done.finally(() => this.#running.delete(done));
+        return run;
+      }
       return this.#enqueue(inputs, options, rows);
     } catch (err) {
       return Promise.reject(toServeError(err));
@@ -493,21 +512,6 @@ class Batcher {
     this.#queuedItems += rows;
     this.#queuedRequests++;
     this.#arrivals += rows;
-    // Idle fast path ('auto' only): the model is idle, this is the only request queued and recent
-    // batches held one request each, so no company is expected. It starts now, without the hop to
-    // the next turn of the event loop, which is most of batching's cost for a lone caller.
-    if (
-      this.#fixedDelay === undefined &&
-      this.#inFlight === 0 &&
-      this.#queuedRequests === 1 &&
-      this.#avgRequests < 1.5 &&
-      this.#expectedGap() * rows >= this.#costFixed &&
-      !this.#closed
-    ) {
-      this.#launch(group, 'idle', now);
-      if (deadlineAt !== Number.POSITIVE_INFINITY) this.#arm(now);
-      return promise;
-    }
     this.#immediate ??= setImmediate(this.#pump);
     return promise;
   }
@@ -819,6 +823,73 @@ class Batcher {
     const run = this.#run(batch, reason, now);
     this.#running.add(run);
     run.finally(() => this.#running.delete(run));
+  }
+
+  /**
+   * A lone request run as a batch of one, straight on the inner model with the caller's own
+   * options (its signal and deadline reach the model as they are); same bookkeeping as #run.
+   */
+  async #direct(inputs: Tensors, options: InferOptions | undefined, rows: number): Promise<Tensors> {
+    this.#inFlight++;
+    this.#arrivals += rows;
+    const arrivedBefore = this.#arrivals;
+    const t0 = performance.now();
+    let computeMs = 0;
+    let error: ServeError | undefined;
+    try {
+      const out = await this.#inner.infer(inputs, options);
+      for (const name in out) {
+        const t = out[name]!;
+        if (!this.#unbatchedOutputs.has(name) && t.dims[0] !== rows) {
+          throw internal(`output "${name}" has ${t.dims[0] ?? 'no'} rows for a batch of ${rows}`);
+        }
+      }
+      return out;
+    } catch (err) {
+      error = toServeError(err);
+      if (error.code === 'CANCELLED') this.#rejected.cancelled++;
+      else if (error.code === 'DEADLINE_EXCEEDED') this.#rejected.deadline++;
+      else this.#rejected.failed++;
+      throw error;
+    } finally {
+      computeMs = performance.now() - t0;
+      this.#learn(rows, computeMs);
+      this.#observe(this.#arrivals - arrivedBefore, computeMs);
+      this.#inFlight--;
+      this.#batches++;
+      this.#items += rows;
+      this.#requests++;
+      this.#avgRequests += (1 - this.#avgRequests) * ALPHA;
+      this.#releases.idle++;
+      this.#avgQueueMs = this.#batches === 1 ? 0 : this.#avgQueueMs * (1 - ALPHA);
+      this.#avgComputeMs =
+        this.#batches === 1 ? computeMs : this.#avgComputeMs * (1 - ALPHA) + computeMs * ALPHA;
+      const ctx = options?.context;
+      if (ctx) {
+        ctx.queueMs = ctx.queueMs ?? 0;
+        ctx.batchSize = rows;
+        ctx.computeMs = computeMs;
+      }
+      if (this.#onBatch || this.events.listenerCount('batch') > 0) {
+        const event: BatchEvent = {
+          size: rows,
+          requests: 1,
+          reason: 'idle',
+          queueMs: 0,
+          maxQueueMs: 0,
+          computeMs,
+          queueSize: this.#queuedItems,
+        };
+        if (error) event.error = error;
+        try {
+          this.#onBatch?.(event);
+        } catch {}
+        try {
+          this.events.emit('batch', event);
+        } catch {}
+      }
+      if (this.#queuedRequests > 0) this.#kick();
+    }
   }
 
   async #run(batch: Entry[], reason: ReleaseReason, formedAt: number): Promise<void> {

@@ -101,14 +101,18 @@ export default scenario({
         log(`${c.label}: ${concurrency} callers, with and without batching`);
         // A fresh batching layer per level, so its stats describe this level only.
         const batched = batching({ maxBatchSize: c.max, maxDelayMs: 'auto' })(plain);
+        // Fixed delays beside 'auto', so the table shows how far auto is from the best of them.
+        const fixed = [0, 2].map((d) => ({ d, m: batching({ maxBatchSize: c.max, maxDelayMs: d })(plain) }));
         const load = (m: Model) => () =>
           closedLoop('', (i) => m.infer(c.reqs[i % c.reqs.length]!), { concurrency, durationMs, warmupMs });
-        const [base, b] = (await rotated(rounds, [
+        const [base, b, ...fx] = (await rotated(rounds, [
           { name: 'one call per request', run: load(plain) },
           { name: cfg, run: load(batched) },
-        ])) as [LoadResult, LoadResult];
+          ...fixed.map((f) => ({ name: `maxDelayMs: ${f.d}`, run: load(f.m) })),
+        ])) as [LoadResult, LoadResult, ...LoadResult[]];
         withStats(b, batched);
-        sections.push(ratioTable(`${c.label}, ${concurrency} concurrent callers`, base, [b]));
+        for (const [k, r] of fx.entries()) withStats(r, fixed[k]!.m);
+        sections.push(ratioTable(`${c.label}, ${concurrency} concurrent callers`, base, [b, ...fx]));
         bars.push({ label: `${c.label}, ${concurrency} callers`, value: b.throughput / base.throughput });
         if (concurrency === levels[levels.length - 1]) {
           top.push(
