@@ -229,7 +229,10 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
       memoryStore({
         ...({ max: options.max, maxSize: options.maxSize } as MemoryBounds),
         maxEntrySize,
-        onEvict: (key: string, bytes: number) => emit({ type: 'evict', model: inner.name, key, bytes }),
+        // Only with a listener: sizing an evicted entry for nobody costs on every miss of a full cache.
+        onEvict: onEvent
+          ? (key: string, bytes: number) => emit({ type: 'evict', model: inner.name, key, bytes })
+          : undefined,
       });
     const calls = new SharedCalls<Shared>();
     /** Keys whose shared call is running: joiners skip the store lookup. */

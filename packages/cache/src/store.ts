@@ -128,7 +128,7 @@ export function memoryStore(options: MemoryStoreOptions): CacheStore {
     set(key, value, { ttlMs }) {
       const copy: Tensors = {};
       for (const name of Object.keys(value)) copy[name] = cloneTensor(value[name]!);
-      lru.set(key, copy, ttlMs !== undefined ? { ttl: ttlMs } : {});
+      lru.set(key, copy, ttlMs !== undefined ? { ttl: ttlMs } : undefined);
     },
     delete(key) {
       lru.delete(key);
