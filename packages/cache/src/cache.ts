@@ -369,7 +369,10 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
               // no signal, so the layers below need no abort listener.
               callOptions = options?.context ? options : { ...options, context };
             } else callOptions = { ...options, signal, deadline: undefined, context };
-            const outputs = await compute(key, inputs, callOptions);
+            // compute(), inline: one promise turn fewer on every miss.
+            inferences++;
+            const outputs = await inner.infer(inputs, callOptions);
+            keep(key, inputs, outputs);
             return { outputs, hit: false, taken: false, context };
           } finally {
             running.delete(key);

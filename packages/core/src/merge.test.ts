@@ -155,6 +155,20 @@ describe('SharedCalls (coalescing)', () => {
     expect(shared.signal.reason).toMatchObject({ code: 'CANCELLED' });
   });
 
+  it('a synchronous throw rejects the waiter; the key is free again before any waiter resumes', async () => {
+    const calls = new SharedCalls<string>();
+    const boom = calls.run('k', undefined, () => {
+      throw new Error('sync');
+    });
+    await expect(boom.promise).rejects.toThrow('sync');
+    expect(calls.size).toBe(0);
+    const ok = calls.run('k', undefined, async () => 'v');
+    const joined = calls.run('k', undefined, async () => 'never');
+    expect(joined.joined).toBe(true);
+    await expect(joined.promise.then((v) => [v, calls.has('k')])).resolves.toEqual(['v', false]);
+    await expect(ok.promise).resolves.toBe('v');
+  });
+
   it('a failure reaches every waiter', async () => {
     const calls = new SharedCalls<string>();
     const fn = async () => {

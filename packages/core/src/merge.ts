@@ -184,14 +184,19 @@ export class SharedCalls<T> {
       // A first waiter with neither a signal nor a deadline never leaves, so the shared signal
       // can never abort: hand out the one that never does (no AbortController per call).
       const pinned = options?.signal === undefined && options?.deadline === undefined;
-      created.promise = (async () => {
-        try {
-          return await fn(pinned ? NEVER_ABORTED : shared.signal);
-        } finally {
-          if (this.#inflight.get(key) === created) this.#inflight.delete(key);
-        }
-      })();
-      created.promise.catch(noop);
+      let started: Promise<T>;
+      try {
+        started = fn(pinned ? NEVER_ABORTED : shared.signal);
+      } catch (err) {
+        started = Promise.reject(err);
+      }
+      // Registered before any waiter's reaction, so the key is free again before they resume
+      // (without the extra turns an async wrapper would add).
+      const done = () => {
+        if (this.#inflight.get(key) === created) this.#inflight.delete(key);
+      };
+      started.then(done, done);
+      created.promise = started;
       this.#inflight.set(key, created);
       entry = created;
     }
