@@ -434,20 +434,7 @@ class OnnxModel implements Model {
       if (info.type === 'string')
         inputs[info.name] = { type: 'string', dims, data: new Array<string>(n).fill('') };
       else {
-        const ctor = {
-          float32: Float32Array,
-          float64: Float64Array,
-          float16: Uint16Array,
-          int8: Int8Array,
-          int16: Int16Array,
-          int32: Int32Array,
-          int64: BigInt64Array,
-          uint8: Uint8Array,
-          uint16: Uint16Array,
-          uint32: Uint32Array,
-          uint64: BigUint64Array,
-          bool: Uint8Array,
-        }[info.type];
+        const ctor = TYPED_ARRAY[info.type];
         inputs[info.name] = { type: info.type, dims, data: new ctor(n) } as Tensors[string];
       }
     }

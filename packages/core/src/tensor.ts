@@ -176,7 +176,8 @@ function toTensorData(type: DataType, data: unknown): TensorData {
   return out as NumericTensorData;
 }
 
-const INT_RANGE: Partial<Record<DataType, [number, number]>> = {
+/** The inclusive range of each integer type that fits a JS number exactly. */
+export const INT_RANGE: Readonly<Partial<Record<DataType, readonly [number, number]>>> = {
   int8: [-128, 127],
   int16: [-32768, 32767],
   int32: [-2147483648, 2147483647],

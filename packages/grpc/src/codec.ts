@@ -1,5 +1,6 @@
 import {
   type DataType,
+  INT_RANGE,
   invalidArgument,
   type NumericTensorData,
   type ParameterValue,
@@ -94,15 +95,6 @@ export const CONTENTS_FIELD: Readonly<Record<DataType, keyof ContentsMessage | u
 });
 
 const CONTENT_FIELDS = [...new Set(Object.values(CONTENTS_FIELD).filter((f) => f !== undefined))];
-
-const INT_RANGE: Partial<Record<DataType, [number, number]>> = {
-  int8: [-128, 127],
-  int16: [-32768, 32767],
-  int32: [-2147483648, 2147483647],
-  uint8: [0, 255],
-  uint16: [0, 65535],
-  uint32: [0, 4294967295],
-};
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;

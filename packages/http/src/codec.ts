@@ -4,6 +4,7 @@ import {
   elementCount,
   float16BitsToNumber,
   float32ToFloat16Bits,
+  INT_RANGE,
   invalidArgument,
   type NumericTensorData,
   type Tensor,
@@ -140,15 +141,6 @@ export function tensorFromJson(
   return { type, dims, data: arr };
 }
 
-const INT_LIMITS: Partial<Record<DataType, [number, number]>> = {
-  int8: [-128, 127],
-  int16: [-32768, 32767],
-  int32: [-2147483648, 2147483647],
-  uint8: [0, 255],
-  uint16: [0, 65535],
-  uint32: [0, 4294967295],
-};
-
 function jsonElement(type: DataType, v: unknown, i: number, what: string): number | bigint {
   if (type === 'bool') {
     if (v === true || v === 1) return 1;
@@ -165,7 +157,7 @@ function jsonElement(type: DataType, v: unknown, i: number, what: string): numbe
     return b;
   }
   if (typeof v !== 'number') throw invalidArgument(`${what}: element ${i} must be a number`);
-  const range = INT_LIMITS[type];
+  const range = INT_RANGE[type];
   if (range && (!Number.isInteger(v) || v < range[0] || v > range[1])) {
     throw invalidArgument(`${what}: element ${i} (${v}) is not a valid ${V2_DATATYPE[type]}`);
   }
