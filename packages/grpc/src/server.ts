@@ -14,7 +14,7 @@ import {
   unimplemented,
   validateRequest,
 } from '@mlserve/core';
-import { classify, type ManagementOptions, v2ModelMetadata } from '@mlserve/http';
+import { classificationLabels, classify, type ManagementOptions, v2ModelMetadata } from '@mlserve/http';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
   decodeInputs,
@@ -208,15 +208,7 @@ export function inferenceService(options: GrpcServerOptions): {
     return status;
   }
 
-  function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
-    const src: unknown = labels[meta.name] ?? meta.extra?.labels;
-    if (Array.isArray(src)) return src as string[];
-    if (src && typeof src === 'object') {
-      const byOutput = (src as Record<string, unknown>)[output];
-      if (Array.isArray(byOutput)) return byOutput as string[];
-    }
-    return undefined;
-  }
+  const labelsFor = (meta: ModelMetadata, output: string) => classificationLabels(labels, meta, output);
 
   /**
    * {@link runInfer} in a server span that continues the caller's trace (W3C `traceparent` in the

@@ -244,15 +244,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     return meta;
   }
 
-  function labelsFor(meta: ModelMetadata, output: string): readonly string[] | undefined {
-    const src: unknown = labels[meta.name] ?? meta.extra?.labels;
-    if (Array.isArray(src)) return src as string[];
-    if (src && typeof src === 'object') {
-      const byOutput = (src as Record<string, unknown>)[output];
-      if (Array.isArray(byOutput)) return byOutput as string[];
-    }
-    return undefined;
-  }
+  const labelsFor = (meta: ModelMetadata, output: string) => classificationLabels(labels, meta, output);
 
   function deadlineFrom(req: ProtocolRequest, timeoutUs: number | undefined): number | undefined {
     let ms: number | undefined;
@@ -604,3 +596,26 @@ function notAllowed(): ServeError {
 
 /** The object {@link createProtocol} returns. */
 export type Protocol = ReturnType<typeof createProtocol>;
+
+/**
+ * The class labels for an output's classification: `labels[model]` (one list, or one per output)
+ * if the server was given them, else the model's `metadata().extra.labels`.
+ *
+ * @example
+ * ```ts
+ * const names = classificationLabels({ mnist: ['zero', 'one'] }, model.metadata(), 'logits');
+ * ```
+ */
+export function classificationLabels(
+  labels: Record<string, unknown>,
+  meta: ModelMetadata,
+  output: string,
+): readonly string[] | undefined {
+  const src: unknown = labels[meta.name] ?? meta.extra?.labels;
+  if (Array.isArray(src)) return src as string[];
+  if (src && typeof src === 'object') {
+    const byOutput = (src as Record<string, unknown>)[output];
+    if (Array.isArray(byOutput)) return byOutput as string[];
+  }
+  return undefined;
+}
