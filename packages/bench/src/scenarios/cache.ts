@@ -16,20 +16,8 @@ export default scenario({
     const ort = await import('onnxruntime-node');
     const threads = { intraOpNumThreads: 1, interOpNumThreads: 1 };
 
-    const session = await ort.InferenceSession.create(modelPath('mnist-cnn.onnx'), threads);
-    const mnist = fromFunction({
-      name: 'mnist',
-      inputs: [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
-      outputs: [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
-      async infer({ image }) {
-        const r = await session.run({
-          image: new ort.Tensor('float32', image!.data as Float32Array, [...image!.dims]),
-        });
-        return {
-          logits: { type: 'float32', dims: [...r.logits!.dims], data: r.logits!.data as Float32Array },
-        };
-      },
-    });
+    const { loadOnnxModel } = await import('@mlserve/backend-onnx');
+    const mnist = await loadOnnxModel(modelPath('mnist-cnn.onnx'), { name: 'mnist', ...threads });
     const holdout = mnistHoldout();
     const digit = (i: number) => {
       const data = holdout.image(i % holdout.count);
@@ -209,7 +197,7 @@ export default scenario({
       'x bare model',
       { markAt: 1 },
     );
-    await session.release();
+    await mnist.dispose();
     return [
       'The machine is shared and noisy: read the ratios, not the absolute figures.',
       part1,

@@ -11,26 +11,14 @@ export default scenario({
   title: "Drift monitor: cost per request on mnist-cnn (every request sampled, and the default 'auto')",
   async run({ pick, log, chart }) {
     // Imported here so that other scenarios run even before this package is built.
-    const { fromFunction, pipeline } = await import('@mlserve/core');
+    const { pipeline } = await import('@mlserve/core');
     const { monitor, profile, imageStats, predictedClass, topScore } = await import('@mlserve/monitor');
     const { mnistHoldout, modelPath } = await import('@mlserve/test-utils');
-    const ort = await import('onnxruntime-node');
-    const session = await ort.InferenceSession.create(modelPath('mnist-cnn.onnx'), {
+    const { loadOnnxModel } = await import('@mlserve/backend-onnx');
+    const model = await loadOnnxModel(modelPath('mnist-cnn.onnx'), {
+      name: 'mnist',
       intraOpNumThreads: 1,
       interOpNumThreads: 1,
-    });
-    const model = fromFunction({
-      name: 'mnist',
-      inputs: [{ name: 'image', type: 'float32', dims: [-1, 1, 28, 28] }],
-      outputs: [{ name: 'logits', type: 'float32', dims: [-1, 10] }],
-      async infer({ image }) {
-        const r = await session.run({
-          image: new ort.Tensor('float32', image!.data as Float32Array, [...image!.dims]),
-        });
-        return {
-          logits: { type: 'float32', dims: [...r.logits!.dims], data: r.logits!.data as Float32Array },
-        };
-      },
     });
     const holdout = mnistHoldout();
     const images = Array.from({ length: holdout.count }, (_, i) => ({
@@ -101,7 +89,7 @@ export default scenario({
     withCpu([raw8, every8, chosen8], raw8);
     await watchAll.flush();
     await watchAuto.flush();
-    await session.release();
+    await model.dispose();
     // The monitor's own time (measuring and scoring, timed inside the monitor) per request, against
     // the time of a raw call: a steadier figure than the difference of two noisy latencies.
     const busy = (s: ReturnType<typeof watchAll.stats>) => (s.busyMs * 1000) / Math.max(1, s.requests);
