@@ -466,6 +466,29 @@ describe('defaults and management', () => {
     expect(err.message).toContain('model "broken" failed to load');
     expect((await rejection(m.load('../mnist'))).code).toBe('INVALID_ARGUMENT');
   });
+
+  it('management().unload goes through the repository: it stays unloaded, the index says why, load brings it back', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mlp', '1', 'mlp.onnx');
+    const log: LoaderLog = { loads: [], disposed: [] };
+    const repo = await open(dir, { middleware: () => [delay(150)] }, log);
+    const m = repo.management();
+    const inFlight = repo.registry
+      .infer('mlp', undefined, { features: { type: 'float32', dims: [1, 16], data: new Float32Array(16) } })
+      .catch((err: unknown) => err);
+    await sleep(20);
+    await m.unload('mlp');
+    // The request in flight finished before the model was disposed.
+    expect((await inFlight) as Record<string, unknown>).toHaveProperty('scores');
+    expect(log.disposed).toEqual(['mlp/1']);
+    await repo.poll();
+    expect(repo.registry.names()).toEqual([]);
+    expect(await m.index()).toEqual([{ name: 'mlp', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+    expect((await rejection(m.unload('nope'))).code).toBe('NOT_FOUND');
+    expect((await rejection(m.unload('../mlp'))).code).toBe('INVALID_ARGUMENT');
+    await m.load('mlp');
+    expect(repo.registry.isReady('mlp')).toBe(true);
+  });
 });
 
 describe('with the real middleware packages', () => {

@@ -1,0 +1,202 @@
+/**
+ * Pipeline building: from a version's files and its config to a served model,
+ * `[extra middleware] -> validation -> cache -> batching -> model`, warmed up. Returns what it
+ * built; the caller decides what to record.
+ */
+import { readFile, realpath } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, relative } from 'node:path';
+import {
+  invalidArgument,
+  type Middleware,
+  type Model,
+  type ModelMetadata,
+  pipeline,
+  validation,
+  wrap,
+} from '@mlserve/core';
+import type { ModelConfig } from './config.js';
+import { defaultLoaders, type Loaders, middlewareFactory } from './loaders.js';
+import { isInside } from './paths.js';
+import { runWarmup } from './warmup.js';
+
+/** What a pipeline is built with, beyond the version's config. */
+export interface BuildContext {
+  /** The repository's real path (class-label files must lie inside it). */
+  root: string;
+  loaders?: Loaders;
+  /** Extra outermost layers per version (metrics, tracing), before validation. */
+  middleware?: (name: string, version: string) => Middleware[];
+  /** ONNX intra-op threads of in-thread sessions whose config does not set them (default min(4, cores)). */
+  intraOpThreads?: number;
+  /** Worker threads for models whose config has no `workers`. */
+  workers?: number;
+  /** False turns warmup off everywhere. */
+  warmup?: boolean;
+  /** Stops warmups (the repository is closing). */
+  signal?: AbortSignal;
+  /** Warmup progress: once when warmup starts (no `progress`), then after each step. */
+  onWarmup?: (backend: string, progress?: { done: number; total: number; batchSize: number }) => void;
+  /** Debug log of the warmup's figures. */
+  debug?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+/** The version to build. */
+export interface BuildRequest {
+  name: string;
+  version: string;
+  /** The version directory. */
+  dir: string;
+  /** The model file (or SavedModel directory). */
+  file: string;
+  backend: 'onnx' | 'tfjs';
+  config: ModelConfig;
+}
+
+/** What {@link buildPipeline} built. */
+export interface BuiltPipeline {
+  /** The served model: the whole pipeline, warmed up. */
+  model: Model;
+  /** The innermost model (what warmup and shadow timing run on): backend, name and version, class labels. */
+  base: Model;
+  /** What runs it (`onnxruntime-node/cpu`, `worker-pool(onnx)`). */
+  backend: string;
+  platform: string | undefined;
+  /** {@link pipelineKey} of the config it was built from. */
+  key: string;
+}
+
+/**
+ * The config fields that shape a version's pipeline (routing fields apply without a rebuild).
+ *
+ * @example
+ * ```ts
+ * if (pipelineKey(next) !== built.key) await rebuild();
+ * ```
+ */
+export function pipelineKey(config: ModelConfig): string {
+  const { labels: _l, traffic: _t, versionPolicy: _v, description: _d, ...rest } = config;
+  return JSON.stringify(rest);
+}
+
+/**
+ * Loads a version and builds its pipeline from its config, then warms it up. Middleware packages
+ * are resolved first, so a missing one fails before a model is loaded; on any failure what was
+ * loaded is disposed.
+ *
+ * @example
+ * ```ts
+ * const built = await buildPipeline({ root }, { name: 'mnist', version: '1', dir, file,
+ *   backend: 'onnx', config: parseModelConfig({}, 'mnist/config.json') });
+ * registry.add(built.model);
+ * ```
+ */
+export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promise<BuiltPipeline> {
+  const { name, version, config } = req;
+  const loaders = ctx.loaders ?? {};
+  // Middleware first: a missing package fails before a model is loaded.
+  const cache = config.cache ? await middlewareFactory(loaders, 'cache') : undefined;
+  const batching = config.batching ? await middlewareFactory(loaders, 'batching') : undefined;
+  const opts: Record<string, unknown> = { name, version, ...config.backendOptions };
+  if (config.padValues) opts.padValues = config.padValues;
+  const classLabels = await readClassLabels(ctx.root, [req.dir, join(req.dir, '..')], config.labelsFile);
+  const workers = config.workers ?? (ctx.workers ? { threads: ctx.workers } : undefined);
+  let base: Model;
+  if (workers) {
+    const pool = loaders.workerPool ?? defaultLoaders.workerPool;
+    base = await pool({
+      backend: req.backend,
+      source: req.file,
+      options: opts,
+      threads: workers.threads,
+      ...(workers.intraOpThreads !== undefined && { intraOpThreads: workers.intraOpThreads }),
+      ...(workers.maxQueue !== undefined && { maxQueue: workers.maxQueue }),
+      ...(workers.idleTimeout !== undefined && { idleTimeout: workers.idleTimeout }),
+    });
+  } else {
+    if (req.backend === 'onnx' && opts.intraOpNumThreads === undefined) {
+      opts.intraOpNumThreads = ctx.intraOpThreads ?? Math.max(1, Math.min(4, availableParallelism()));
+    }
+    const loader = loaders[req.backend] ?? defaultLoaders[req.backend];
+    base = await loader(req.file, opts);
+  }
+  try {
+    base = identity(base, name, version, classLabels);
+    const meta = base.metadata();
+    const backend = meta.backend ?? req.backend;
+    const layers: Middleware[] = [...(ctx.middleware?.(name, version) ?? [])];
+    if (config.validation.enabled) {
+      layers.push(
+        validation(config.validation.maxBatchSize ? { maxBatchSize: config.validation.maxBatchSize } : {}),
+      );
+    }
+    if (cache) layers.push(cache(config.cache!));
+    if (batching) layers.push(batching(config.batching!));
+    const model = pipeline(base, ...layers);
+    if (ctx.warmup !== false && config.warmup.enabled) {
+      await model.warmup?.();
+      ctx.onWarmup?.(backend);
+      const report = await runWarmup(base, config.warmup, {
+        ...(config.batching && { batching: config.batching }),
+        file: join(name, 'config.json'),
+        ...(ctx.signal && { signal: ctx.signal }),
+        onProgress: (done, total, batchSize) => ctx.onWarmup?.(backend, { done, total, batchSize }),
+      });
+      ctx.debug?.(
+        `${name}/${version} warmed up: ${report.requests} requests in ${Math.round(report.ms)} ms`,
+        {
+          model: name,
+          version,
+          batchSizes: report.batchSizes,
+          truncated: report.truncated,
+        },
+      );
+    }
+    return { model, base, backend, platform: meta.platform, key: pipelineKey(config) };
+  } catch (err) {
+    await base.dispose().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The class labels file of a version (first) or its model directory, one label a line. */
+async function readClassLabels(root: string, dirs: string[], file: string): Promise<string[] | undefined> {
+  for (const dir of dirs) {
+    const path = join(dir, file);
+    let real: string;
+    try {
+      real = await realpath(path);
+    } catch {
+      continue;
+    }
+    if (!isInside(root, real))
+      throw invalidArgument(`${relative(root, path)} resolves outside the model repository`);
+    const text = await readFile(real, 'utf8');
+    const lines = text.split(/\r?\n/);
+    while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
+    return lines.map((l) => l.trim());
+  }
+  return undefined;
+}
+
+/** Makes a loaded model answer to the repository's name and version, with its class labels. */
+function identity(base: Model, name: string, version: string, labels: string[] | undefined): Model {
+  if (base.name === name && base.version === version && !labels) return base;
+  let meta: ModelMetadata | undefined;
+  const model = wrap(base, {
+    layer: 'repository',
+    metadata: () => {
+      meta ??= (() => {
+        const m = base.metadata();
+        const out: ModelMetadata = { ...m, name, version };
+        if (labels) out.extra = { ...m.extra, labels };
+        return out;
+      })();
+      return structuredClone(meta);
+    },
+  });
+  return Object.defineProperties(model, {
+    name: { value: name, enumerable: true },
+    version: { value: version, enumerable: true },
+  });
+}
