@@ -62,6 +62,44 @@ describe('ModelRegistry', () => {
     expect(y0(await r.get('m', undefined, { id: 'other' }).infer(x()))).toBe(2);
   });
 
+  it('holds a version in shadow or rejected: no client reaches it; canary and promoted serve', async () => {
+    const r = new ModelRegistry();
+    r.add(versioned('1', { factor: 1 }));
+    r.add(versioned('2', { factor: 2 }));
+    r.setLabel('m', 'next', '2');
+    const states: string[] = [];
+    r.on('state', (s) => states.push(`${s.version}:${s.rollout?.phase ?? '-'}`));
+    r.setRollout('m', '2', { phase: 'shadow' });
+    expect(y0(await r.infer('m', undefined, x()))).toBe(1);
+    expect(() => r.get('m', '2')).toThrow(
+      expect.objectContaining({
+        code: 'UNAVAILABLE',
+        message: 'model "m" version 2 is in shadow, not serving yet',
+      }),
+    );
+    expect(() => r.get('m', 'next')).toThrow(expect.objectContaining({ code: 'UNAVAILABLE' }));
+    expect(r.isReady('m', '2')).toBe(false);
+    r.setRollout('m', '2', {
+      phase: 'rejected',
+      reason: 'agreement 0.5 < 0.99',
+      figures: { agreement: 0.5 },
+    });
+    expect(r.status('m', '2')).toMatchObject({
+      ready: false,
+      rollout: { phase: 'rejected', reason: 'agreement 0.5 < 0.99', figures: { agreement: 0.5 } },
+    });
+    expect(() => r.get('m', '2')).toThrow(/version 2 is rejected: agreement 0.5 < 0.99/);
+    r.setRollout('m', '2', { phase: 'canary', weight: 5 });
+    expect(y0(await r.infer('m', '2', x()))).toBe(2);
+    r.setRollout('m', '2', undefined);
+    expect(y0(await r.infer('m', undefined, x()))).toBe(2);
+    expect(r.status('m', '2')?.rollout).toBeUndefined();
+    expect(states).toEqual(['2:shadow', '2:rejected', '2:canary', '2:-']);
+    expect(() => r.setRollout('m', '9', { phase: 'shadow' })).toThrow(
+      expect.objectContaining({ code: 'NOT_FOUND' }),
+    );
+  });
+
   it('tracks loading versions; a failed load leaves the others serving', async () => {
     const r = new ModelRegistry();
     const errors: string[] = [];

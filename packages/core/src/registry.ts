@@ -5,6 +5,21 @@ import type { InferOptions, Model, Tensors } from './types.js';
 /** The life of one model version in a {@link ModelRegistry}. */
 export type VersionState = 'loading' | 'ready' | 'unavailable' | 'unloading' | 'failed';
 
+/**
+ * Where a version stands in a gated rollout (set by a model repository through
+ * {@link ModelRegistry.setRollout}). A version in `shadow` or `rejected` is loaded but held: it
+ * answers no client (requests naming it get UNAVAILABLE, default routing skips it).
+ */
+export interface RolloutStatus {
+  phase: 'shadow' | 'canary' | 'promoted' | 'rejected';
+  /** Percent of the model's default traffic it takes (canary steps). */
+  weight?: number;
+  /** Why it was rejected or rolled back. */
+  reason?: string;
+  /** The gate's figures: p99 of each version, their ratio, agreement, requests compared, ... */
+  figures?: Record<string, number>;
+}
+
 /** One row of {@link ModelRegistry.list}. */
 export interface VersionStatus {
   name: string;
@@ -15,6 +30,8 @@ export interface VersionStatus {
   inFlight: number;
   /** Why a load failed. */
   error?: string;
+  /** Its place in a gated rollout, when it has one. */
+  rollout?: RolloutStatus;
 }
 
 interface Entry {
@@ -27,7 +44,10 @@ interface Entry {
   handle: Model | undefined;
   error?: ServeError;
   removing?: Promise<void>;
+  rollout?: RolloutStatus;
 }
+
+const held = (e: Entry) => e.rollout?.phase === 'shadow' || e.rollout?.phase === 'rejected';
 
 /** Events a {@link ModelRegistry} emits. */
 export interface RegistryEvents {
@@ -167,12 +187,32 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
       inFlight: entry.inFlight,
     };
     if (entry.error) s.error = entry.error.message;
+    if (entry.rollout) s.rollout = structuredClone(entry.rollout);
     return s;
   }
 
   #entryReady(entry: Entry): boolean {
-    if (this.#closing || entry.state !== 'ready' || !entry.model) return false;
+    if (this.#closing || entry.state !== 'ready' || !entry.model || held(entry)) return false;
     return entry.model.isReady ? entry.model.isReady() : true;
+  }
+
+  /**
+   * Sets (or clears, with undefined) a version's place in a gated rollout. While its phase is
+   * `shadow` or `rejected` the version is held: requests naming it get UNAVAILABLE and default
+   * routing skips it. Emits `state`. NOT_FOUND for an unknown version.
+   *
+   * @example
+   * ```ts
+   * registry.setRollout('mnist', '2', { phase: 'shadow' });
+   * registry.setRollout('mnist', '2', { phase: 'promoted', figures: { agreement: 1 } });
+   * ```
+   */
+  setRollout(name: string, version: string, rollout: RolloutStatus | undefined): void {
+    const entry = this.#models.get(name)?.get(version);
+    if (!entry) throw notFound(`unknown version "${version}" of model "${name}"`);
+    if (rollout) entry.rollout = structuredClone(rollout);
+    else delete entry.rollout;
+    this.emit('state', this.#status(entry));
   }
 
   /** Points a label (`stable`, `canary`) at a version. */
@@ -249,7 +289,7 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
       return labelled === undefined ? undefined : versions.get(labelled);
     }
     const readyVersions = [...versions.values()]
-      .filter((e) => e.state === 'ready')
+      .filter((e) => e.state === 'ready' && !held(e))
       .map((e) => e.version)
       .sort(compareVersions);
     if (this.#resolver) {
@@ -281,6 +321,12 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
     if (entry.state !== 'ready' || !entry.model) {
       const why = entry.error ? `: ${entry.error.message}` : '';
       throw unavailable(`model "${name}" version ${entry.version} is ${entry.state}${why}`);
+    }
+    if (held(entry)) {
+      const why = entry.rollout?.reason ? `: ${entry.rollout.reason}` : '';
+      throw unavailable(
+        `model "${name}" version ${entry.version} is ${entry.rollout?.phase === 'shadow' ? 'in shadow, not serving yet' : 'rejected'}${why}`,
+      );
     }
     entry.handle ??= this.#handle(entry);
     return entry.handle;
