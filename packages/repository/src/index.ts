@@ -1,5 +1,6 @@
 export * from './build.js';
 export * from './config.js';
+export * from './defaults.js';
 export * from './loaders.js';
 export * from './paths.js';
 export * from './reconcile.js';

@@ -11,6 +11,7 @@
  *   what a user writes by hand: parse the JSON body, `session.run`, answer JSON. `default` keeps
  *   onnxruntime's default session options (every core), `threads` sets 1 intra-op thread.
  * - `ceiling`: Fastify parsing the same JSON body and answering a constant (no model at all).
+ * - `ceiling-binary`: Fastify reading the same V2 binary body (as a Buffer) and answering a constant.
  */
 
 import type { Server } from 'node:http';
@@ -87,7 +88,7 @@ async function mlserveRegistry() {
 
 async function start(): Promise<Server> {
   const limit = 64 * 1024 * 1024;
-  if (kind === 'mlserve-fastify' || kind === 'ceiling' || kind.startsWith('hand-fastify')) {
+  if (kind === 'mlserve-fastify' || kind.startsWith('ceiling') || kind.startsWith('hand-fastify')) {
     const { default: Fastify } = await import('fastify');
     const app = Fastify({ logger: false, bodyLimit: limit });
     if (kind === 'mlserve-fastify') {
@@ -95,6 +96,16 @@ async function start(): Promise<Server> {
       await app.register(mlservePlugin, { registry: await mlserveRegistry() });
     } else if (kind === 'ceiling') {
       app.post('/predict/:model', async () => ({ model_name: 'ceiling', outputs: [] }));
+    } else if (kind === 'ceiling-binary') {
+      // The V2 binary body read whole, as the server reads it before it splits header and tensor.
+      app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
+        done(null, body),
+      );
+      app.post<{ Body: Buffer }>('/predict/:model', async (req) => ({
+        model_name: 'ceiling',
+        outputs: [],
+        bytes: req.body.byteLength,
+      }));
     } else {
       const handle = await handWritten(kind.endsWith('threads'));
       app.post<{ Params: { model: string }; Body: V2JsonBody }>('/predict/:model', async (req, reply) => {
