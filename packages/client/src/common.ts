@@ -1,0 +1,14 @@
+export type { Client, RemoteInferOptions, RemoteModel } from './client.js';
+export { fromInferOptions } from './client.js';
+export { codeOfStatus, errorFromAnswer, parseRetryAfter } from './errors.js';
+export type { RetryPolicy } from './retry.js';
+export { backoffMs, retryDelay, retryPolicy } from './retry.js';
+export type * from './types.js';
+export type { ClassScore, DecodedResponse, EncodedRequest, EncodeOptions, OutputRequest } from './v2.js';
+export {
+  decodeInferResponse,
+  encodeInferRequest,
+  parseClassification,
+  parseModelMetadata,
+  parseServerMetadata,
+} from './v2.js';
