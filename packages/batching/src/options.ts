@@ -89,6 +89,11 @@ export interface BatchingStats {
   computeMs: number;
   /** The wait `'auto'` currently aims for, ms (the fixed `maxDelayMs` otherwise). */
   delayMs: number;
+  /**
+   * The load signal `'auto'` reads: how long every compute slot has been busy back to back (gaps
+   * under 1 ms count as busy), ms; 0 when a slot has been idle for longer.
+   */
+  busyMs: number;
   /** Effective limits. */
   maxBatchSize: number;
   maxConcurrentBatches: number;
@@ -110,9 +115,12 @@ export interface BatchingOptions {
    */
   maxBatchSize?: number;
   /**
-   * How long the oldest queued request waits for company, ms. 0 batches only what is already
-   * queued. `'auto'` (default) waits only while the expected next arrival is cheaper than another
-   * model call, learned from the measured batch latency and arrival rate.
+   * The longest the model may sit idle waiting for company, ms: a request that arrives while a
+   * compute slot is free waits up to this long for others (unless the batch fills first). Requests
+   * that queued while every slot was busy are released the moment one frees, whatever this says:
+   * they have waited already. 0 never waits. `'auto'` (default) never waits while the model is busy
+   * back to back, and otherwise only while the expected next arrival is cheaper than another model
+   * call, learned from the measured batch latency and arrival rate.
    */
   maxDelayMs?: number | 'auto';
   /** The most a request may wait in the queue for company under `'auto'`, ms. Default 10. */
@@ -123,7 +131,11 @@ export interface BatchingOptions {
   maxQueueSize?: number;
   /** HTTP status of that rejection: 429 (default) or 503. */
   rejectStatus?: 429 | 503;
-  /** Batches in flight to the inner model at once. Default: the model's `metadata().concurrency`. */
+  /**
+   * Batches in flight to the inner model at once (its compute slots). Default: the model's
+   * `metadata().concurrency`, which says where it runs: 1 for a model computing on the calling thread
+   * (an onnxruntime session), the thread count for a worker pool.
+   */
   maxConcurrentBatches?: number;
   /**
    * How fast a waiting request gains priority, ms per level: a request of priority 0 that waited

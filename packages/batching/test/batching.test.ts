@@ -1,6 +1,6 @@
 import { fromFunction, type InferContext, pipeline, ServeError, type Tensors } from '@mlserve/core';
 import { describe, expect, test } from 'vitest';
-import { type BatchEvent, batching } from '../src/index.js';
+import { type BatchEvent, type BatchingStats, batching } from '../src/index.js';
 import { codeOf, probe, rowsOf, sleep } from './helpers.js';
 
 describe('options', () => {
@@ -529,6 +529,122 @@ describe('release policy', () => {
     expect(avg).toBeGreaterThan(1.5);
     // Generous bound: the wait never runs far past the budget (timers are coarse on a loaded machine).
     expect(Math.max(...late.map((e) => e.maxQueueMs))).toBeLessThan(80);
+  });
+});
+
+describe('release policy under load', () => {
+  test('while every slot is busy the next batch forms, and leaves whole the moment the slot frees', async () => {
+    const p = probe({ concurrency: 2 });
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 0, onBatch: (e) => events.push(e) })(p.model);
+    p.hold();
+    const running = [served.infer({ x: rowsOf(1, 0) }), served.infer({ x: rowsOf(1, 10) })];
+    await sleep(5);
+    expect(p.calls.map((c) => c.rows)).toEqual([2]);
+    // One slot of two is free: these run at once...
+    const second = served.infer({ x: rowsOf(1, 20) });
+    await sleep(5);
+    expect(p.calls.map((c) => c.rows)).toEqual([2, 1]);
+    // ...now both are busy: nothing launches, however long they wait, until a slot frees.
+    const waiting = [1, 2, 3].map((i) => served.infer({ x: rowsOf(1, 100 + i) }));
+    await sleep(20);
+    expect(p.calls.map((c) => c.rows)).toEqual([2, 1]);
+    p.open();
+    await Promise.all([...running, second, ...waiting]);
+    expect(p.calls.map((c) => c.rows)).toEqual([2, 1, 3]);
+    expect(p.maxRunning()).toBe(2);
+  });
+
+  test('a fixed delay does not hold requests that queued while the model was busy (closed-loop callers)', async () => {
+    const p = probe({ delayMs: 1 });
+    const events: BatchEvent[] = [];
+    const served = batching({ maxDelayMs: 60_000, maxBatchSize: 64, onBatch: (e) => events.push(e) })(
+      p.model,
+    );
+    // The first request waits for company (the model is idle), up to the batch filling...
+    const first = Array.from({ length: 64 }, (_, i) => served.infer({ x: rowsOf(1, i) }));
+    await Promise.all(first);
+    expect(events.map((e) => [e.reason, e.size])).toEqual([['full', 64]]);
+    // ...then 16 callers each send their next request the moment the last returns: each batch
+    // formed while the previous one ran and leaves when it ends, never waiting the 60 s delay.
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, c) => {
+        for (let i = 0; i < 5; i++) await served.infer({ x: rowsOf(1, c * 10 + i) });
+      }),
+    );
+    const later = events.slice(1);
+    expect(later.reduce((n, e) => n + e.requests, 0)).toBe(80);
+    expect(later.some((e) => e.reason === 'timer')).toBe(false);
+  });
+
+  test("'auto' never waits for company while the model is busy back to back", async () => {
+    const p = probe({ delayMs: 2 });
+    const served = batching({ maxDelayMs: 'auto', maxLatencyMs: 50 })(p.model);
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, c) => {
+        for (let i = 0; i < 10; i++) await served.infer({ x: rowsOf(1, c * 100 + i) });
+      }),
+    );
+    const s = served.stats!().batching as BatchingStats;
+    expect(s.requests).toBe(320);
+    expect(s.releases.timer).toBe(0);
+    expect(s.averageBatchSize).toBeGreaterThan(8);
+  });
+
+  test('stats report the busy streak while the model is saturated', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    expect((served.stats!().batching as BatchingStats).busyMs).toBe(0);
+    p.hold();
+    const running = served.infer({ x: rowsOf(1) });
+    await sleep(30);
+    expect((served.stats!().batching as BatchingStats).busyMs).toBeGreaterThanOrEqual(20);
+    p.open();
+    await running;
+    await sleep(20);
+    expect((served.stats!().batching as BatchingStats).busyMs).toBe(0);
+  });
+});
+
+describe('stateful sequences', () => {
+  test('requests carrying sequence parameters are never merged, and keep their sequence options', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    p.hold();
+    const busy = served.infer({ x: rowsOf(1, -1) });
+    await sleep(5);
+    const jobs = [
+      served.infer({ x: rowsOf(1, 0) }),
+      served.infer({ x: rowsOf(1, 10) }, { sequence: { id: 'a', start: true } }),
+      served.infer({ x: rowsOf(1, 20) }, { parameters: { sequence_id: 7 } }),
+      served.infer({ x: rowsOf(1, 30) }, { parameters: { sequence_id: 7, sequence_end: true } }),
+      served.infer({ x: rowsOf(2, 40) }, { parameters: { sequence_start: true, sequence_id: 8 } }),
+      served.infer({ x: rowsOf(1, 50) }),
+    ];
+    p.open();
+    const outs = await Promise.all([busy, ...jobs]);
+    const firsts = p.calls
+      .slice(1)
+      .map((c) => Array.from(c.inputs.x!.data as Float32Array).filter((_, i) => i % 4 === 0));
+    // The two plain requests share a batch; each sequence request runs alone.
+    expect(firsts).toContainEqual([0, 50]);
+    for (const solo of [[10], [20], [30], [40, 44]]) expect(firsts).toContainEqual(solo);
+    expect(p.calls).toHaveLength(6);
+    const seq = p.calls.find((c) => (c.inputs.x!.data as Float32Array)[0] === 10)!;
+    expect(seq.options.sequence).toEqual({ id: 'a', start: true });
+    const end = p.calls.find((c) => (c.inputs.x!.data as Float32Array)[0] === 30)!;
+    expect(end.options.parameters).toEqual({ sequence_id: 7, sequence_end: true });
+    expect(Array.from(outs[5]!.y!.data as Float32Array)).toEqual(
+      Array.from(rowsOf(2, 40).data, (v) => v * 2),
+    );
+  });
+
+  test('a sequence request larger than a batch is not split into several calls', async () => {
+    const p = probe({ maxBatchSize: 16 });
+    const served = batching({ maxBatchSize: 4, maxDelayMs: 0 })(p.model);
+    const out = await served.infer({ x: rowsOf(6) }, { parameters: { sequence_id: 1 } });
+    expect(p.calls.map((c) => c.rows)).toEqual([6]);
+    expect(out.y!.dims).toEqual([6, 4]);
   });
 });
 
