@@ -3,8 +3,8 @@ import { stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { notFound, ServeError, unavailable } from '@mlserve/core';
-import * as ort from 'onnxruntime-node';
+import { importOptional, notFound, ServeError, unavailable } from '@mlserve/core';
+import type * as OrtNode from 'onnxruntime-node';
 import { cleanOrtMessage } from './errors.js';
 import type { OrtModule } from './ort.js';
 import type { OnnxModelSource, OrtRuntime } from './session-model.js';
@@ -65,7 +65,7 @@ function label(name: string): string {
   return LABELS[name] ?? name;
 }
 
-function supportedBackends(): string[] {
+function supportedBackends(ort: typeof OrtNode): string[] {
   const list = (ort as { listSupportedBackends?: () => { name: string }[] }).listSupportedBackends?.();
   return list ? list.map((b) => b.name) : ['cpu'];
 }
@@ -107,46 +107,71 @@ async function resolveSource(source: OnnxModelSource): Promise<string | Uint8Arr
   return path;
 }
 
-/** onnxruntime-node as an {@link OrtRuntime}. */
-export const nodeRuntime: OrtRuntime = {
-  name: 'onnxruntime-node',
-  ort: ort as unknown as OrtModule,
-  version: (ort.env.versions as Record<string, string | undefined>).node,
-  cpu: 'cpu',
-  blockingRun: true,
-  cpuNames: ['cpu'],
-  resolveSource,
-  checkProvider(name) {
-    if (name === 'cpu') return undefined;
-    if (!supportedBackends().includes(name)) {
-      const where = ONLY_ON[name] ? ` (it exists on ${ONLY_ON[name]} only)` : '';
-      return (
-        `${label(name)} execution provider is not available in onnxruntime-node on ${process.platform}/${process.arch}${where}; ` +
-        `this build has: ${supportedBackends().join(', ')}`
-      );
-    }
-    const missing = missingLibraries(name);
-    if (missing.length > 0) return explainMissing(name, missing);
-    return undefined;
-  },
-  blame(providers, err) {
-    const msg = (err instanceof Error ? err.message : String(err)).toLowerCase();
-    for (const p of providers) if (msg.includes(p.toLowerCase())) return p;
-    if (providers.length === 1 && /shared library|execution provider|backend not found|adapter/.test(msg)) {
-      return providers[0];
-    }
-    return undefined;
-  },
-  explain(name, err) {
-    const missing = missingLibraries(name);
-    if (missing.length > 0) return explainMissing(name, missing);
-    const why = cleanOrtMessage(err instanceof Error ? err.message : String(err));
-    if (name === 'cuda' || name === 'tensorrt') {
-      return `${label(name)} execution provider is not available: its libraries are installed but did not load (${why}); check the CUDA 12 / cuDNN 9${name === 'tensorrt' ? ' / TensorRT 10' : ''} libraries are on the library path and a GPU is visible`;
-    }
-    return `${label(name)} execution provider is not available: ${why}`;
-  },
-};
+// Kept in a variable so bundlers leave this optional peer to run-time resolution.
+const ORT_NODE = 'onnxruntime-node';
+let runtime: Promise<OrtRuntime> | undefined;
+
+/**
+ * onnxruntime-node as an {@link OrtRuntime}, imported on first use. When onnxruntime-node is not
+ * installed, rejects with UNAVAILABLE naming `npm install onnxruntime-node` and the
+ * `ONNXRUNTIME_NODE_INSTALL=skip` variable (instead of a raw ERR_MODULE_NOT_FOUND at import time).
+ */
+export function nodeRuntime(): Promise<OrtRuntime> {
+  if (runtime) return runtime;
+  const p = importOptional<typeof OrtNode & { default?: typeof OrtNode }>(ORT_NODE, {
+    neededBy: 'loadOnnxModel',
+  }).then(
+    (mod) => makeRuntime(mod.default?.InferenceSession ? mod.default : mod),
+    (err: unknown) => {
+      runtime = undefined;
+      throw err;
+    },
+  );
+  runtime = p;
+  return p;
+}
+
+function makeRuntime(ort: typeof OrtNode): OrtRuntime {
+  return {
+    name: 'onnxruntime-node',
+    ort: ort as unknown as OrtModule,
+    version: (ort.env.versions as Record<string, string | undefined>).node,
+    cpu: 'cpu',
+    blockingRun: true,
+    cpuNames: ['cpu'],
+    resolveSource,
+    checkProvider(name) {
+      if (name === 'cpu') return undefined;
+      if (!supportedBackends(ort).includes(name)) {
+        const where = ONLY_ON[name] ? ` (it exists on ${ONLY_ON[name]} only)` : '';
+        return (
+          `${label(name)} execution provider is not available in onnxruntime-node on ${process.platform}/${process.arch}${where}; ` +
+          `this build has: ${supportedBackends(ort).join(', ')}`
+        );
+      }
+      const missing = missingLibraries(name);
+      if (missing.length > 0) return explainMissing(name, missing);
+      return undefined;
+    },
+    blame(providers, err) {
+      const msg = (err instanceof Error ? err.message : String(err)).toLowerCase();
+      for (const p of providers) if (msg.includes(p.toLowerCase())) return p;
+      if (providers.length === 1 && /shared library|execution provider|backend not found|adapter/.test(msg)) {
+        return providers[0];
+      }
+      return undefined;
+    },
+    explain(name, err) {
+      const missing = missingLibraries(name);
+      if (missing.length > 0) return explainMissing(name, missing);
+      const why = cleanOrtMessage(err instanceof Error ? err.message : String(err));
+      if (name === 'cuda' || name === 'tensorrt') {
+        return `${label(name)} execution provider is not available: its libraries are installed but did not load (${why}); check the CUDA 12 / cuDNN 9${name === 'tensorrt' ? ' / TensorRT 10' : ''} libraries are on the library path and a GPU is visible`;
+      }
+      return `${label(name)} execution provider is not available: ${why}`;
+    },
+  };
+}
 
 function explainMissing(name: string, missing: string[]): string {
   const extra = name === 'tensorrt' ? ' and TensorRT 10' : '';

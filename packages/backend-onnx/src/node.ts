@@ -21,6 +21,6 @@ import { loadWithRuntime, type OnnxModelOptions, type OnnxModelSource } from './
  * await model.dispose();
  * ```
  */
-export function loadOnnxModel(source: OnnxModelSource, options?: OnnxModelOptions): Promise<Model> {
-  return loadWithRuntime(nodeRuntime, source, options);
+export async function loadOnnxModel(source: OnnxModelSource, options?: OnnxModelOptions): Promise<Model> {
+  return loadWithRuntime(await nodeRuntime(), source, options);
 }

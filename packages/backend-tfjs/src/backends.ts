@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { ServeError, unavailable } from '@mlserve/core';
+import { isModuleNotFound, ServeError, unavailable } from '@mlserve/core';
 import * as tf from '@tensorflow/tfjs';
 
 /** Backends `loadTfjsModel` can be asked for. `auto` picks the best one installed. */
@@ -70,11 +70,6 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function isMissingModule(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
-}
-
 async function trySetBackend(name: string): Promise<void> {
   if (!tf.findBackendFactory(name)) throw new Error(`no tfjs backend named "${name}" is registered`);
   let ok: boolean;
@@ -113,7 +108,7 @@ async function activateOne(name: string, options: BackendOptions): Promise<Activ
       mod = await loader(pkg);
     } catch (err) {
       failures.push(
-        isMissingModule(err) ? `${pkg} is not installed` : `${pkg} failed to load: ${message(err)}`,
+        isModuleNotFound(err, pkg) ? `${pkg} is not installed` : `${pkg} failed to load: ${message(err)}`,
       );
       continue;
     }
@@ -133,8 +128,8 @@ async function activateOne(name: string, options: BackendOptions): Promise<Activ
       failures.push(`${pkg}: ${message(err)}`);
     }
   }
-  const install = packages.join(' or ');
-  throw unavailable(`tfjs backend "${name}" is unavailable (${failures.join('; ')}); install ${install}`, {
+  const install = packages.map((p) => `npm install ${p}`).join(' or ');
+  throw unavailable(`tfjs backend "${name}" is unavailable (${failures.join('; ')}); run \`${install}\``, {
     details: { backend: name, install: [...packages], failures },
   });
 }

@@ -1,6 +1,7 @@
 import {
   cancelledFrom,
   type InferOptions,
+  importOptional,
   invalidArgument,
   isServeError,
   type Middleware,
@@ -449,7 +450,9 @@ async function registerMetrics(
   model: string,
   stats: () => FeatureLookupStats,
 ): Promise<void> {
-  const prom = await import('prom-client');
+  const prom = await importOptional<typeof import('prom-client')>('prom-client', {
+    neededBy: 'the metrics option',
+  });
   const decisions: [string, keyof FeatureLookupStats][] = [
     ['hit', 'hits'],
     ['cache_hit', 'cacheHits'],

@@ -1,6 +1,7 @@
 import { performance as eventLoop } from 'node:perf_hooks';
 import {
   type InferOptions,
+  importOptional,
   invalidArgument,
   type Middleware,
   type Model,
@@ -596,7 +597,9 @@ async function createMetrics(
   model: string,
   version: string,
 ): Promise<Metrics> {
-  const prom = await import('prom-client');
+  const prom = await importOptional<typeof import('prom-client')>('prom-client', {
+    neededBy: 'the metrics option',
+  });
   const get = <T>(name: string, make: () => T): T =>
     (registry.getSingleMetric(name) as T | undefined) ?? make();
   const score = get(

@@ -1,4 +1,9 @@
-import { type Middleware, type Model, unavailable } from '@mlserve/core';
+import {
+  importOptional as importOptionalPeer,
+  type Middleware,
+  type Model,
+  unavailable,
+} from '@mlserve/core';
 
 /** Loads one model file: `(source path, options) => Model`. Options carry `name` and `version`. */
 export type ModelLoader = (source: string, options: Record<string, unknown>) => Promise<Model>;
@@ -46,21 +51,9 @@ const modules = new Map<string, Promise<Record<string, unknown>>>();
 export function importOptional(pkg: string): Promise<Record<string, unknown>> {
   let p = modules.get(pkg);
   if (!p) {
-    const specifier = pkg;
-    p = (import(/* @vite-ignore */ specifier) as Promise<Record<string, unknown>>).catch((err: unknown) => {
+    p = importOptionalPeer<Record<string, unknown>>(pkg).catch((err: unknown) => {
       modules.delete(pkg);
-      const code = (err as { code?: string })?.code;
-      const msg = err instanceof Error ? err.message : String(err);
-      const missing =
-        code === 'ERR_MODULE_NOT_FOUND' ||
-        code === 'MODULE_NOT_FOUND' ||
-        /Cannot find (module|package)|Failed to (load|resolve)|does not exist/i.test(msg);
-      throw unavailable(
-        missing
-          ? `${pkg} is not installed (npm install ${pkg})`
-          : `${pkg} could not be loaded: ${msg.split('\n')[0]}`,
-        { cause: err },
-      );
+      throw err;
     });
     modules.set(pkg, p);
   }

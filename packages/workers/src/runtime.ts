@@ -3,7 +3,7 @@
  * the loader, loads the model once, runs load and infer tasks.
  * @internal
  */
-import { internal, type Model, throwIfExpired, toServeError } from '@mlserve/core';
+import { importOptional, internal, type Model, throwIfExpired } from '@mlserve/core';
 import {
   type InferResult,
   type InferTask,
@@ -21,16 +21,16 @@ const TFJS_PACKAGE = '@mlserve/backend-tfjs';
 
 async function resolveLoader(backend: WorkerData['description']['backend']): Promise<ModelLoader> {
   if (backend === 'onnx') {
-    const mod = (await import(ONNX_PACKAGE).catch((err: unknown) => {
-      throw internal(`backend 'onnx' needs @mlserve/backend-onnx installed: ${toServeError(err).message}`);
-    })) as { loadOnnxModel: (source: unknown, options: unknown) => Promise<Model> };
+    const mod = await importOptional<{
+      loadOnnxModel: (source: unknown, options: unknown) => Promise<Model>;
+    }>(ONNX_PACKAGE, { neededBy: "workerPool backend 'onnx'" });
     return (source, options, ctx) =>
       mod.loadOnnxModel(source, { intraOpNumThreads: ctx.intraOpThreads, ...options });
   }
   if (backend === 'tfjs') {
-    const mod = (await import(TFJS_PACKAGE).catch((err: unknown) => {
-      throw internal(`backend 'tfjs' needs @mlserve/backend-tfjs installed: ${toServeError(err).message}`);
-    })) as { loadTfjsModel: (source: unknown, options: unknown) => Promise<Model> };
+    const mod = await importOptional<{
+      loadTfjsModel: (source: unknown, options: unknown) => Promise<Model>;
+    }>(TFJS_PACKAGE, { neededBy: "workerPool backend 'tfjs'" });
     return (source, options) => mod.loadTfjsModel(source, options);
   }
   const mod = (await import(backend.module)) as Record<string, unknown>;
