@@ -82,7 +82,9 @@ describe('backend detection', () => {
       loadTfjsModel(a, { backend: 'tensorflow', loader: loaderWith({}, NODE_PKGS) }),
     ).rejects.toMatchObject({
       code: 'UNAVAILABLE',
-      message: expect.stringContaining('run `npm install @tensorflow/tfjs-node-gpu or npm install @tensorflow/tfjs-node`'),
+      message: expect.stringContaining(
+        'run `npm install @tensorflow/tfjs-node-gpu or npm install @tensorflow/tfjs-node`',
+      ),
     });
     await expect(
       loadTfjsModel(a, { backend: 'wasm', loader: loaderWith({}, ['@tensorflow/tfjs-backend-wasm']) }),
