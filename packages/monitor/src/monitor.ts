@@ -9,19 +9,28 @@ import {
   wrap,
 } from '@mlserve/core';
 import type { Extractor, FeatureEmit, FeatureSpec } from './extractors.js';
+import {
+  type DecayEvent,
+  type FeedbackOptions,
+  type FeedbackStats,
+  FeedbackTracker,
+  type QualityReport,
+} from './feedback.js';
 import { assertProfile, type CategoricalProfile, type NumericProfile, type Profile } from './profile.js';
 import type { PayloadSink } from './sink.js';
-import { chiSquare, psi } from './stats.js';
+import { bonferroni, chiSquareHomogeneity, holm, ksPValue, psi } from './stats.js';
 import { type CategoricalWindow, type FeatureWindow, type NumericWindow, windowFor } from './window.js';
 
-/** Score limits; a feature drifts when any enabled score crosses its limit. */
+/**
+ * Effect-size floors (all off by default): a feature whose test is significant drifts only if its
+ * scores also reach every floor set here, so that very large windows do not alarm on differences
+ * too small to matter.
+ */
 export interface Thresholds {
-  /** Population stability index above which a feature drifts (default 0.2). */
+  /** Population stability index the feature must exceed. */
   psi?: number;
-  /** Kolmogorov-Smirnov distance above which a numeric feature drifts (default 0.2). */
+  /** Kolmogorov-Smirnov distance a numeric feature must exceed. */
   ks?: number;
-  /** A categorical feature drifts when the chi-square p-value falls below this (off by default). */
-  chi2PValue?: number;
 }
 
 /** The live window: the last `size` rows, or the rows of the last `ms` milliseconds. */
@@ -47,10 +56,22 @@ export interface MonitorOptions {
   budget?: number;
   /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
   queueSize?: number;
-  /** Limits, with per-feature overrides under `features`. */
+  /**
+   * The chance of a false alarm per evaluation, across all features together (default 0.01): a
+   * feature drifts when its test's p-value (KS for numbers, chi-square for categories), adjusted
+   * for the number of features tested (`correction`), falls below it.
+   */
+  alpha?: number;
+  /** How p-values are adjusted for testing several features (default `'holm'`). */
+  correction?: 'holm' | 'bonferroni' | 'none';
+  /** Optional effect-size floors, with per-feature overrides under `features` (see {@link Thresholds}). */
   thresholds?: Thresholds & { features?: Record<string, Thresholds> };
-  /** Rows a feature needs in the window before it is scored (default 50). */
+  /** Rows a feature needs in the window before it is tested: no alarm before (default 30). */
   minRows?: number;
+  /** Ground truth: join labels with logged predictions by request id (see `feedback()`). */
+  feedback?: FeedbackOptions;
+  /** Called when the decay alarm (accuracy or error against the baseline) is raised or clears. */
+  onDecay?: (event: DecayEvent) => void;
   /** How often scores are recomputed and events fired (default 1000 ms). */
   evaluateEveryMs?: number;
   /** Requests measured per drain turn before yielding to the event loop (default 32). */
@@ -73,15 +94,19 @@ export interface FeatureScore {
   psi: number;
   /** Numeric features only. */
   ks?: number;
-  /** Categorical features only. */
+  /** Categorical features only: the chi-square statistic of homogeneity with the reference. */
   chi2?: number;
   chi2PValue?: number;
+  /** The test's p-value (KS for numbers, chi-square for categories); NaN before `minRows`. */
+  pValue: number;
+  /** The p-value adjusted for the number of features tested (`correction`). */
+  adjustedPValue: number;
   /** Numeric: the live mean next to the reference's. */
   mean?: number;
   referenceMean?: number;
-  /** Whether any score crosses its threshold (false until `minRows` rows are in). */
+  /** Whether the adjusted p-value is under `alpha` and every effect floor is reached (false until `minRows`). */
   drifted: boolean;
-  /** Which scores crossed (`psi`, `ks`, `chi2PValue`). */
+  /** What crossed: `pValue` (significant after correction), and the effect floors reached (`psi`, `ks`). */
   breached: string[];
 }
 
@@ -127,6 +152,8 @@ export interface MonitorStats {
   /** Time spent measuring and scoring (off the request path, but on the same thread), ms. */
   busyMs: number;
   sink?: ReturnType<PayloadSink['stats']>;
+  /** The feedback join's counters, with `feedback` configured. */
+  feedback?: FeedbackStats;
 }
 
 /** The middleware plus the monitor's read side. */
@@ -136,6 +163,15 @@ export interface Monitor extends Middleware {
   /** Resolves once every queued request is measured and scores are fresh. */
   flush(): Promise<DriftReport>;
   stats(): MonitorStats;
+  /**
+   * Joins the true label (a class index or name; a number for regression; an array for a batch)
+   * with the prediction logged under the request's id. Returns whether a prediction was found
+   * (missing ones are counted in `stats().feedback.unmatched`); throws INVALID_ARGUMENT for a
+   * label that cannot be one. Needs the `feedback` option.
+   */
+  feedback(requestId: string, label: unknown): boolean;
+  /** Rolling accuracy (or MAE) and calibration against the baseline, and the decay alarm. */
+  quality(): QualityReport;
 }
 
 /** How often `sampleRate: 'auto'` re-reads its cost and adjusts the rate, ms. */
@@ -175,7 +211,9 @@ export function monitor(options: MonitorOptions): Monitor {
     sampleRate = 'auto',
     budget = 0.02,
     queueSize = 256,
-    minRows = 50,
+    minRows = 30,
+    alpha = 0.01,
+    correction = 'holm',
     evaluateEveryMs = 1000,
     drainBatch = 32,
     sink,
@@ -214,12 +252,11 @@ export function monitor(options: MonitorOptions): Monitor {
     capacity = window.maxRows ?? 100_000;
     positiveInt('window.maxRows', capacity);
   } else throw invalidArgument('monitor: options.window needs size or ms');
-  const defaults: Required<Omit<Thresholds, 'chi2PValue'>> & Thresholds = {
-    psi: 0.2,
-    ks: 0.2,
-    ...options.thresholds,
-  };
-  const perFeature = options.thresholds?.features ?? {};
+  if (!(alpha > 0 && alpha < 1)) throw invalidArgument('monitor: options.alpha must be in (0, 1)');
+  if (correction !== 'holm' && correction !== 'bonferroni' && correction !== 'none')
+    throw invalidArgument("monitor: options.correction must be 'holm', 'bonferroni' or 'none'");
+  const tracker = options.feedback ? new FeedbackTracker(options.feedback, ref.baseline) : undefined;
+  const onDecay = options.onDecay;
 
   const rings = new Map<string, NumericWindow | CategoricalWindow>();
   for (const [name, f] of Object.entries(ref.features)) rings.set(name, windowFor(capacity, f));
@@ -254,8 +291,6 @@ export function monitor(options: MonitorOptions): Monitor {
   let adjustTimer: NodeJS.Timeout | undefined;
   let metrics: Metrics | undefined;
   let metricsLoad: Promise<void> | undefined;
-
-  const thresholdsFor = (name: string): Thresholds => ({ ...defaults, ...perFeature[name] });
 
   // Per extractor, the windows of its features in order (rebuilt when its feature list changes,
   // as imageStats' does when it first sees colour images).
@@ -399,34 +434,6 @@ export function monitor(options: MonitorOptions): Monitor {
     setImmediate(drain);
   }
 
-  function scoreNumeric(f: NumericProfile, w: NumericWindow): FeatureScore {
-    return {
-      kind: 'numeric',
-      rows: w.length,
-      psi: psi(f.counts, Array.from(w.psiCounts)),
-      ks: w.ks(),
-      mean: w.mean(),
-      referenceMean: f.mean,
-      drifted: false,
-      breached: [],
-    };
-  }
-
-  function scoreCategorical(f: CategoricalProfile, w: CategoricalWindow): FeatureScore {
-    const expected = [...w.categories.map((c) => f.frequencies[c] ?? 0), 0];
-    const observed = Array.from(w.counts);
-    const chi = chiSquare(expected, observed);
-    return {
-      kind: 'categorical',
-      rows: w.length,
-      psi: psi(expected, observed),
-      chi2: chi.statistic,
-      chi2PValue: chi.pValue,
-      drifted: false,
-      breached: [],
-    };
-  }
-
   function evaluate(): DriftReport {
     const t0 = performance.now();
     try {
@@ -446,21 +453,10 @@ export function monitor(options: MonitorOptions): Monitor {
     const features: Record<string, FeatureScore> = {};
     const events: DriftEvent[] = [];
     let any = false;
-    for (const [name, f] of Object.entries(ref.features)) {
-      const ring = rings.get(name)!;
-      if (windowMs !== undefined) ring.evictBefore(now - windowMs);
-      const th = thresholdsFor(name);
-      const s =
-        f.kind === 'numeric'
-          ? scoreNumeric(f, ring as NumericWindow)
-          : scoreCategorical(f, ring as CategoricalWindow);
+    if (windowMs !== undefined) for (const ring of rings.values()) ring.evictBefore(now - windowMs);
+    const scores = scoreFeatures(ref, rings, { alpha, correction, minRows, thresholds: options.thresholds });
+    for (const [name, s] of Object.entries(scores)) {
       if (s.rows >= minRows) {
-        if (th.psi !== undefined && s.psi > th.psi) s.breached.push('psi');
-        if (th.ks !== undefined && s.ks !== undefined && s.ks > th.ks) s.breached.push('ks');
-        if (th.chi2PValue !== undefined && s.chi2PValue !== undefined && s.chi2PValue < th.chi2PValue) {
-          s.breached.push('chi2PValue');
-        }
-        s.drifted = s.breached.length > 0;
         const was = alarms.get(name) ?? false;
         if (s.drifted !== was) {
           alarms.set(name, s.drifted);
@@ -506,6 +502,7 @@ export function monitor(options: MonitorOptions): Monitor {
     };
     if (lastExtractError !== undefined) out.lastExtractError = lastExtractError;
     if (sink) out.sink = sink.stats();
+    if (tracker) out.feedback = tracker.stats();
     return out;
   }
 
@@ -530,17 +527,22 @@ export function monitor(options: MonitorOptions): Monitor {
     }
     timer = setInterval(() => {
       if (dirty || windowMs !== undefined) evaluate();
+      if (tracker && metrics) metrics.quality(tracker.report(), tracker.stats());
     }, evaluateEveryMs);
     timer.unref();
     // The budget is checked on a clock, so a rate that fell under load comes back up when the load
     // goes, even if hardly any request is sampled in between.
-    adjustTimer = setInterval(() => adapt(performance.now()), ADJUST_EVERY_MS);
+    adjustTimer = setInterval(() => {
+      adapt(performance.now());
+      tracker?.expire(Date.now());
+    }, ADJUST_EVERY_MS);
     adjustTimer.unref();
     return wrap(inner, {
       layer: 'monitor',
       infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
         const outputs = await inner.infer(inputs, opts);
         counters.requests++;
+        if (tracker !== undefined && opts?.id !== undefined) tracker.log(opts.id, outputs, Date.now());
         const sampled = currentRate >= 1 || Math.random() < currentRate;
         if (sampled) {
           counters.sampled++;
@@ -578,18 +580,146 @@ export function monitor(options: MonitorOptions): Monitor {
     });
   }) as Monitor;
 
+  function noFeedback(): never {
+    throw invalidArgument('monitor: feedback needs the feedback option (monitor({ feedback: { output } }))');
+  }
+
+  function quality(): QualityReport {
+    if (!tracker) noFeedback();
+    return tracker.report();
+  }
+
   middleware.drift = drift;
   middleware.stats = stats;
+  middleware.quality = quality;
+  middleware.feedback = (requestId: string, label: unknown): boolean => {
+    if (!tracker) noFeedback();
+    const matched = tracker.feedback(requestId, label, Date.now());
+    if (matched && tracker.takeChange()) {
+      const q = tracker.report();
+      metrics?.quality(q, tracker.stats());
+      try {
+        onDecay?.({
+          type: q.decay.detected ? 'decay' : 'recovered',
+          model: modelName,
+          quality: q,
+          at: new Date().toISOString(),
+        });
+      } catch {
+        // A throwing listener must not stop the monitor.
+      }
+    }
+    return matched;
+  };
   middleware.flush = async () => {
     drainSome(qLength);
     await metricsLoad;
+    if (tracker) metrics?.quality(tracker.report(), tracker.stats());
     return evaluate();
   };
   return middleware;
 }
 
+function scoreNumeric(f: NumericProfile, w: NumericWindow): FeatureScore {
+  const ks = w.ks();
+  return {
+    kind: 'numeric',
+    rows: w.length,
+    psi: psi(f.counts, Array.from(w.psiCounts)),
+    ks,
+    pValue: ksPValue(ks, w.length, f.count),
+    adjustedPValue: Number.NaN,
+    mean: w.mean(),
+    referenceMean: f.mean,
+    drifted: false,
+    breached: [],
+  };
+}
+
+function scoreCategorical(f: CategoricalProfile, w: CategoricalWindow): FeatureScore {
+  const expected = [...w.categories.map((c) => f.frequencies[c] ?? 0), 0];
+  const observed = Array.from(w.counts);
+  const chi = chiSquareHomogeneity(expected, observed);
+  return {
+    kind: 'categorical',
+    rows: w.length,
+    psi: psi(expected, observed),
+    chi2: chi.statistic,
+    chi2PValue: chi.pValue,
+    pValue: chi.pValue,
+    adjustedPValue: Number.NaN,
+    drifted: false,
+    breached: [],
+  };
+}
+
+/** Options of {@link scoreFeatures} (the monitor's, see {@link MonitorOptions}). */
+export interface ScoreOptions {
+  alpha?: number;
+  correction?: 'holm' | 'bonferroni' | 'none';
+  minRows?: number;
+  thresholds?: Thresholds & { features?: Record<string, Thresholds> };
+}
+
+/**
+ * Scores live windows against a profile and decides which features drift: the test each
+ * evaluation of the monitor runs (exported for scripts that measure its false-alarm rate and
+ * power on recorded data). Features with fewer than `minRows` rows are not tested and do not count
+ * in the correction.
+ *
+ * @example
+ * ```ts
+ * const windows = new Map(Object.entries(ref.features).map(([name, f]) => [name, windowFor(500, f)]));
+ * for (const row of rows) windows.get('age')!.push(row.age, 0);
+ * scoreFeatures(ref, windows, { alpha: 0.01 }); // { age: { pValue: 0.42, drifted: false, ... } }
+ * ```
+ */
+export function scoreFeatures(
+  ref: Profile,
+  windows: ReadonlyMap<string, NumericWindow | CategoricalWindow>,
+  options: ScoreOptions = {},
+): Record<string, FeatureScore> {
+  const { alpha = 0.01, correction = 'holm', minRows = 30 } = options;
+  const { features: perFeature = {}, ...defaults } = options.thresholds ?? {};
+  const scored: [string, FeatureScore][] = [];
+  for (const [name, f] of Object.entries(ref.features)) {
+    const ring = windows.get(name);
+    if (!ring) continue;
+    const s =
+      f.kind === 'numeric'
+        ? scoreNumeric(f, ring as NumericWindow)
+        : scoreCategorical(f, ring as CategoricalWindow);
+    if (s.rows < minRows) s.pValue = Number.NaN;
+    scored.push([name, s]);
+  }
+  // One family of tests per evaluation: the features with enough rows.
+  const raw = scored.map(([, s]) => s.pValue);
+  const adjusted = correction === 'holm' ? holm(raw) : correction === 'bonferroni' ? bonferroni(raw) : raw;
+  const out: Record<string, FeatureScore> = {};
+  for (const [i, [name, s]] of scored.entries()) {
+    s.adjustedPValue = adjusted[i]!;
+    out[name] = s;
+    if (s.rows < minRows) continue;
+    const th: Thresholds = { ...defaults, ...perFeature[name] };
+    const significant = s.adjustedPValue < alpha;
+    if (significant) s.breached.push('pValue');
+    let floors = true;
+    if (th.psi !== undefined) {
+      if (s.psi > th.psi) s.breached.push('psi');
+      else floors = false;
+    }
+    if (th.ks !== undefined && s.ks !== undefined) {
+      if (s.ks > th.ks) s.breached.push('ks');
+      else floors = false;
+    }
+    s.drifted = significant && floors;
+  }
+  return out;
+}
+
 interface Metrics {
   update(report: DriftReport, stats: MonitorStats): void;
+  quality(q: QualityReport, stats: FeedbackStats): void;
 }
 
 async function createMetrics(
@@ -652,7 +782,58 @@ async function createMetrics(
         registers: [registry],
       }),
   );
+  const quality = get(
+    'mlserve_model_quality',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_model_quality',
+        help: 'Live model quality from ground-truth feedback over the rolling window, and its baseline (metric: accuracy, accuracy_lower, accuracy_upper, baseline, mae, mae_lower, mae_upper, calibration_gap, ece, window_labels)',
+        labelNames: ['model', 'version', 'metric'],
+        registers: [registry],
+      }),
+  );
+  const decay = get(
+    'mlserve_model_decay_detected',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_model_decay_detected',
+        help: '1 while the decay alarm (accuracy or error against the baseline) stands, else 0',
+        labelNames: ['model', 'version'],
+        registers: [registry],
+      }),
+  );
+  const labels = get(
+    'mlserve_feedback',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_feedback',
+        help: 'Feedback join counters (logged, labels, joined, unmatched, expired, evicted, invalid, pending)',
+        labelNames: ['model', 'version', 'outcome'],
+        registers: [registry],
+      }),
+  );
   return {
+    quality(q, stats) {
+      const set = (metric: string, v: number | undefined) => {
+        if (v !== undefined && Number.isFinite(v)) quality.set({ model, version, metric }, v);
+      };
+      set('window_labels', q.rows);
+      if (q.accuracy) {
+        set('accuracy', q.accuracy.estimate);
+        set('accuracy_lower', q.accuracy.lower);
+        set('accuracy_upper', q.accuracy.upper);
+      }
+      if (q.mae) {
+        set('mae', q.mae.estimate);
+        set('mae_lower', q.mae.lower);
+        set('mae_upper', q.mae.upper);
+      }
+      set('baseline', q.baseline?.estimate);
+      set('calibration_gap', q.calibration?.gap.estimate);
+      set('ece', q.calibration?.ece);
+      decay.set({ model, version }, q.decay.detected ? 1 : 0);
+      for (const [outcome, v] of Object.entries(stats)) labels.set({ model, version, outcome }, v);
+    },
     update(report, stats) {
       sampleRate.set({ model, version }, stats.sampleRate);
       for (const [feature, s] of Object.entries(report.features)) {

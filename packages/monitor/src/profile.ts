@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { invalidArgument, type Model, notFound, type Tensors, toServeError } from '@mlserve/core';
 import type { Extractor, FeatureColumns } from './extractors.js';
+import type { Baseline } from './feedback.js';
 import { histogram, quantileEdges, quantileSorted } from './stats.js';
 
 /** The reference of a numeric feature: fixed bins from its quantiles plus a quantile sketch for KS. */
@@ -37,6 +38,8 @@ export interface Profile {
   /** Rows the profile was built from. */
   rows: number;
   features: Record<string, FeatureProfile>;
+  /** The model's quality on held-out data (see `measureBaseline()`), for ground-truth feedback. */
+  baseline?: Baseline;
 }
 
 /** One reference sample: a request's inputs and, when known, the model's outputs. */

@@ -171,3 +171,130 @@ function logGamma(x: number): number {
   for (const c of g) ser += c / ++y;
   return -tmp + Math.log((2.5066282746310007 * ser) / x);
 }
+
+/**
+ * The Kolmogorov distribution's upper tail, P(K > lambda): the asymptotic p-value of a KS
+ * statistic scaled by the square root of the (effective) sample size.
+ */
+export function kolmogorovQ(lambda: number): number {
+  if (!(lambda > 0)) return 1;
+  if (lambda < 1.18) {
+    // The small-lambda form converges fast where the alternating series does not.
+    const y = Math.exp((-Math.PI * Math.PI) / (8 * lambda * lambda));
+    let s = 0;
+    for (let j = 1; j < 12; j += 2) s += y ** (j * j);
+    return Math.min(1, Math.max(0, 1 - (Math.sqrt(2 * Math.PI) / lambda) * s));
+  }
+  let s = 0;
+  for (let j = 1; j <= 100; j++) {
+    const term = Math.exp(-2 * j * j * lambda * lambda);
+    s += j % 2 === 1 ? term : -term;
+    if (term < 1e-16) break;
+  }
+  return Math.min(1, Math.max(0, 2 * s));
+}
+
+/**
+ * The p-value of a two-sample Kolmogorov-Smirnov distance `d` between samples of `n` and `m`
+ * rows: the asymptotic Kolmogorov distribution at the effective size `nm / (n + m)`, with
+ * Stephens' small-sample correction. Ties (discrete features) and a distance measured on a grid
+ * both make the true distance larger than the one given, so the p-value errs high (fewer alarms).
+ *
+ * @example
+ * ```ts
+ * ksPValue(0.3, 50, 2000); // 0.0002: fifty rows this far from the reference are rare by chance
+ * ```
+ */
+export function ksPValue(d: number, n: number, m: number): number {
+  if (!(n > 0 && m > 0) || Number.isNaN(d)) return Number.NaN;
+  const ne = Number.isFinite(m) ? (n * m) / (n + m) : n;
+  const sq = Math.sqrt(ne);
+  return kolmogorovQ((sq + 0.12 + 0.11 / sq) * d);
+}
+
+/**
+ * Pearson's chi-square test of homogeneity between the reference's counts and the window's (a
+ * 2 x k table): unlike a goodness-of-fit test against the reference's proportions, it accounts
+ * for the reference being a sample too. Categories absent from both are left out.
+ *
+ * @example
+ * ```ts
+ * chiSquareHomogeneity([500, 500], [30, 10]); // { statistic: 10.4, df: 1, pValue: 0.0013 }
+ * ```
+ */
+export function chiSquareHomogeneity(
+  reference: ArrayLike<number>,
+  window: ArrayLike<number>,
+): { statistic: number; df: number; pValue: number } {
+  let m = 0;
+  let n = 0;
+  for (let i = 0; i < reference.length; i++) m += reference[i] ?? 0;
+  for (let i = 0; i < window.length; i++) n += window[i] ?? 0;
+  if (m === 0 || n === 0) return { statistic: Number.NaN, df: 0, pValue: Number.NaN };
+  let stat = 0;
+  let cells = 0;
+  const cols = Math.max(reference.length, window.length);
+  for (let i = 0; i < cols; i++) {
+    const r = reference[i] ?? 0;
+    const w = window[i] ?? 0;
+    const t = r + w;
+    if (t === 0) continue;
+    cells++;
+    const er = (t * m) / (m + n);
+    const ew = (t * n) / (m + n);
+    stat += ((r - er) * (r - er)) / er + ((w - ew) * (w - ew)) / ew;
+  }
+  const df = cells - 1;
+  if (df < 1) return { statistic: 0, df: 0, pValue: 1 };
+  return { statistic: stat, df, pValue: 1 - regularizedGammaP(df / 2, stat / 2) };
+}
+
+/**
+ * Holm's step-down adjustment of p-values for testing several features at once: the chance of
+ * any false alarm among them stays at or under the level each adjusted p-value is compared with.
+ * NaN p-values (features not tested) stay NaN and do not count.
+ *
+ * @example
+ * ```ts
+ * holm([0.01, 0.04, 0.3]); // [0.03, 0.08, 0.3]
+ * ```
+ */
+export function holm(pValues: readonly number[]): number[] {
+  const idx = pValues.map((p, i) => [p, i] as const).filter(([p]) => !Number.isNaN(p));
+  idx.sort((a, b) => a[0] - b[0]);
+  const out = pValues.map(() => Number.NaN);
+  const k = idx.length;
+  let running = 0;
+  idx.forEach(([p, i], rank) => {
+    running = Math.max(running, Math.min(1, (k - rank) * p));
+    out[i] = running;
+  });
+  return out;
+}
+
+/** Bonferroni's adjustment: each p-value times the number of p-values tested (capped at 1). */
+export function bonferroni(pValues: readonly number[]): number[] {
+  const k = pValues.filter((p) => !Number.isNaN(p)).length;
+  return pValues.map((p) => (Number.isNaN(p) ? p : Math.min(1, p * k)));
+}
+
+/**
+ * Wilson's score interval for a proportion of `successes` in `n` trials (z = 1.96 for 95%).
+ *
+ * @example
+ * ```ts
+ * wilson(480, 500); // { estimate: 0.96, lower: 0.939, upper: 0.974 }
+ * ```
+ */
+export function wilson(
+  successes: number,
+  n: number,
+  z = 1.959964,
+): { estimate: number; lower: number; upper: number } {
+  if (!(n > 0)) return { estimate: Number.NaN, lower: Number.NaN, upper: Number.NaN };
+  const p = successes / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
+  return { estimate: p, lower: Math.max(0, centre - half), upper: Math.min(1, centre + half) };
+}

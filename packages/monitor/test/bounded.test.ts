@@ -128,14 +128,14 @@ describe('monitor stays bounded', () => {
       profile: ref,
       extractors: [cat],
       window: { size: 100 },
-      thresholds: { psi: 10, chi2PValue: 0.001 },
+      alpha: 0.001,
       sampleRate: 1,
       metrics: { registry },
     });
     const served = pipeline(tabular(), watch);
     for (let i = 0; i < 100; i++) await served.infer(row(1, 1));
     const report = await watch.flush();
-    expect(report.features.colour!.breached).toEqual(['chi2PValue']);
+    expect(report.features.colour!.breached).toEqual(['pValue']);
     const text = await registry.metrics();
     expect(text).toMatch(/mlserve_drift_score\{model="tab",version="1",feature="colour",metric="psi"\} \d/);
     expect(text).toMatch(/mlserve_drift_detected\{model="tab",version="1",feature="colour"\} 1/);

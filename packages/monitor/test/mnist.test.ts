@@ -106,7 +106,7 @@ describe('drift on MNIST with mnist-cnn on onnxruntime', () => {
     await feed(served, held.map(invert));
     const report = await watch.flush();
     expect(report.drifted).toBe(true);
-    expect(report.features['image.mean']!.breached).toContain('psi');
+    expect(report.features['image.mean']!.breached).toContain('pValue');
     expect(report.features['image.mean']!.ks).toBeGreaterThan(0.9);
     expect(events.filter((e) => e.type === 'drift').map((e) => e.feature)).toContain('image.mean');
     await feed(served, held);
