@@ -403,10 +403,12 @@ export interface DecayEvent {
   at: string;
 }
 
+/** A logged prediction: one row inline (no arrays allocated), or a batch. */
 interface Pending {
   time: number;
-  value: Float64Array;
-  confidence: Float64Array;
+  value: number;
+  confidence: number;
+  batch: Prediction | undefined;
 }
 
 /**
@@ -489,15 +491,48 @@ export class FeedbackTracker {
 
   /** Logs a request's prediction under its id (on the request path: an argmax, a Map insert). */
   log(id: string, outputs: Tensors, now: number): void {
-    let pred: Prediction;
-    try {
-      pred = readPrediction(outputs, this.output, this.task);
-    } catch {
-      return;
+    const entry: Pending = { time: now, value: 0, confidence: 0, batch: undefined };
+    const t = outputs[this.output];
+    const single = t !== undefined && (t.dims.length === 1 || (t.dims.length === 2 && t.dims[0] === 1));
+    if (
+      single &&
+      this.task === 'classification' &&
+      t.data.length > 1 &&
+      t.type !== 'string' &&
+      t.type !== 'bool'
+    ) {
+      // The common case, one row of scores: argmax and softmax inline.
+      const data = t.data as ArrayLike<number>;
+      let best = 0;
+      let max = Number(data[0]);
+      let sum = 0;
+      let distribution = true;
+      for (let i = 0; i < data.length; i++) {
+        const v = Number(data[i]);
+        if (v > max) {
+          max = v;
+          best = i;
+        }
+        if (!(v >= 0 && v <= 1)) distribution = false;
+        sum += v;
+      }
+      entry.value = best;
+      if (distribution && Math.abs(sum - 1) < 1e-3) entry.confidence = max;
+      else {
+        let z = 0;
+        for (let i = 0; i < data.length; i++) z += Math.exp(Number(data[i]) - max);
+        entry.confidence = 1 / z;
+      }
+    } else {
+      try {
+        entry.batch = readPrediction(outputs, this.output, this.task);
+      } catch {
+        return;
+      }
     }
     this.counters.logged++;
-    this.#pending.delete(id);
-    this.#pending.set(id, { time: now, value: pred.value, confidence: pred.confidence });
+    // A repeated id replaces its prediction in place (keeping its first place in the expiry order).
+    this.#pending.set(id, entry);
     if (this.#pending.size > this.#maxPending) {
       const oldest = this.#pending.keys().next().value as string;
       this.#pending.delete(oldest);
@@ -525,27 +560,36 @@ export class FeedbackTracker {
       this.counters.invalid++;
       throw invalidArgument('feedback: the request id must be a non-empty string');
     }
-    const given = Array.isArray(label) ? label : [label];
     let values: number[];
     try {
-      values = given.map((l) => labelValue(l, this.task, this.#labels));
+      values = Array.isArray(label)
+        ? label.map((l) => labelValue(l, this.task, this.#labels))
+        : [labelValue(label, this.task, this.#labels)];
     } catch (err) {
       this.counters.invalid++;
       throw err;
     }
-    this.expire(now);
     const p = this.#pending.get(id);
     if (!p) {
       this.counters.unmatched++;
       return false;
     }
-    if (values.length !== p.value.length) {
+    if (p.time < now - this.#ttlMs) {
+      // Past its TTL but not yet swept (the monitor sweeps every 100 ms).
+      this.#pending.delete(id);
+      this.counters.expired++;
+      this.counters.unmatched++;
+      return false;
+    }
+    const rows = p.batch ? p.batch.value.length : 1;
+    if (values.length !== rows) {
       this.counters.invalid++;
-      throw invalidArgument(`feedback: ${values.length} labels for a request of ${p.value.length} rows`);
+      throw invalidArgument(`feedback: ${values.length} labels for a request of ${rows} rows`);
     }
     this.#pending.delete(id);
     this.counters.joined++;
-    for (let r = 0; r < values.length; r++) this.#add(p.value[r]!, p.confidence[r]!, values[r]!);
+    if (!p.batch) this.#add(p.value, p.confidence, values[0]!);
+    else for (let r = 0; r < rows; r++) this.#add(p.batch.value[r]!, p.batch.confidence[r]!, values[r]!);
     return true;
   }
 

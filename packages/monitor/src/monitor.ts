@@ -149,7 +149,10 @@ export interface MonitorStats {
   /** Rows in the window of the busiest feature. */
   windowRows: number;
   evaluations: number;
-  /** Time spent measuring and scoring (off the request path, but on the same thread), ms. */
+  /**
+   * Time spent measuring and scoring (off the request path, but on the same thread), plus the
+   * feedback join's logging and joining (estimated from one call in 32), ms.
+   */
   busyMs: number;
   sink?: ReturnType<PayloadSink['stats']>;
   /** The feedback join's counters, with `feedback` configured. */
@@ -272,6 +275,9 @@ export function monitor(options: MonitorOptions): Monitor {
   let currentRate = auto ? 1 : (sampleRate as number);
   let periodStart = performance.now();
   let periodBusy = 0;
+  /** Time spent logging predictions and joining labels this period (estimated from 1 call in 32). */
+  let periodFeedback = 0;
+  let feedbackCalls = 0;
   let periodCpu = (process.cpuUsage().user + process.cpuUsage().system) / 1000;
   let periodIdle = eventLoop.eventLoopUtilization().idle;
   let periodMeasured = 0;
@@ -362,7 +368,7 @@ export function monitor(options: MonitorOptions): Monitor {
     const idleNow = eventLoop.eventLoopUtilization().idle;
     const cpuMs = Math.max(cpuNow - periodCpu, idleNow - periodIdle);
     const requests = counters.requests - periodRequests;
-    if (cpuMs > 0) busyShare = Math.min(1, periodBusy / cpuMs);
+    if (cpuMs > 0) busyShare = Math.min(1, (periodBusy + periodFeedback) / cpuMs);
     if (periodMeasured > 0) {
       const cost = periodBusy / periodMeasured;
       sampleCost = sampleCost > 0 ? 0.5 * sampleCost + 0.5 * cost : cost;
@@ -371,13 +377,15 @@ export function monitor(options: MonitorOptions): Monitor {
     const representative = elapsed < 3 * ADJUST_EVERY_MS;
     if (auto && representative && requests > 0 && sampleCost > 0 && cpuMs > 0) {
       // Down at once, up at most 1.5x a period: a period that was partly idle overstates the room.
-      const target = (budget * cpuMs) / (sampleCost * requests);
+      // The feedback join's time is spent whatever the rate: what is left of the budget measures.
+      const target = Math.max(0, budget * cpuMs - periodFeedback) / (sampleCost * requests);
       currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 1.5)));
     }
     periodStart = now;
     periodCpu = cpuNow;
     periodIdle = idleNow;
     periodBusy = 0;
+    periodFeedback = 0;
     periodMeasured = 0;
     periodRequests = counters.requests;
   }
@@ -542,7 +550,13 @@ export function monitor(options: MonitorOptions): Monitor {
       infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
         const outputs = await inner.infer(inputs, opts);
         counters.requests++;
-        if (tracker !== undefined && opts?.id !== undefined) tracker.log(opts.id, outputs, Date.now());
+        if (tracker !== undefined && opts?.id !== undefined) {
+          if ((++feedbackCalls & 31) === 0) {
+            const t0 = performance.now();
+            tracker.log(opts.id, outputs, Date.now());
+            timedFeedback(performance.now() - t0);
+          } else tracker.log(opts.id, outputs, Date.now());
+        }
         const sampled = currentRate >= 1 || Math.random() < currentRate;
         if (sampled) {
           counters.sampled++;
@@ -580,6 +594,12 @@ export function monitor(options: MonitorOptions): Monitor {
     });
   }) as Monitor;
 
+  /** One call in 32 of the feedback path is timed; it stands for all 32 in the budget. */
+  function timedFeedback(ms: number): void {
+    periodFeedback += 32 * ms;
+    counters.busyMs += 32 * ms;
+  }
+
   function noFeedback(): never {
     throw invalidArgument('monitor: feedback needs the feedback option (monitor({ feedback: { output } }))');
   }
@@ -594,7 +614,15 @@ export function monitor(options: MonitorOptions): Monitor {
   middleware.quality = quality;
   middleware.feedback = (requestId: string, label: unknown): boolean => {
     if (!tracker) noFeedback();
-    const matched = tracker.feedback(requestId, label, Date.now());
+    let matched: boolean;
+    if ((++feedbackCalls & 31) === 0) {
+      const t0 = performance.now();
+      try {
+        matched = tracker.feedback(requestId, label, Date.now());
+      } finally {
+        timedFeedback(performance.now() - t0);
+      }
+    } else matched = tracker.feedback(requestId, label, Date.now());
     if (matched && tracker.takeChange()) {
       const q = tracker.report();
       metrics?.quality(q, tracker.stats());

@@ -2,9 +2,11 @@ import { closedLoop, interleaved, type LoadResult, ratioTable, scenario, timePer
 
 /**
  * The drift monitor's cost per request on mnist-cnn (onnxruntime-node, one intra-op thread):
- * the same model with and without `monitor()`, with every request sampled and with the default
- * `sampleRate: 'auto'` (a 2% CPU budget); image statistics, the predicted class and the top score
- * measured off the request path. CPU time per request is reported beside throughput.
+ * the same model with and without `monitor()`, with every request sampled, with the default
+ * `sampleRate: 'auto'` (a 2% CPU budget), and with the defaults plus ground-truth feedback (every
+ * request logged under its id, and its label joined 64 requests later); image statistics, the
+ * predicted class and the top score measured off the request path. CPU time per request is
+ * reported beside throughput. Every configuration, the bare model included, gets a request id.
  */
 export default scenario({
   name: 'monitor',
@@ -12,7 +14,8 @@ export default scenario({
   async run({ pick, log, chart }) {
     // Imported here so that other scenarios run even before this package is built.
     const { pipeline } = await import('@mlserve/core');
-    const { monitor, profile, imageStats, predictedClass, topScore } = await import('@mlserve/monitor');
+    const { monitor, profile, imageStats, predictedClass, topScore, measureBaseline, FeedbackTracker } =
+      await import('@mlserve/monitor');
     const { mnistHoldout, modelPath } = await import('@mlserve/test-utils');
     const { loadOnnxModel } = await import('@mlserve/backend-onnx');
     const model = await loadOnnxModel(modelPath('mnist-cnn.onnx'), {
@@ -29,6 +32,10 @@ export default scenario({
       images.map((inputs) => ({ inputs })),
       { extractors, model },
     );
+    ref.baseline = await measureBaseline(
+      images.map((inputs, i) => ({ inputs, label: holdout.labels[i]! })),
+      { model, output: 'logits' },
+    );
     const watchAll = monitor({
       profile: ref,
       extractors,
@@ -38,15 +45,24 @@ export default scenario({
     });
     // The default: every request measured while that costs under 2% of the thread, fewer beyond.
     const watchAuto = monitor({ profile: ref, extractors, window: { size: 1000 } });
+    // The defaults plus feedback: every prediction logged under its id; labels joined 64 requests late.
+    const watchFeedback = monitor({ profile: ref, extractors, feedback: {} });
     const all = pipeline(model, watchAll);
     const auto = pipeline(model, watchAuto);
+    const withFeedback = pipeline(model, watchFeedback);
+    const LATE = 64;
     const iterations = pick(8_000, 1_500);
     const durationMs = pick(2000, 600);
     const rounds = pick(5, 3);
     log(
       `${iterations} sequential calls each, then 8 callers for ${durationMs} ms, ${rounds} interleaved rounds`,
     );
-    const call = (m: typeof model) => (i: number) => m.infer(images[i % images.length]!);
+    const call = (m: typeof model) => (i: number) => m.infer(images[i % images.length]!, { id: `r${i}` });
+    const callWithFeedback = async (i: number) => {
+      const out = await withFeedback.infer(images[i % images.length]!, { id: `r${i}` });
+      if (i >= LATE) watchFeedback.feedback(`r${i - LATE}`, holdout.labels[(i - LATE) % images.length]!);
+      return out;
+    };
     // CPU time per request (process.cpuUsage over the window): steadier than latency on a shared machine.
     const cpuUs = (r: LoadResult) => (r.cpuCores * r.durationMs * 1000) / Math.max(1, r.requests);
     const withCpu = (rows: (LoadResult | undefined)[], base: LoadResult | undefined) => {
@@ -62,16 +78,21 @@ export default scenario({
     // 'auto' settles within a few 100 ms periods of load; start it from its steady state, as a
     // server under sustained traffic would be, rather than from its initial rate of 1.
     await closedLoop('run-in', call(auto), { concurrency: 1, durationMs: pick(1500, 600) });
-    const [raw, every, chosen] = await interleaved(rounds, [
+    await closedLoop('run-in', callWithFeedback, { concurrency: 1, durationMs: pick(1500, 600) });
+    const [raw, every, chosen, fed] = await interleaved(rounds, [
       { name: 'mnist-cnn', run: () => timePerCall('raw', call(model), { iterations }) },
       { name: 'mnist-cnn + monitor(sampleRate 1)', run: () => timePerCall('all', call(all), { iterations }) },
       {
         name: "mnist-cnn + monitor('auto', default)",
         run: () => timePerCall('auto', call(auto), { iterations }),
       },
+      {
+        name: "mnist-cnn + monitor('auto', default) + feedback",
+        run: () => timePerCall('feedback', callWithFeedback, { iterations }),
+      },
     ]);
     const autoRateSequential = watchAuto.stats().sampleRate;
-    const [raw8, every8, chosen8] = await interleaved(rounds, [
+    const [raw8, every8, chosen8, fed8] = await interleaved(rounds, [
       {
         name: 'mnist-cnn, 8 callers',
         run: () => closedLoop('raw', call(model), { concurrency: 8, durationMs }),
@@ -84,16 +105,36 @@ export default scenario({
         name: "mnist-cnn + monitor('auto', default), 8 callers",
         run: () => closedLoop('auto', call(auto), { concurrency: 8, durationMs }),
       },
+      {
+        name: "mnist-cnn + monitor('auto', default) + feedback, 8 callers",
+        run: () => closedLoop('feedback', callWithFeedback, { concurrency: 8, durationMs }),
+      },
     ]);
-    withCpu([raw, every, chosen], raw);
-    withCpu([raw8, every8, chosen8], raw8);
+    withCpu([raw, every, chosen, fed], raw);
+    withCpu([raw8, every8, chosen8, fed8], raw8);
     await watchAll.flush();
     await watchAuto.flush();
+    await watchFeedback.flush();
+    const fb = watchFeedback.stats().feedback!;
+    const quality = watchFeedback.quality();
+    // The feedback join's own cost, measured alone (steadier than a difference of two noisy runs):
+    // logging one real mnist-cnn output under a fresh id and joining the label of 64 requests ago.
+    const sampleOut = await model.infer(images[0]!);
+    const tracker = new FeedbackTracker({}, ref.baseline);
+    const pairs = pick(200_000, 50_000);
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < pairs; i++) {
+      tracker.log(`f${i}`, sampleOut, i);
+      if (i >= LATE) tracker.feedback(`f${i - LATE}`, holdout.labels[(i - LATE) % images.length]!, i);
+    }
+    const c1 = process.cpuUsage(c0);
+    const feedbackUs = (c1.user + c1.system) / pairs;
     await model.dispose();
     // The monitor's own time (measuring and scoring, timed inside the monitor) per request, against
     // the time of a raw call: a steadier figure than the difference of two noisy latencies.
     const busy = (s: ReturnType<typeof watchAll.stats>) => (s.busyMs * 1000) / Math.max(1, s.requests);
     const a = watchAll.stats();
+    const f = watchFeedback.stats();
     const q = watchAuto.stats();
     const rawUs = raw!.mean * 1000;
     const pct = (us: number) => `${((us / rawUs) * 100).toFixed(1)}%`;
@@ -104,21 +145,31 @@ export default scenario({
         { label: 'sequential: mnist-cnn', value: 1, highlight: true },
         { label: 'sequential: + monitor(1)', value: every!.throughput / raw!.throughput },
         { label: "sequential: + monitor('auto')", value: chosen!.throughput / raw!.throughput },
+        { label: "sequential: + 'auto' + feedback", value: fed!.throughput / raw!.throughput },
         { label: '8 callers: mnist-cnn', value: 1, highlight: true },
         { label: '8 callers: + monitor(1)', value: every8!.throughput / raw8!.throughput },
         { label: "8 callers: + monitor('auto')", value: chosen8!.throughput / raw8!.throughput },
+        { label: "8 callers: + 'auto' + feedback", value: fed8!.throughput / raw8!.throughput },
       ],
       'x the throughput without the monitor',
       { markAt: 1 },
     );
     return [
-      ratioTable('mnist-cnn, batch 1, sequential calls', raw!, [every!, chosen!]),
-      ratioTable('mnist-cnn, batch 1, 8 concurrent callers', raw8!, [every8!, chosen8!]),
+      ratioTable('mnist-cnn, batch 1, sequential calls', raw!, [every!, chosen!, fed!]),
+      ratioTable('mnist-cnn, batch 1, 8 concurrent callers', raw8!, [every8!, chosen8!, fed8!]),
+      `Feedback: ${fb.logged} predictions logged, ${fb.joined} labels joined (${fb.unmatched} unmatched, ${fb.pending} waiting at the end); ` +
+        `rolling accuracy ${((quality.accuracy?.estimate ?? Number.NaN) * 100).toFixed(1)}% against the baseline's ` +
+        `${((ref.baseline.accuracy ?? Number.NaN) * 100).toFixed(1)}% (the same 200 digits, cycled), decay alarm ${quality.decay.detected ? 'raised' : 'quiet'}.\n`,
       `Monitor time per request, measured inside the monitor: ${busy(a).toFixed(2)} us with every request sampled ` +
         `(${pct(busy(a))} of a raw call's ${rawUs.toFixed(1)} us), ${busy(q).toFixed(2)} us with 'auto' ` +
         `(${pct(busy(q))}; it measured ${((q.sampled / Math.max(1, q.requests)) * 100).toFixed(0)}% of requests, ` +
         `rate ${autoRateSequential.toFixed(2)} after the sequential runs, ${q.sampleRate.toFixed(2)} at the end). Counters: ${a.requests} requests, ${a.dropped} dropped from a full queue, ` +
-        `${a.evaluations} evaluations. The machine is shared and noisy: latency differences of a few percent ` +
+        `${a.evaluations} evaluations.\n\n` +
+        `Feedback join, measured alone: ${feedbackUs.toFixed(2)} us of CPU per request (log the prediction under its id, ` +
+        `join a label), ${((feedbackUs / cpuUs(raw!)) * 100).toFixed(1)}% of a raw call's ${cpuUs(raw!).toFixed(1)} us of CPU. ` +
+        `With feedback, 'auto' counts the join in its budget: the monitor with feedback spent ${busy(f).toFixed(2)} us per request ` +
+        `measuring, scoring, logging and joining (${pct(busy(f))} of a raw call; it measured ${((f.sampled / Math.max(1, f.requests)) * 100).toFixed(0)}% of requests). ` +
+        'The machine is shared and noisy: latency differences of a few percent ' +
         'between the rows above are within run-to-run noise.\n',
       picture,
     ].join('\n');
