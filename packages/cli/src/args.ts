@@ -15,14 +15,17 @@ export interface ServeOptions {
   host: string;
   /** Also serve KServe V2 over gRPC on this port (0: any free port, printed). Default: off. */
   grpcPort?: number;
-  /** Worker threads per model (0: run in the main thread). Default 0. */
-  workers: number;
+  /**
+   * Worker threads per model (0: run in the main thread). Default (absent): the repository's
+   * `defaultServing()`: one worker on two or more CPUs, the main thread on one.
+   */
+  workers?: number;
   /** Scan the repository for changes this often, ms (0: never). Default 5000. */
   pollIntervalMs: number;
   /** Serve Prometheus metrics at /metrics. Default false. */
   metrics: boolean;
   logLevel: LogLevel;
-  /** onnxruntime intra-op threads per in-thread model. Default: min(4, cores). */
+  /** onnxruntime intra-op threads per model. Default: the CPUs left beside the event loop's (1 on 2 CPUs). */
   intraOpThreads?: number;
   /** Turn on the repository (load/unload) endpoints. Default false. */
   management: boolean;
@@ -64,15 +67,17 @@ Options:
   --host ADDR             Interface to listen on (default 127.0.0.1, this machine only; use
                           0.0.0.0 to accept connections from the network).
   --workers N             Run each model in a pool of N worker threads so inference never
-                          blocks the HTTP server (default 0: in the main thread). A model's
-                          config.json "workers" wins.
+                          blocks the HTTP server; 0 runs models in the main thread. Default:
+                          one worker on two or more CPUs (cgroup quota included), the main
+                          thread on one. A model's config.json "workers" wins.
   --poll-interval T       Check the repository for new, changed and removed versions every T
                           and on file-system events (e.g. 5s, 500ms; 0 turns hot reload off;
                           default 5s). A new version loads once its files stop changing, warms
                           up, then replaces the old.
   --metrics               Serve Prometheus metrics at /metrics.
   --log-level L           silent, error, warn, info (default) or debug.
-  --intra-op-threads N    onnxruntime threads per in-thread model (default min(4, cores)).
+  --intra-op-threads N    onnxruntime threads per model (default: the CPUs beside the event
+                          loop's, at most 4: 1 on 2 CPUs).
   --management            Turn on POST /v2/repository/... (load, unload, index). Off by default:
                           anyone who can reach the port could unload models. Set
                           MLSERVE_MANAGEMENT_TOKEN to require "Authorization: Bearer <token>".
@@ -148,7 +153,6 @@ export function parseCommandLine(argv: readonly string[]): Command {
     modelRepository: values['model-repository'],
     port,
     host: values.host ?? '127.0.0.1',
-    workers: values.workers === undefined ? 0 : integer(values.workers, '--workers', 0),
     pollIntervalMs:
       values['poll-interval'] === undefined
         ? 5000
@@ -168,6 +172,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     if (grpcPort !== 0 && grpcPort === port) throw new UsageError('--grpc-port must differ from --port');
     options.grpcPort = grpcPort;
   }
+  if (values.workers !== undefined) options.workers = integer(values.workers, '--workers', 0);
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }

@@ -98,7 +98,7 @@ function sampleRequest(meta: ModelMetadata, sample: Tensors | undefined): string
  * @example
  * ```ts
  * import { serve } from '@mlserve/cli';
- * const server = await serve({ modelRepository: './models', port: 0, host: '127.0.0.1', workers: 0,
+ * const server = await serve({ modelRepository: './models', port: 0, host: '127.0.0.1',
  *   pollIntervalMs: 5000, metrics: true, logLevel: 'info', management: false, noWarmup: false });
  * await server.loaded;
  * console.log(server.url);
@@ -121,7 +121,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   const repository = new Repository(dir, {
     registry,
     logger: log,
-    workers: options.workers,
+    ...(options.workers !== undefined && { workers: options.workers }),
     warmup: !options.noWarmup,
     ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
     // Outermost on every version: request counts, latencies, queue/compute time, batch sizes, cache hits.

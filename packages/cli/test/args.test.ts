@@ -2,14 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine, parseDuration, UsageError } from '../src/args.js';
 
 describe('parseCommandLine', () => {
-  it('fills the defaults: loopback, port 8000, in-thread, 5 s polling, no metrics, no management', () => {
+  it('fills the defaults: loopback, port 8000, placement left to the repository, 5 s polling, no metrics, no management', () => {
     expect(parseCommandLine(['serve', '--model-repository', 'models'])).toEqual({
       command: 'serve',
       options: {
         modelRepository: 'models',
         port: 8000,
         host: '127.0.0.1',
-        workers: 0,
         pollIntervalMs: 5000,
         metrics: false,
         logLevel: 'info',

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '@mlserve/grpc';
+import { defaultServing } from '@mlserve/repository';
 import { mnistHoldout, modelPath, type TestModel } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -150,7 +151,12 @@ describe('mlserve', () => {
     ]);
     const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
     const [, file] = await r.waitFor(/-d @(\S+)/);
-    expect(r.stdout()).toMatch(/mnist\s+1\s+ready\s+onnxruntime-node\/cpu/);
+    // Where the model runs by default: one worker thread on two or more CPUs, the main thread on one.
+    expect(r.stdout()).toMatch(
+      defaultServing().workers > 0
+        ? /mnist\s+1\s+ready\s+worker-pool\(onnxruntime-node\/cpu\)/
+        : /mnist\s+1\s+ready\s+onnxruntime-node\/cpu/,
+    );
     expect(r.stdout()).toContain(`${url}/v2/models/mnist/infer`);
     expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
     const sample = await post(`${url}/v2/models/mnist/infer`, await readFile(file!, 'utf8'));

@@ -4,19 +4,21 @@
  * built; the caller decides what to record.
  */
 import { readFile, realpath } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import {
+  type InferOptions,
   invalidArgument,
   type Middleware,
   type Model,
   type ModelMetadata,
   pipeline,
+  type Tensors,
   validation,
   wrap,
 } from '@mlserve/core';
 import type { ModelConfig } from './config.js';
-import { defaultLoaders, type Loaders, middlewareFactory } from './loaders.js';
+import { defaultServing, rowsIndependent } from './defaults.js';
+import { defaultLoaders, importOptional, type Loaders, middlewareFactory } from './loaders.js';
 import { isInside } from './paths.js';
 import { runWarmup } from './warmup.js';
 
@@ -27,10 +29,19 @@ export interface BuildContext {
   loaders?: Loaders;
   /** Extra outermost layers per version (metrics, tracing), before validation. */
   middleware?: (name: string, version: string) => Middleware[];
-  /** ONNX intra-op threads of in-thread sessions whose config does not set them (default min(4, cores)). */
+  /**
+   * ONNX intra-op threads of sessions whose config does not set them (default from
+   * {@link defaultServing}: never the event loop's core).
+   */
   intraOpThreads?: number;
-  /** Worker threads for models whose config has no `workers`. */
+  /**
+   * Worker threads for models whose config has no `workers` (0: in the main thread). Default from
+   * {@link defaultServing}: one worker on two or more CPUs for ONNX models loaded by the default
+   * loader, in the main thread otherwise.
+   */
   workers?: number;
+  /** Decisions the defaults made (placement, batching or not, and why). */
+  info?: (message: string, fields: Record<string, unknown>) => void;
   /** False turns warmup off everywhere. */
   warmup?: boolean;
   /** Stops warmups (the repository is closing). */
@@ -100,7 +111,24 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
   const opts: Record<string, unknown> = { name, version, ...config.backendOptions };
   if (config.padValues) opts.padValues = config.padValues;
   const classLabels = await readClassLabels(ctx.root, [req.dir, join(req.dir, '..')], config.labelsFile);
-  const workers = config.workers ?? (ctx.workers ? { threads: ctx.workers } : undefined);
+  const defaults = defaultServing();
+  let workers = config.workers ?? (ctx.workers ? { threads: ctx.workers } : undefined);
+  // The default placement (nothing in config.json, no flag): off the main thread on two or more
+  // CPUs, for ONNX models the default loader would load (a custom loader cannot move to a worker).
+  const placedByDefault =
+    !workers &&
+    ctx.workers === undefined &&
+    defaults.workers > 0 &&
+    req.backend === 'onnx' &&
+    !loaders.onnx &&
+    (await workersAvailable(loaders));
+  if (placedByDefault) {
+    const threads = config.backendOptions.intraOpNumThreads;
+    workers = {
+      threads: defaults.workers,
+      intraOpThreads: typeof threads === 'number' ? threads : (ctx.intraOpThreads ?? defaults.intraOpThreads),
+    };
+  }
   let base: Model;
   if (workers) {
     const pool = loaders.workerPool ?? defaultLoaders.workerPool;
@@ -115,7 +143,7 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
     });
   } else {
     if (req.backend === 'onnx' && opts.intraOpNumThreads === undefined) {
-      opts.intraOpNumThreads = ctx.intraOpThreads ?? Math.max(1, Math.min(4, availableParallelism()));
+      opts.intraOpNumThreads = ctx.intraOpThreads ?? defaults.inThreadIntraOpThreads;
     }
     const loader = loaders[req.backend] ?? defaultLoaders[req.backend];
     base = await loader(req.file, opts);
@@ -131,13 +159,26 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
       );
     }
     if (cache) layers.push(cache(config.cache!));
-    if (batching) layers.push(batching(config.batching!));
+    let batchingOptions = config.batching;
+    if (!batchingOptions && config.batchingByDefault) {
+      batchingOptions = await defaultBatching(base, loaders, (message, fields) =>
+        ctx.info?.(`${name}/${version}: ${message}`, { model: name, version, ...fields }),
+      );
+    }
+    const batcher = batchingOptions && (batching ?? (await middlewareFactory(loaders, 'batching')));
+    if (batcher) layers.push(unlessSequence(batcher(batchingOptions!)));
+    if (placedByDefault) {
+      ctx.info?.(
+        `${name}/${version}: in ${workers!.threads} worker thread(s) x ${workers!.intraOpThreads} intra-op thread(s) (${defaults.cpus} CPUs; default)`,
+        { model: name, version, workers: workers!.threads, intraOpThreads: workers!.intraOpThreads },
+      );
+    }
     const model = pipeline(base, ...layers);
     if (ctx.warmup !== false && config.warmup.enabled) {
       await model.warmup?.();
       ctx.onWarmup?.(backend);
       const report = await runWarmup(base, config.warmup, {
-        ...(config.batching && { batching: config.batching }),
+        ...(batchingOptions && { batching: batchingOptions }),
         file: join(name, 'config.json'),
         ...(ctx.signal && { signal: ctx.signal }),
         onProgress: (done, total, batchSize) => ctx.onWarmup?.(backend, { done, total, batchSize }),
@@ -157,6 +198,66 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
     await base.dispose().catch(() => undefined);
     throw err;
   }
+}
+
+/** Whether `@mlserve/workers` can be loaded (it is an optional peer). */
+async function workersAvailable(loaders: Loaders): Promise<boolean> {
+  if (loaders.workerPool) return true;
+  try {
+    await importOptional('@mlserve/workers');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The batching a model gets when config.json says nothing: `maxDelayMs: 'auto'` when its batch dim
+ * is dynamic and a batch of distinct rows equals those rows run alone ({@link rowsIndependent}),
+ * and `@mlserve/batching` is installed; otherwise none.
+ */
+async function defaultBatching(
+  base: Model,
+  loaders: Loaders,
+  info: (message: string, fields: Record<string, unknown>) => void,
+): Promise<Record<string, unknown> | undefined> {
+  const meta = base.metadata();
+  if (!(meta.maxBatchSize > 1) || !meta.inputs.every((i) => i.batched)) return undefined;
+  if (!loaders.batching) {
+    try {
+      await importOptional('@mlserve/batching');
+    } catch {
+      info('not batched: @mlserve/batching is not installed', {});
+      return undefined;
+    }
+  }
+  const check = await rowsIndependent(base);
+  if (!check.independent) {
+    info(`not batched by default: ${check.why}`, { batching: false });
+    return undefined;
+  }
+  info(
+    `batched by default (maxDelayMs 'auto'; rows independent, max difference ${check.maxDiff.toExponential(1)})`,
+    {
+      batching: true,
+    },
+  );
+  return { maxDelayMs: 'auto' };
+}
+
+/**
+ * Requests that carry sequence parameters (`sequence_id`, start/end) go straight to the model:
+ * a sequence's state lives in the model, so they are never merged with other requests.
+ */
+function unlessSequence(layer: Middleware): Middleware {
+  return (inner) => {
+    const batched = layer(inner);
+    return wrap(batched, {
+      layer: 'sequence-bypass',
+      infer: (inputs: Tensors, options?: InferOptions) =>
+        options?.sequence ? inner.infer(inputs, options) : batched.infer(inputs, options),
+    });
+  };
 }
 
 /** The class labels file of a version (first) or its model directory, one label a line. */

@@ -48,8 +48,15 @@ export interface ModelConfig {
   backendOptions: Record<string, unknown>;
   /** Padding values per input, passed to the backend. */
   padValues?: Record<string, number>;
-  /** Options of `@mlserve/batching`, or undefined when batching is off. */
+  /** Options of `@mlserve/batching`, or undefined when batching is off (or left to the default). */
   batching?: Record<string, unknown>;
+  /**
+   * True when config.json says nothing about batching (no file, or no `batching` field): the
+   * repository then batches the model with `maxDelayMs: 'auto'` if its batch dim is dynamic and a
+   * batch of distinct rows equals those rows run alone (see the README). `"batching": false`
+   * turns it off.
+   */
+  batchingByDefault?: boolean;
   /** Options of `@mlserve/cache`'s responseCache, or undefined when caching is off. */
   cache?: Record<string, unknown>;
   /** Worker pool settings, or undefined to run in the main thread. */
@@ -160,6 +167,7 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     config.padValues = raw.padValues as Record<string, number>;
   }
 
+  if (raw.batching === undefined) config.batchingByDefault = true;
   const batching = optionsObject(raw.batching, 'batching');
   if (batching) {
     for (const key of ['maxBatchSize', 'maxQueueSize', 'maxConcurrentBatches'] as const) {

@@ -40,9 +40,18 @@ export interface RepositoryOptions {
   logger?: RepositoryLogger;
   /** Extra outermost layers per version (metrics, tracing), before validation. */
   middleware?: (name: string, version: string) => Middleware[];
-  /** ONNX intra-op threads of in-thread sessions whose config does not set them (default min(4, cores)). */
+  /**
+   * ONNX intra-op threads of sessions whose config does not set them. Default
+   * ({@link defaultServing}): 1 per worker on 2 CPUs; in the main thread, `cpus - 1` (1 to 4), so
+   * onnxruntime never takes the event loop's core.
+   */
   intraOpThreads?: number;
-  /** Run every model without a `workers` config in a pool of this many threads (default: in-thread). */
+  /**
+   * Run every model without a `workers` config in a pool of this many threads; 0 runs them in the
+   * main thread. Default ({@link defaultServing}): ONNX models loaded by the default loader run in
+   * one worker thread on two or more CPUs (the CPUs this process may use, cgroup quota included),
+   * in the main thread on one.
+   */
   workers?: number;
   /** Versions loading at once (default 2): loads compete with serving for the same cores. */
   loadConcurrency?: number;
@@ -140,6 +149,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
                   ...(progress && { progress }),
                 }),
               debug: (message, fields) => this.#log('debug', message, fields),
+              info: (message, fields) => this.#log('info', message, fields),
             },
             { name, version: sv.version, dir: sv.dir, file: sv.file, backend: sv.backend, config },
           ),

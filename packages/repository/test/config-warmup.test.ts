@@ -144,7 +144,9 @@ describe('warmup', () => {
     const t = await tempRepo();
     cleanups.push(t.cleanup);
     await addVersion(t.dir, 'mlp', '1', 'mlp.onnx');
+    // batching: false, so the calls seen are warmup's alone (no default row-independence check).
     await writeConfig(t.dir, 'mlp', {
+      batching: false,
       warmup: { samples: [{ inputs: { features: { dims: [3, 16], fill: 0.5 } } }] },
     });
     const seen: number[][] = [];

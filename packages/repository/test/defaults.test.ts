@@ -1,8 +1,21 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadOnnxModel } from '@mlserve/backend-onnx';
+import { wrap } from '@mlserve/core';
+import { modelPath } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cgroupCpuQuota, cpuBudget, defaultServing } from '../src/index.js';
+import {
+  cgroupCpuQuota,
+  cpuBudget,
+  defaultServing,
+  loadRepository,
+  type Repository,
+  type RepositoryOptions,
+  rowsIndependent,
+} from '../src/index.js';
+import { addVersion, digit, tempRepo, writeConfig } from './helpers.js';
+import { onnxLoader } from './loader.js';
 
 const dirs: string[] = [];
 function cgroup(files: Record<string, string>): string {
@@ -47,12 +60,128 @@ describe('the CPU budget', () => {
   });
 
   it('keeps one CPU for the event loop: workers x intra-op threads + 1 within the budget', () => {
-    expect(defaultServing(1)).toEqual({ cpus: 1, workers: 0, intraOpThreads: 1 });
-    expect(defaultServing(2)).toEqual({ cpus: 2, workers: 1, intraOpThreads: 1 });
+    expect(defaultServing(1)).toEqual({ cpus: 1, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads: 1 });
+    expect(defaultServing(2)).toEqual({ cpus: 2, workers: 1, intraOpThreads: 1, inThreadIntraOpThreads: 1 });
     for (const cpus of [2, 3, 4, 8, 16, 64]) {
       const d = defaultServing(cpus);
       expect(d.workers * d.intraOpThreads + 1).toBeLessThanOrEqual(cpus);
       expect(d.workers).toBeGreaterThanOrEqual(1);
+      expect(d.inThreadIntraOpThreads).toBeLessThan(cpus);
     }
+  });
+});
+
+describe('default batching (no config.json)', () => {
+  const repos: Repository[] = [];
+  afterEach(async () => {
+    for (const r of repos.splice(0)) await r.close();
+  });
+  async function open(dir: string, loaders: RepositoryOptions['loaders'] = { onnx: onnxLoader() }) {
+    const lines: string[] = [];
+    const repo = await loadRepository(dir, {
+      loaders,
+      warmup: false,
+      logger: { info: (m) => lines.push(m) },
+    });
+    repos.push(repo);
+    return { repo, lines };
+  }
+
+  it('batches a model whose rows are independent, with answers equal to unbatched ones', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    const { repo, lines } = await open(t.dir);
+    const stats = repo.registry.get('mnist').stats?.() as { batching?: { delayMs: number } };
+    expect(stats.batching).toBeDefined();
+    expect(lines.some((l) => /mnist\/1: batched by default/.test(l))).toBe(true);
+    const reference = await loadOnnxModel(modelPath('mnist-cnn.onnx'), { intraOpNumThreads: 1 });
+    try {
+      const outs = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => repo.registry.infer('mnist', undefined, digit(i))),
+      );
+      for (const [i, out] of outs.entries()) {
+        const alone = await reference.infer(digit(i));
+        const a = out.logits!.data as Float32Array;
+        const b = alone.logits!.data as Float32Array;
+        for (let k = 0; k < b.length; k++) expect(Math.abs(a[k]! - b[k]!)).toBeLessThanOrEqual(1e-5);
+      }
+    } finally {
+      await reference.dispose();
+    }
+  });
+
+  it('"batching": false in config.json turns the default off', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    await writeConfig(t.dir, 'mnist', { batching: false });
+    const { repo } = await open(t.dir);
+    expect(repo.registry.get('mnist').stats?.()).not.toHaveProperty('batching');
+  });
+
+  it('never batches by default a model that mixes rows across the batch', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mlp', '1', 'mlp.onnx');
+    const onnx = onnxLoader();
+    // The MLP, then each output row minus the batch's mean row: rows depend on their neighbours.
+    const mixing = async (source: string, options: Record<string, unknown>) => {
+      const m = await onnx(source, options);
+      return wrap(m, {
+        infer: async (inputs, o) => {
+          const out = await m.infer(inputs, o);
+          for (const tensor of Object.values(out)) {
+            const data = tensor.data as Float32Array;
+            const rows = tensor.dims[0]!;
+            const per = data.length / rows;
+            for (let i = 0; i < per; i++) {
+              let sum = 0;
+              for (let r = 0; r < rows; r++) sum += data[r * per + i]!;
+              for (let r = 0; r < rows; r++) data[r * per + i]! -= sum / rows;
+            }
+          }
+          return out;
+        },
+      });
+    };
+    const { repo, lines } = await open(t.dir, { onnx: mixing });
+    expect(repo.registry.get('mlp').stats?.()).not.toHaveProperty('batching');
+    expect(lines.some((l) => /mlp\/1: not batched by default: row 0 of a batch of 3 differs/.test(l))).toBe(
+      true,
+    );
+  });
+
+  it('rowsIndependent: true for mnist-cnn, false for a model without a dynamic batch dim', async () => {
+    const model = await loadOnnxModel(modelPath('mnist-cnn.onnx'), { intraOpNumThreads: 1 });
+    try {
+      const check = await rowsIndependent(model);
+      expect(check).toMatchObject({ independent: true });
+      expect(check.maxDiff).toBeLessThanOrEqual(1e-5);
+      const fixed = wrap(model, {
+        metadata: () => ({ ...model.metadata(), maxBatchSize: 0 }),
+      });
+      expect(await rowsIndependent(fixed)).toMatchObject({ independent: false });
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('requests with sequence parameters go around the batcher, never merged', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    const { repo } = await open(t.dir);
+    const batched = () =>
+      (repo.registry.get('mnist').stats!() as { batching: { requests: number } }).batching.requests;
+    const before = batched();
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        repo.registry.infer('mnist', undefined, digit(i), { sequence: { id: i, start: true } }),
+      ),
+    );
+    expect(batched()).toBe(before);
+    await Promise.all(Array.from({ length: 8 }, (_, i) => repo.registry.infer('mnist', undefined, digit(i))));
+    expect(batched()).toBe(before + 8);
   });
 });

@@ -4,6 +4,7 @@ import { isServeError, type Middleware, type ServeError, wrap } from '@mlserve/c
 import { mnistHoldout } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  defaultServing,
   importOptional,
   loadRepository,
   Repository,
@@ -442,7 +443,10 @@ describe('defaults and management', () => {
     const repo = await loadRepository(dir, { intraOpThreads: 1 });
     cleanups.push(() => repo.close());
     expect(repo.versions()).toMatchObject([{ name: 'mnist', state: 'ready' }]);
-    expect(repo.versions()[0]!.backend).toMatch(/^onnxruntime-node/);
+    // The default placement: one worker thread on two or more CPUs, the main thread on one.
+    expect(repo.versions()[0]!.backend).toBe(
+      defaultServing().workers > 0 ? 'worker-pool(onnxruntime-node/cpu)' : 'onnxruntime-node/cpu',
+    );
     const out = await repo.registry.infer('mnist', undefined, digit(3));
     expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[3]);
   });
@@ -520,6 +524,7 @@ describe('reload in place', () => {
   it('rebuilds a served version when config.json changes its pipeline, with no request failing', async () => {
     const dir = await setup();
     await addVersion(dir, 'mnist', '1');
+    await writeConfig(dir, 'mnist', { batching: false });
     const log: LoaderLog = { loads: [], disposed: [] };
     const repo = await open(dir, {}, log);
     const events: string[] = [];
