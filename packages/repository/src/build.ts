@@ -117,6 +117,7 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
   // CPUs, for ONNX models the default loader would load (a custom loader cannot move to a worker).
   const placedByDefault =
     !workers &&
+    config.workersByDefault === true &&
     ctx.workers === undefined &&
     defaults.workers > 0 &&
     req.backend === 'onnx' &&

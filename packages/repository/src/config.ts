@@ -59,8 +59,14 @@ export interface ModelConfig {
   batchingByDefault?: boolean;
   /** Options of `@mlserve/cache`'s responseCache, or undefined when caching is off. */
   cache?: Record<string, unknown>;
-  /** Worker pool settings, or undefined to run in the main thread. */
+  /** Worker pool settings, or undefined to run in the main thread (or where the default puts it). */
   workers?: WorkersConfig;
+  /**
+   * True when config.json says nothing about `workers`: the repository's option (the CLI's
+   * `--workers`) or the default placement decides. `"workers": 0` (or `false`) runs the model in
+   * the main thread.
+   */
+  workersByDefault?: boolean;
   versionPolicy: VersionPolicy;
   /** Version labels: `{ "stable": "1", "canary": "2" }`. */
   labels: Record<string, string>;
@@ -196,6 +202,7 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     config.cache = cache;
   }
 
+  if (raw.workers === undefined) config.workersByDefault = true;
   if (raw.workers !== undefined && raw.workers !== false && raw.workers !== 0) {
     if (typeof raw.workers === 'number') {
       config.workers = { threads: posInt(raw.workers, 'workers') };

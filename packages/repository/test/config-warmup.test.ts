@@ -39,6 +39,13 @@ describe('config.json validation', () => {
     expect(parseModelConfig({ cache: true }, 'c.json').cache).toEqual({ max: 10_000 });
     expect(parseModelConfig({ batching: { enabled: false } }, 'c.json').batching).toBeUndefined();
     expect(parseModelConfig({ workers: 2 }, 'c.json').workers).toEqual({ threads: 2 });
+    // Saying nothing leaves batching and placement to the defaults; saying false or 0 turns them off.
+    expect(parseModelConfig({}, 'c.json')).toMatchObject({ batchingByDefault: true, workersByDefault: true });
+    const off = parseModelConfig({ batching: false, workers: 0 }, 'c.json');
+    expect(off.batchingByDefault).toBeUndefined();
+    expect(off.workersByDefault).toBeUndefined();
+    expect(off.batching).toBeUndefined();
+    expect(off.workers).toBeUndefined();
   });
 
   it('names the file and the field in every message', () => {

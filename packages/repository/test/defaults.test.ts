@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
 import { wrap } from '@mlserve/core';
-import { modelPath } from '@mlserve/test-utils';
+import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cgroupCpuQuota,
@@ -14,7 +14,7 @@ import {
   type RepositoryOptions,
   rowsIndependent,
 } from '../src/index.js';
-import { addVersion, digit, tempRepo, writeConfig } from './helpers.js';
+import { addVersion, argmax, digit, tempRepo, writeConfig } from './helpers.js';
 import { onnxLoader } from './loader.js';
 
 const dirs: string[] = [];
@@ -183,5 +183,42 @@ describe('default batching (no config.json)', () => {
     expect(batched()).toBe(before);
     await Promise.all(Array.from({ length: 8 }, (_, i) => repo.registry.infer('mnist', undefined, digit(i))));
     expect(batched()).toBe(before + 8);
+  });
+});
+
+describe('default placement', () => {
+  it('"workers": 0 in config.json keeps the model in the main thread', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    await writeConfig(t.dir, 'mnist', { workers: 0, batching: false });
+    const repo = await loadRepository(t.dir, { warmup: false });
+    try {
+      expect(repo.versions()[0]!.backend).toBe('onnxruntime-node/cpu');
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('with no config, an ONNX model runs where defaultServing() says, and answers right', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    const repo = await loadRepository(t.dir, { warmup: false });
+    try {
+      const d = defaultServing();
+      expect(repo.versions()[0]!.backend).toBe(
+        d.workers > 0 ? 'worker-pool(onnxruntime-node/cpu)' : 'onnxruntime-node/cpu',
+      );
+      const stats = repo.registry.get('mnist').stats!() as {
+        workers?: { threads: number; intraOpThreads: number };
+      };
+      if (d.workers > 0)
+        expect(stats.workers).toMatchObject({ threads: d.workers, intraOpThreads: d.intraOpThreads });
+      const out = await repo.registry.infer('mnist', undefined, digit(0));
+      expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[0]);
+    } finally {
+      await repo.close();
+    }
   });
 });
