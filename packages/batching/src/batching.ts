@@ -204,8 +204,6 @@ class Batcher {
           );
         }
       }
-      const key = groupKey(plan, inputs, options);
-      if (rows > plan.maxBatch && key !== undefined) return this.#split(inputs, options, rows, key);
       // Idle fast path ('auto' only): a slot is free, nothing is queued, recent batches held one
       // request each (no company is expected) and the policy would release a batch of this one
       // request at once. It goes straight to the model with its own options, without queueing,
@@ -214,7 +212,8 @@ class Batcher {
         plan.fixedDelay === undefined &&
         this.#queue.requests === 0 &&
         this.#inFlight < plan.maxConcurrent &&
-        est.avgRequests < 1.5
+        est.avgRequests < 1.5 &&
+        rows <= plan.maxBatch
       ) {
         const now = performance.now();
         const lone = this.#lone;
@@ -222,9 +221,11 @@ class Batcher {
         lone.oldestAt = now;
         lone.lastArrivalAt = now;
         if (typeof decide(this.#policy, lone, this.#loadAt(now), now) === 'string') {
-          return this.#direct(inputs, options, rows);
+          return this.#direct(inputs, options, rows, now);
         }
       }
+      const key = groupKey(plan, inputs, options);
+      if (rows > plan.maxBatch && key !== undefined) return this.#split(inputs, options, rows, key);
       return this.#enqueue(inputs, options, rows, key);
     } catch (err) {
       return Promise.reject(toServeError(err));
@@ -496,9 +497,13 @@ class Batcher {
    * A lone request run as a batch of one, straight on the inner model with the caller's own
    * options (its signal and deadline reach the model as they are); same bookkeeping as #run.
    */
-  async #direct(inputs: Tensors, options: InferOptions | undefined, rows: number): Promise<Tensors> {
+  async #direct(
+    inputs: Tensors,
+    options: InferOptions | undefined,
+    rows: number,
+    t0: number,
+  ): Promise<Tensors> {
     const est = this.#est;
-    const t0 = performance.now();
     this.#take(t0);
     this.#running++;
     est.arrivals += rows;

@@ -235,6 +235,8 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
           : undefined,
       });
     const calls = new SharedCalls<Shared>();
+    /** One scope object per model: cacheKey keeps the last request's header against it. */
+    const scope = { name: inner.name, version: inner.version, ignoreParameters: ignored };
     /** Keys whose shared call is running: joiners skip the store lookup. */
     const running = new Set<string>();
     let hits = 0;
@@ -324,11 +326,7 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         }
         const expired = expiredError(options);
         if (expired) throw expired;
-        const key = cacheKey(
-          { name: inner.name, version: inner.version, ignoreParameters: ignored },
-          inputs,
-          options,
-        );
+        const key = cacheKey(scope, inputs, options);
 
         let pending: Promise<Tensors | undefined> | undefined;
         if (!coalesce || !running.has(key)) {
