@@ -58,7 +58,7 @@ export interface Client {
 }
 
 /** Options of a {@link RemoteModel}'s `infer`. */
-export type RemoteInferOptions<K extends string> = Omit<InferCallOptions<K>, 'version'> &
+export type RemoteInferOptions<K extends string> = Omit<InferCallOptions<K>, 'version' | 'classification'> &
   Pick<InferOptions, 'deadline' | 'context'>;
 
 /** A model on a V2 server, as a core `Model` with typed tensors. */
