@@ -60,7 +60,13 @@ function identity(name: string, type: Tensor['type']): Model {
   });
 }
 
-export async function startServers(): Promise<Servers> {
+/** Options of {@link startServers}. */
+export interface ServerOptions {
+  /** Static files the HTTP server also serves (the Chromium test's page), by path. */
+  page?: Record<string, { type: string; body: string }>;
+}
+
+export async function startServers(options: ServerOptions = {}): Promise<Servers> {
   const registry = new ModelRegistry();
   const mnist = await loadOnnxModel(modelPath('mnist-cnn.onnx'), {
     name: 'mnist',
@@ -134,6 +140,9 @@ export async function startServers(): Promise<Servers> {
     return payload;
   });
   await app.register(mlservePlugin, { registry });
+  for (const [path, file] of Object.entries(options.page ?? {})) {
+    app.get(path, async (_req, reply) => reply.type(file.type).send(file.body));
+  }
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as AddressInfo).port;
   const grpc: GrpcServing = await serveGrpc({ registry, shutdownTimeoutMs: 1000 });
