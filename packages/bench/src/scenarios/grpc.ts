@@ -1,60 +1,18 @@
-import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
-import { ModelRegistry } from '@mlserve/core';
+import { createClient } from '@mlserve/client';
+import { createGrpcClient } from '@mlserve/client/grpc';
+import { ModelRegistry, type Tensors, tensor } from '@mlserve/core';
 import { loadInferenceProto, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin } from '@mlserve/http';
 import { modelPath } from '@mlserve/test-utils';
 import Fastify from 'fastify';
 import { closedLoop, interleaved, type LoadResult, ratioTable, scenario } from '../harness.js';
 
-type Unary = (
-  req: unknown,
-  md: grpc.Metadata,
-  opts: grpc.CallOptions,
-  cb: (err: grpc.ServiceError | null, res: { raw_output_contents: Buffer[] }) => void,
-) => void;
-
-/** POSTs a body on a keep-alive agent; resolves with the response body (rejects on non-200). */
-function post(
-  agent: Agent,
-  port: number,
-  path: string,
-  body: Buffer,
-  headers: Record<string, string>,
-): Promise<{ body: Buffer; headers: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        agent,
-        host: '127.0.0.1',
-        port,
-        path,
-        method: 'POST',
-        headers: { ...headers, 'content-length': String(body.byteLength) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const out = Buffer.concat(chunks);
-          if (res.statusCode !== 200)
-            reject(new Error(`HTTP ${res.statusCode}: ${out.toString().slice(0, 200)}`));
-          else resolve({ body: out, headers: res.headers });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 /**
  * KServe V2 over gRPC (raw contents) against REST binary and REST JSON, the same registry and
- * models behind both servers in this process, driven by in-process Node clients (grpc-js for gRPC,
- * node:http keep-alive for REST) that each decode the answer into its output bytes.
+ * models behind both servers in this process, driven by @mlserve/client (its gRPC client on grpc-js,
+ * its HTTP client on undici, binary tensors on or off), which decodes each answer into tensors.
  */
 export default scenario({
   name: 'grpc',
@@ -98,18 +56,12 @@ export default scenario({
     const httpPort = (app.server.address() as AddressInfo).port;
     const grpcServer = await serveGrpc({ registry });
     const { GRPCInferenceService } = loadInferenceProto();
-    const client = new GRPCInferenceService(
-      `127.0.0.1:${grpcServer.port}`,
-      grpc.credentials.createInsecure(),
-      {
-        'grpc.max_receive_message_length': 64 * 1024 * 1024,
-        'grpc.max_send_message_length': 64 * 1024 * 1024,
-      },
-    );
-    const modelInfer = (client as unknown as { ModelInfer: Unary }).ModelInfer.bind(client);
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    const httpUrl = `http://127.0.0.1:${httpPort}`;
+    const restJson = createClient({ url: httpUrl, binary: false, connections: 64 });
+    const restBinary = createClient({ url: httpUrl, binary: true, connections: 64 });
+    const client = createGrpcClient({ url: `127.0.0.1:${grpcServer.port}` });
     const sections: string[] = [
-      `Server and clients in one process (Fastify + @mlserve/http for REST, @grpc/grpc-js + @mlserve/grpc for gRPC, one registry; onnxruntime with 1 intra-op thread). Load: closed loop from in-process Node clients (grpc-js client for gRPC, node:http keep-alive agent for REST: the same generator kind for all three, since wrk cannot speak gRPC), ${durationMs / 1000} s per configuration, rounds interleaved (A, B, C, A, B, C, ...) ${rounds} times, the median round kept. Every client decodes the answer to its output bytes. The machine is shared (2 cores, several engineers) and noisy: read ratios within a table, not absolute figures across runs.`,
+      `Server and clients in one process (Fastify + @mlserve/http for REST, @grpc/grpc-js + @mlserve/grpc for gRPC, one registry; onnxruntime with 1 intra-op thread). Load: closed loop from in-process @mlserve/client instances (its gRPC client on grpc-js, its HTTP client on undici's pool with binary tensors on or off: the same client library for all three, since wrk cannot speak gRPC), ${durationMs / 1000} s per configuration, rounds interleaved (A, B, C, A, B, C, ...) ${rounds} times, the median round kept. Every client decodes the answer into core tensors. The machine is shared (2 cores, several engineers) and noisy: read ratios within a table, not absolute figures across runs.`,
       '',
     ];
     const bars: { label: string; value: number; highlight?: boolean }[] = [];
@@ -143,39 +95,23 @@ export default scenario({
           inputs: [{ name: m.input, datatype: 'FP32', shape: m.dims }],
           raw_input_contents: [raw],
         };
-        const path = `/v2/models/${m.name}/infer`;
+        const inputs: Tensors = { [m.input]: tensor('float32', data, m.dims) };
+        const first = (out: Tensors) => out[m.output]!.data as Float32Array;
         const configs: { name: string; bytes: number; fn: () => Promise<unknown> }[] = [
           {
             name: 'REST JSON',
             bytes: jsonBody.byteLength,
-            fn: async () => {
-              const res = await post(agent, httpPort, path, jsonBody, { 'content-type': 'application/json' });
-              const parsed = JSON.parse(res.body.toString('utf8')) as { outputs: { data: number[] }[] };
-              return Float32Array.from(parsed.outputs[0]!.data);
-            },
+            fn: async () => first(await restJson.infer(m.name, inputs, { outputs: [m.output] })),
           },
           {
             name: 'REST binary',
             bytes: binaryBody.byteLength,
-            fn: async () => {
-              const res = await post(agent, httpPort, path, binaryBody, {
-                'content-type': 'application/octet-stream',
-                'inference-header-content-length': String(header.byteLength),
-              });
-              const hl = Number(res.headers['inference-header-content-length']);
-              JSON.parse(res.body.subarray(0, hl).toString('utf8'));
-              return res.body.subarray(hl);
-            },
+            fn: async () => first(await restBinary.infer(m.name, inputs, { outputs: [m.output] })),
           },
           {
             name: 'gRPC raw contents',
             bytes: GRPCInferenceService.service.ModelInfer!.requestSerialize(grpcRequest).byteLength,
-            fn: () =>
-              new Promise((resolve, reject) =>
-                modelInfer(grpcRequest, new grpc.Metadata(), {}, (err, res) =>
-                  err ? reject(err) : resolve(res.raw_output_contents[0]),
-                ),
-              ),
+            fn: async () => first(await client.infer(m.name, inputs, { outputs: [m.output] })),
           },
         ];
         // Correctness first: the three paths give the same bytes.
@@ -219,8 +155,7 @@ export default scenario({
         );
       }
     } finally {
-      client.close();
-      agent.destroy();
+      await Promise.all([client.close(), restJson.close(), restBinary.close()]);
       await grpcServer.close();
       await app.close();
       await registry.close();
