@@ -96,7 +96,7 @@ const sample = (pool: number[], n: number, replace = false): number[] => {
   return Array.from({ length: n }, () => pool[Math.floor(random() * pool.length)]!);
 };
 
-const sizes = [30, 50, 100, 200, 500, 1000, 2000, 5000, 10_000];
+const sizes = [30, 50, 100, 200, 500, 1000, 2000, 5000, 7800, 10_000];
 const heldSizes = [30, 50, 100, 200];
 const powerSizes = [200, 500, 1000, 10_000];
 const shifts = [...Object.keys(shifted), 'class share +20 points'];

@@ -17,7 +17,7 @@
  */
 import type { Tensors } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
-import { type Baseline, FeedbackTracker, measureBaseline } from '../src/index.js';
+import { type Baseline, designCusum, FeedbackTracker, measureBaseline } from '../src/index.js';
 import { batchOf, mnistModel } from '../test/mnist-data.js';
 import { fade, rng } from './mnist-features.js';
 
@@ -89,7 +89,7 @@ const draw = (p: number) => (): Item => ({ outputs: RIGHT, label: random() < p ?
 
 console.log(`\nSimulation (${trials} trials each; ${WARM} labels to settle, then ${HORIZON}):\n`);
 console.log(
-  '| baseline accuracy (rows measured) | live accuracy in control | CUSUM threshold (error step) | false alarms per 500 labels | 5-point drop (from the baseline) detected within 500 labels |',
+  '| baseline accuracy (rows measured) | live accuracy in control | CUSUM threshold (step of an error; a right answer steps down 1) | false alarms per 500 labels | 5-point drop (from the baseline) detected within 500 labels |',
 );
 console.log('| --- | ---: | --- | ---: | ---: |');
 const cases: [number, number, number][] = [
@@ -106,11 +106,10 @@ const cases: [number, number, number][] = [
 for (const [p0, rows, offset] of cases) {
   const baseline: Baseline = { task: 'classification', output: 'logits', rows, accuracy: p0 };
   const r = measure(baseline, draw(p0 + offset), draw(p0 - 0.05));
-  const t = new FeedbackTracker({}, baseline);
-  run(t, 1, draw(1));
-  const d = t.report().decay;
+  const margin = Math.sqrt((p0 * (1 - p0)) / rows);
+  const d = designCusum(p0 - margin, p0 - 0.05, 0.01, HORIZON);
   console.log(
-    `| ${p0} (${rows.toLocaleString('en-US')}) | ${(p0 + offset).toFixed(3)} | ${d.threshold} | ${pct(r.falseAlarms)} | ${pct(r.detected)}${left(r)} |`,
+    `| ${p0} (${rows.toLocaleString('en-US')}) | ${(p0 + offset).toFixed(3)} | ${d.threshold} (${d.up}) | ${pct(r.falseAlarms)} | ${pct(r.detected)}${left(r)} |`,
   );
 }
 
