@@ -3,6 +3,7 @@ export * from './feedback.js';
 export * from './ingest.js';
 export * from './monitor.js';
 export * from './profile.js';
+export * from './route.js';
 export * from './sink.js';
 export * from './stats.js';
 export * from './window.js';

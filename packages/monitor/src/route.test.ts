@@ -1,0 +1,60 @@
+import { fromFunction, pipeline } from '@mlserve/core';
+import { describe, expect, it } from 'vitest';
+import { columns } from './extractors.js';
+import { monitor } from './monitor.js';
+import { profile } from './profile.js';
+import { feedbackHandler, MAX_FEEDBACK_BATCH } from './route.js';
+
+const model = fromFunction({
+  name: 'tab',
+  inputs: [{ name: 'x', type: 'float32', dims: [-1, 1] }],
+  outputs: [{ name: 'scores', type: 'float32', dims: [-1, 2] }],
+  infer: ({ x }) => {
+    const v = (x!.data as Float32Array)[0]!;
+    return { scores: { type: 'float32', dims: [1, 2], data: Float32Array.of(v, 1 - v) } };
+  },
+});
+const x = (v: number) => ({ x: { type: 'float32' as const, dims: [1, 1], data: Float32Array.of(v) } });
+
+describe('feedbackHandler', () => {
+  it('routes single and batched labels to the model monitor and counts what joined', async () => {
+    const ex = [columns('x', ['x'])];
+    const ref = await profile([{ inputs: x(0.5) }], { extractors: ex });
+    const watch = monitor({ profile: ref, extractors: ex, feedback: { output: 'scores' } });
+    const served = pipeline(model, watch);
+    for (let i = 0; i < 3; i++) await served.infer(x(i === 1 ? 0.9 : 0.1), { id: `r${i}` });
+    const handle = feedbackHandler({ tab: watch });
+    expect(await handle('tab', undefined, { id: 'r0', label: 1 })).toEqual({ joined: 1, unmatched: 0 });
+    expect(
+      await handle('tab', '1', {
+        labels: [
+          { id: 'r1', label: 0 },
+          { id: 'r2', label: 0 },
+          { id: 'nope', label: 0 },
+        ],
+      }),
+    ).toEqual({ joined: 2, unmatched: 1 });
+    expect(watch.quality().accuracy!.estimate).toBeCloseTo(2 / 3, 12);
+    const code = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+      }
+      return 'no error';
+    };
+    expect(code(() => handle('other', undefined, { id: 'r0', label: 1 }))).toMatch(/^NOT_FOUND: .*"other"/);
+    expect(code(() => handle('tab', undefined, [1]))).toMatch(/^INVALID_ARGUMENT: .*JSON object/);
+    expect(code(() => handle('tab', undefined, { label: 1 }))).toMatch(/^INVALID_ARGUMENT: .*"id"/);
+    expect(code(() => handle('tab', undefined, { id: 'r0' }))).toMatch(/^INVALID_ARGUMENT: .*missing/);
+    expect(code(() => handle('tab', undefined, { id: 'r0', label: 'dog' }))).toMatch(
+      /^INVALID_ARGUMENT: .*unknown class/,
+    );
+    expect(code(() => handle('tab', undefined, { labels: 'x' }))).toMatch(/must be an array/);
+    expect(code(() => handle('tab', undefined, { labels: [{ id: 'a', label: 0 }, { id: 5 }] }))).toMatch(
+      /^INVALID_ARGUMENT: labels\[1\]: .*\(1 before it applied\)/,
+    );
+    const many = Array.from({ length: MAX_FEEDBACK_BATCH + 1 }, (_, i) => ({ id: `m${i}`, label: 0 }));
+    expect(code(() => handle('tab', undefined, { labels: many }))).toMatch(/at most 10000/);
+  });
+});
