@@ -6,13 +6,11 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import {
-  type InferOptions,
   invalidArgument,
   type Middleware,
   type Model,
   type ModelMetadata,
   pipeline,
-  type Tensors,
   validation,
   wrap,
 } from '@mlserve/core';
@@ -167,7 +165,8 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
       );
     }
     const batcher = batchingOptions && (batching ?? (await middlewareFactory(loaders, 'batching')));
-    if (batcher) layers.push(unlessSequence(batcher(batchingOptions!)));
+    // The batcher never merges requests that carry sequence parameters (each runs alone).
+    if (batcher) layers.push(batcher(batchingOptions!));
     if (placedByDefault) {
       ctx.info?.(
         `${name}/${version}: in ${workers!.threads} worker thread(s) x ${workers!.intraOpThreads} intra-op thread(s) (${defaults.cpus} CPUs; default)`,
@@ -244,21 +243,6 @@ async function defaultBatching(
     },
   );
   return { maxDelayMs: 'auto' };
-}
-
-/**
- * Requests that carry sequence parameters (`sequence_id`, start/end) go straight to the model:
- * a sequence's state lives in the model, so they are never merged with other requests.
- */
-function unlessSequence(layer: Middleware): Middleware {
-  return (inner) => {
-    const batched = layer(inner);
-    return wrap(batched, {
-      layer: 'sequence-bypass',
-      infer: (inputs: Tensors, options?: InferOptions) =>
-        options?.sequence ? inner.infer(inputs, options) : batched.infer(inputs, options),
-    });
-  };
 }
 
 /** The class labels file of a version (first) or its model directory, one label a line. */
