@@ -151,13 +151,6 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
     base = identity(base, name, version, classLabels);
     const meta = base.metadata();
     const backend = meta.backend ?? req.backend;
-    const layers: Middleware[] = [...(ctx.middleware?.(name, version) ?? [])];
-    if (config.validation.enabled) {
-      layers.push(
-        validation(config.validation.maxBatchSize ? { maxBatchSize: config.validation.maxBatchSize } : {}),
-      );
-    }
-    if (cache) layers.push(cache(config.cache!));
     let batchingOptions = config.batching;
     if (!batchingOptions && config.batchingByDefault) {
       batchingOptions = await defaultBatching(base, loaders, (message, fields) =>
@@ -165,6 +158,16 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
       );
     }
     const batcher = batchingOptions && (batching ?? (await middlewareFactory(loaders, 'batching')));
+    const layers: Middleware[] = [...(ctx.middleware?.(name, version) ?? [])];
+    // One validation per request: @mlserve/batching checks every request before it queues (the
+    // same checks as validation()), so when it is the next layer, validation() would only repeat it.
+    const batcherValidates = batcher && !cache && !loaders.batching;
+    if (config.validation.enabled && !(batcherValidates && config.validation.maxBatchSize === undefined)) {
+      layers.push(
+        validation(config.validation.maxBatchSize ? { maxBatchSize: config.validation.maxBatchSize } : {}),
+      );
+    }
+    if (cache) layers.push(cache(config.cache!));
     // The batcher never merges requests that carry sequence parameters (each runs alone).
     if (batcher) layers.push(batcher(batchingOptions!));
     if (placedByDefault) {

@@ -221,3 +221,28 @@ describe('default placement', () => {
     }
   });
 });
+
+describe('one validation per request', () => {
+  it('a batched model is validated by the batcher alone: a bad request is INVALID_ARGUMENT, counted there', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    const repo = await loadRepository(t.dir, { loaders: { onnx: onnxLoader() }, warmup: false });
+    try {
+      const invalid = () =>
+        (repo.registry.get('mnist').stats!() as { batching: { rejected: { invalid: number } } }).batching
+          .rejected.invalid;
+      const bad = { image: { type: 'float32', dims: [1, 28, 28], data: new Float32Array(784) } } as const;
+      const err = await repo.registry.infer('mnist', undefined, bad).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(err?.code).toBe('INVALID_ARGUMENT');
+      expect(err?.message).toMatch(/input "image"/);
+      // Had validation() run first, the batcher would never have seen the request.
+      expect(invalid()).toBe(1);
+    } finally {
+      await repo.close();
+    }
+  });
+});
