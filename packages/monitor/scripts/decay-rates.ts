@@ -17,7 +17,7 @@
  */
 import type { Tensors } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
-import { type Baseline, designCusum, FeedbackTracker, measureBaseline } from '../src/index.js';
+import { type Baseline, designCusum, FeedbackTracker, measureBaseline, wilson } from '../src/index.js';
 import { batchOf, mnistModel } from '../test/mnist-data.js';
 import { fade, rng } from './mnist-features.js';
 
@@ -106,7 +106,7 @@ const cases: [number, number, number][] = [
 for (const [p0, rows, offset] of cases) {
   const baseline: Baseline = { task: 'classification', output: 'logits', rows, accuracy: p0 };
   const r = measure(baseline, draw(p0 + offset), draw(p0 - 0.05));
-  const margin = Math.sqrt((p0 * (1 - p0)) / rows);
+  const margin = p0 - wilson(p0 * rows, rows, 1).lower;
   const d = designCusum(p0 - margin, p0 - 0.05, 0.01, HORIZON);
   console.log(
     `| ${p0} (${rows.toLocaleString('en-US')}) | ${(p0 + offset).toFixed(3)} | ${d.threshold} (${d.up}) | ${pct(r.falseAlarms)} | ${pct(r.detected)}${left(r)} |`,

@@ -177,3 +177,22 @@ describe('FeedbackTracker: quality and the decay alarm (seeded)', () => {
     expect(() => t.feedback('nope', 'abc', 0)).toThrow(/finite number/);
   });
 });
+
+describe('FeedbackTracker: a perfect baseline', () => {
+  it('does not alarm on the first error when the baseline got every one of its rows right', () => {
+    const t = new FeedbackTracker({}, baseline(1, 200));
+    const right = logits([5, 0]);
+    let raised = 0;
+    for (let i = 0; i < 300; i++) {
+      t.log(`p${i}`, right, 0);
+      t.feedback(`p${i}`, i % 100 === 50 ? 1 : 0, 0); // 99% right: within a 200-row baseline's error
+      if (t.takeChange() && t.alarm) raised++;
+    }
+    expect(raised).toBe(0);
+    // With no margin, the first error alone would raise it.
+    const strict = new FeedbackTracker({ baselineMargin: 0 }, baseline(1, 200));
+    strict.log('q', right, 0);
+    strict.feedback('q', 1, 0);
+    expect(strict.alarm).toBe(true);
+  });
+});

@@ -383,8 +383,8 @@ export interface FeedbackOptions {
   /**
    * How far below the baseline accuracy the live accuracy may sit without counting as decay: the
    * CUSUM's in-control accuracy is the baseline minus this (default: one standard error of the
-   * baseline, sqrt(p(1-p)/rows), so that a baseline measured on few rows does not raise false
-   * alarms when it came out a little high).
+   * baseline, the distance to the lower end of its z = 1 Wilson interval, so that a baseline
+   * measured on few rows does not raise false alarms when it came out a little high).
    */
   baselineMargin?: number;
   /** Regression: the relative rise in mean absolute error to detect (default 0.2). */
@@ -482,7 +482,10 @@ export class FeedbackTracker {
     this.#confidence = new Float64Array(this.#window);
     if (this.task === 'classification' && baseline?.accuracy !== undefined && baseline.accuracy - drop > 0) {
       const p = baseline.accuracy;
-      const margin = options.baselineMargin ?? Math.sqrt((p * (1 - p)) / Math.max(1, baseline.rows));
+      // One standard error, as the distance to the lower end of a z = 1 Wilson interval (not 0 for a
+      // baseline that got every row right).
+      const margin =
+        options.baselineMargin ?? p - wilson(p * baseline.rows, Math.max(1, baseline.rows), 1).lower;
       if (!(margin >= 0 && margin < drop))
         throw invalidArgument('monitor: options.feedback.baselineMargin must be in [0, drop)');
       this.#design = designCusum(p - margin, p - drop, this.#alpha, horizon);
