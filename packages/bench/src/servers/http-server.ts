@@ -133,6 +133,12 @@ async function start(): Promise<Server> {
         }
       });
     }
+    // A body cut off when the load generator stops (wrk closes its connections mid-request) is
+    // answered 400 quietly instead of Express's default handler printing a stack trace.
+    app.use((err: unknown, _req: unknown, res: { status(n: number): { end(): void } }, _next: unknown) => {
+      res.status(400).end();
+      void err;
+    });
     return await new Promise<Server>((resolve) => {
       const server = app.listen(0, '127.0.0.1', () => resolve(server));
     });
