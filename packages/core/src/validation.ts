@@ -1,6 +1,6 @@
 import { invalidArgument } from './errors.js';
 import { wrap } from './pipeline.js';
-import { assertTensor, formatSignature } from './tensor.js';
+import { assertTensor, formatSignature, TYPED_ARRAY } from './tensor.js';
 import type { InferOptions, Middleware, ModelMetadata, Tensors } from './types.js';
 
 /** Options of {@link validation}. */
@@ -17,6 +17,10 @@ export interface ValidationOptions {
  * output names. Failures are INVALID_ARGUMENT with a message a person can act on:
  * `input "image": expected float32[-1,1,28,28], got float64[1,28,28]`.
  *
+ * The check is compiled once ({@link compileValidator}) and a request an outer layer already
+ * validated for this model (see {@link isValidated}: the protocol adapters of `@mlserve/http` and
+ * `@mlserve/grpc` do) is not checked again; only this layer's own `maxBatchSize` is.
+ *
  * @example
  * ```ts
  * const served = pipeline(model, validation(), batching());
@@ -24,23 +28,184 @@ export interface ValidationOptions {
  */
 export function validation({ rejectUnknownInputs = true, maxBatchSize }: ValidationOptions = {}): Middleware {
   return (inner) => {
-    const check = (inputs: Tensors, options: InferOptions | undefined, meta: ModelMetadata) =>
-      validateRequest(meta, inputs, options, { rejectUnknownInputs, maxBatchSize });
-    let cached: ModelMetadata | undefined;
+    let check: RequestValidator | undefined;
     return wrap(inner, {
       layer: 'validation',
       infer: function validationInfer(inputs, options) {
-        cached ??= inner.metadata();
-        check(inputs, options, cached);
+        check ??= compileValidator(inner.metadata(), { rejectUnknownInputs, maxBatchSize });
+        check(inputs, options);
         return inner.infer(inputs, options);
       },
     });
   };
 }
 
+/** What {@link markValidated} records about an inputs record. */
+interface Mark {
+  name: string;
+  version: string;
+  outputs: readonly string[] | undefined;
+}
+
+// Keyed by the inputs record itself: a layer that builds a new record (a merged batch, a
+// preprocessed input) is unmarked by construction, and nothing is kept alive.
+const validated = new WeakMap<object, Mark>();
+
+/** The model a mark is for: its name and version (a `Model` or its `ModelMetadata`). */
+export interface ModelIdentity {
+  readonly name: string;
+  readonly version: string;
+}
+
 /**
- * Validates a request against metadata; throws INVALID_ARGUMENT on the first problem.
- * Exported for adapters and batchers that validate before queueing.
+ * Records that `inputs` (and `options.outputs`, the same array) passed validation against the
+ * metadata of `model`, so inner layers of that model trust it instead of checking again
+ * ({@link isValidated}). {@link compileValidator}'s validators mark what they pass; a layer marks
+ * a record it builds itself only when that record is valid by construction (a batcher merging
+ * validated requests along dim 0, say). The contract every layer already keeps makes this sound:
+ * `infer` never mutates its inputs.
+ *
+ * @example
+ * ```ts
+ * const merged = concatRows(parts); // every part validated for this model
+ * markValidated(merged, meta);
+ * ```
+ */
+export function markValidated(inputs: Tensors, model: ModelIdentity, options?: InferOptions): void {
+  validated.set(inputs, { name: model.name, version: model.version, outputs: options?.outputs });
+}
+
+/**
+ * Whether `inputs` were validated for this model (same name and version) with this very
+ * `options.outputs` array (by identity: a layer that changes the outputs asked for gets them
+ * checked again). A fast path for layers that would otherwise check the request again.
+ *
+ * @example
+ * ```ts
+ * if (!isValidated(inputs, this.meta, options)) validateRequest(this.meta, inputs, options);
+ * ```
+ */
+export function isValidated(inputs: Tensors, model: ModelIdentity, options?: InferOptions): boolean {
+  const mark = validated.get(inputs);
+  return (
+    mark !== undefined &&
+    mark.name === model.name &&
+    mark.version === model.version &&
+    mark.outputs === options?.outputs
+  );
+}
+
+/** A request check compiled for one model version: throws INVALID_ARGUMENT, marks what it passes. */
+export type RequestValidator = (inputs: Tensors, options?: InferOptions) => void;
+
+interface InputSpec {
+  name: string;
+  type: ModelMetadata['inputs'][number]['type'];
+  dims: readonly number[];
+  batched: boolean;
+  ctor: (typeof TYPED_ARRAY)[keyof typeof TYPED_ARRAY] | undefined;
+}
+
+/**
+ * Compiles the check {@link validateRequest} makes for one model version: names, types, fixed dims
+ * and output names are laid out once, so a valid request costs a few comparisons and builds
+ * nothing; an invalid one falls back to {@link validateRequest} for its exact message. Requests it
+ * passes are marked ({@link markValidated}); requests already marked for this model are only
+ * checked against `maxBatchSize`. Compile once per loaded model version (metadata does not change
+ * within one).
+ *
+ * @example
+ * ```ts
+ * const check = compileValidator(model.metadata());
+ * check(inputs, options); // throws INVALID_ARGUMENT, or marks `inputs` as validated
+ * ```
+ */
+export function compileValidator(
+  meta: ModelMetadata,
+  { rejectUnknownInputs = true, maxBatchSize }: ValidationOptions = {},
+): RequestValidator {
+  const specs: InputSpec[] = meta.inputs.map((i) => ({
+    name: i.name,
+    type: i.type,
+    dims: [...i.dims],
+    batched: i.batched,
+    ctor: i.type === 'string' ? undefined : TYPED_ARRAY[i.type],
+  }));
+  const outputNames = new Set(meta.outputs.map((o) => o.name));
+  const identity: ModelIdentity = { name: meta.name, version: meta.version };
+  const slow = (inputs: Tensors, options: InferOptions | undefined) => {
+    validateRequest(meta, inputs, options, { rejectUnknownInputs, maxBatchSize });
+    markValidated(inputs, identity, options);
+  };
+  // Rows of the batch (dim 0 of the batched inputs), -1 when none is batched; undefined: not quick.
+  const quickRows = (inputs: Tensors): number | undefined => {
+    if (typeof inputs !== 'object' || inputs === null) return undefined;
+    let rows = -1;
+    for (let i = 0; i < specs.length; i++) {
+      const spec = specs[i]!;
+      if (!Object.hasOwn(inputs, spec.name)) return undefined;
+      const t = inputs[spec.name];
+      if (typeof t !== 'object' || t === null || t.type !== spec.type || spec.ctor === undefined)
+        return undefined;
+      const dims = t.dims;
+      if (!Array.isArray(dims) || dims.length !== spec.dims.length) return undefined;
+      let n = 1;
+      for (let d = 0; d < dims.length; d++) {
+        const v = dims[d];
+        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return undefined;
+        const want = spec.dims[d]!;
+        if (want >= 0 && v !== want) return undefined;
+        n *= v;
+      }
+      if (spec.batched) {
+        if (rows < 0) rows = dims[0]!;
+        else if (rows !== dims[0]) return undefined;
+      }
+      const data = t.data as unknown;
+      if (!(data instanceof spec.ctor) || (data as { length: number }).length !== n) return undefined;
+    }
+    if (rejectUnknownInputs) {
+      let keys = 0;
+      for (const _ in inputs) keys++;
+      if (keys !== specs.length) return undefined;
+    }
+    return rows;
+  };
+  const rowsOf = (inputs: Tensors): number => {
+    for (const spec of specs) if (spec.batched) return inputs[spec.name]?.dims[0] ?? -1;
+    return -1;
+  };
+  return function validate(inputs, options) {
+    if (isValidated(inputs, identity, options)) {
+      if (maxBatchSize !== undefined) {
+        const rows = rowsOf(inputs);
+        if (rows > maxBatchSize)
+          throw invalidArgument(`batch size ${rows} is over the limit of ${maxBatchSize}`);
+      }
+      return;
+    }
+    const rows = quickRows(inputs);
+    if (rows === undefined || (maxBatchSize !== undefined && rows > maxBatchSize))
+      return slow(inputs, options);
+    const outputs = options?.outputs;
+    if (outputs !== undefined) {
+      for (let i = 0; i < outputs.length; i++) {
+        const name = outputs[i]!;
+        if (!outputNames.has(name) || outputs.indexOf(name) !== i) return slow(inputs, options);
+      }
+    }
+    markValidated(inputs, identity, options);
+  };
+}
+
+/**
+ * Validates a request against metadata; throws INVALID_ARGUMENT on the first problem. It checks
+ * from scratch every time: on a request path, compile once with {@link compileValidator} instead.
+ *
+ * @example
+ * ```ts
+ * validateRequest(model.metadata(), inputs, { outputs: ['logits'] });
+ * ```
  */
 export function validateRequest(
   meta: ModelMetadata,
