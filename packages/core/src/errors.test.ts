@@ -5,7 +5,11 @@ describe('ServeError', () => {
   it('carries a stable code and the status of that code', () => {
     const cases: [string, number][] = [
       ['INVALID_ARGUMENT', 400],
+      ['UNAUTHENTICATED', 401],
+      ['PERMISSION_DENIED', 403],
       ['NOT_FOUND', 404],
+      ['METHOD_NOT_ALLOWED', 405],
+      ['UNSUPPORTED_MEDIA_TYPE', 415],
       ['PAYLOAD_TOO_LARGE', 413],
       ['RESOURCE_EXHAUSTED', 429],
       ['CANCELLED', 499],
@@ -19,7 +23,7 @@ describe('ServeError', () => {
       expect(e.status).toBe(status);
       expect(e).toBeInstanceOf(Error);
     }
-    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(9);
+    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(13);
   });
 
   it('lets RESOURCE_EXHAUSTED be a 503 and carry a retry hint', () => {

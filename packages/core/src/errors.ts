@@ -6,7 +6,11 @@
 /** Stable, machine-readable error codes (the gRPC / KServe vocabulary). */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
   | 'RESOURCE_EXHAUSTED'
   | 'CANCELLED'
@@ -18,7 +22,11 @@ export type ErrorCode =
 /** The HTTP status each code maps to by default. */
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
   INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
   NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
   RESOURCE_EXHAUSTED: 429,
   CANCELLED: 499,
@@ -82,7 +90,15 @@ function factory(code: ErrorCode) {
 
 /** Shorthands: `invalidArgument('...')` is `new ServeError('INVALID_ARGUMENT', '...')`. */
 export const invalidArgument = factory('INVALID_ARGUMENT');
+/** No credential, or a wrong one (401; gRPC UNAUTHENTICATED). */
+export const unauthenticated = factory('UNAUTHENTICATED');
+/** A valid credential that may not do this (403; gRPC PERMISSION_DENIED). */
+export const permissionDenied = factory('PERMISSION_DENIED');
 export const notFound = factory('NOT_FOUND');
+/** An HTTP method the route does not take (405). */
+export const methodNotAllowed = factory('METHOD_NOT_ALLOWED');
+/** A Content-Type or Content-Encoding the server does not take (415). */
+export const unsupportedMediaType = factory('UNSUPPORTED_MEDIA_TYPE');
 export const payloadTooLarge = factory('PAYLOAD_TOO_LARGE');
 export const resourceExhausted = factory('RESOURCE_EXHAUSTED');
 export const cancelled = factory('CANCELLED');

@@ -8,7 +8,7 @@ import {
   type Tensors,
   TYPED_ARRAY,
 } from '@mlserve/core';
-import { fromV2Datatype, parseShape, tensorFromBinary, tensorToBinary, V2_DATATYPE } from '@mlserve/http';
+import { fromV2Datatype, parseShape, tensorFromBinary, tensorToBinary, V2_DATATYPE } from '@mlserve/protocol';
 
 /**
  * Messages as @grpc/proto-loader hands them over with {@link LOADER_OPTIONS}: snake_case fields,
@@ -74,7 +74,7 @@ export interface InferResponseMessage {
   model_version: string;
   id: string;
   outputs: OutputMessage[];
-  raw_output_contents: Buffer[];
+  raw_output_contents: Uint8Array[];
 }
 
 /** Which `InferTensorContents` field carries each datatype (FP16 has none: raw only). */
@@ -295,7 +295,7 @@ export function encodeOutputs(
   const present = names.filter((n) => outputs[n] !== undefined);
   const asTyped = typed && present.every((n) => CONTENTS_FIELD[outputs[n]!.type] !== undefined);
   const out: OutputMessage[] = [];
-  const raw: Buffer[] = [];
+  const raw: Uint8Array[] = [];
   for (const name of present) {
     const t = outputs[name]!;
     const o: OutputMessage = { name, datatype: V2_DATATYPE[t.type], shape: [...t.dims] };

@@ -14,7 +14,8 @@ import {
   unimplemented,
   validateRequest,
 } from '@mlserve/core';
-import { classificationLabels, classify, type ManagementOptions, v2ModelMetadata } from '@mlserve/http';
+import { classificationLabels, classify, v2ModelMetadata } from '@mlserve/protocol';
+import { checkBearer, type ManagementOptions } from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
   decodeInputs,
@@ -30,7 +31,13 @@ import { loadInferenceProto } from './proto.js';
 /** The gRPC status each {@link ErrorCode} is sent with. */
 export const GRPC_STATUS: Readonly<Record<ErrorCode, grpc.status>> = Object.freeze({
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   NOT_FOUND: grpc.status.NOT_FOUND,
+  // gRPC has no HTTP methods or media types: a method a route does not take is one the service does
+  // not implement, a payload encoding it does not take is a bad argument.
+  METHOD_NOT_ALLOWED: grpc.status.UNIMPLEMENTED,
+  UNSUPPORTED_MEDIA_TYPE: grpc.status.INVALID_ARGUMENT,
   PAYLOAD_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
   CANCELLED: grpc.status.CANCELLED,
@@ -159,8 +166,7 @@ export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> & { code:
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_CODE_KEY, e.code);
   if (e.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_KEY, String(Math.ceil(e.retryAfterMs)));
-  const code = e.status === 401 ? grpc.status.UNAUTHENTICATED : GRPC_STATUS[e.code];
-  return { code, details: e.message, metadata };
+  return { code: GRPC_STATUS[e.code], details: e.message, metadata };
 }
 
 function positive(value: number | undefined, name: string): void {
@@ -344,11 +350,7 @@ export function inferenceService(options: GrpcServerOptions): {
   function checkToken(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getDeadline' | 'metadata'>): void {
     if (!token) return;
     const auth = call.metadata.get('authorization')[0];
-    if (auth !== `Bearer ${token}`) {
-      throw new ServeError('INVALID_ARGUMENT', 'the repository API needs a valid bearer token', {
-        status: 401,
-      });
-    }
+    checkBearer(token, typeof auth === 'string' ? auth : undefined);
   }
 
   function needManagement(): ManagementOptions {

@@ -1,6 +1,6 @@
 import * as protoLoader from '@grpc/proto-loader';
 import { isServeError, type Tensor, tensorsEqual } from '@mlserve/core';
-import { tensorToBinary } from '@mlserve/http';
+import { tensorToBinary } from '@mlserve/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {

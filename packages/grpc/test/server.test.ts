@@ -10,7 +10,7 @@ import {
   tensor,
   tensorsEqual,
 } from '@mlserve/core';
-import { tensorFromBinary, tensorToBinary, V2_DATATYPE } from '@mlserve/http';
+import { tensorFromBinary, tensorToBinary, V2_DATATYPE } from '@mlserve/protocol';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGrpcServer, type GrpcServing, serveGrpc } from '../src/index.js';
@@ -595,6 +595,13 @@ describe('model repository extension', () => {
     expect((await rejection(c.call('RepositoryIndex', {}, { metadata: md }))).code).toBe(
       grpc.status.UNAUTHENTICATED,
     );
+    // Same length, a prefix, a longer one: all refused (compared in constant time, as over HTTP).
+    for (const wrong of ['Bearer s3crex', 'Bearer s3cre', 'Bearer s3crets']) {
+      md.set('authorization', wrong);
+      const e = await rejection(c.call('RepositoryIndex', {}, { metadata: md }));
+      expect(e.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(e.metadata.get('mlserve-error-code')).toEqual(['UNAUTHENTICATED']);
+    }
   });
 
   it('indexes, loads (with parameters) and unloads', async () => {

@@ -1,4 +1,4 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { deflate, gunzip, gzip, inflate } from 'node:zlib';
 import {
@@ -8,26 +8,31 @@ import {
   type Model,
   type ModelMetadata,
   type ModelRegistry,
+  methodNotAllowed,
   notFound,
   payloadTooLarge,
   raceExpiry,
-  ServeError,
+  type ServeError,
   type Tensors,
   toServeError,
+  unauthenticated,
   unimplemented,
+  unsupportedMediaType,
   validateRequest,
 } from '@mlserve/core';
-import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ServerStats, tritonConfig } from './stats.js';
-import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
 import {
+  classificationLabels,
   classify,
   decodeV2Request,
   encodeV2Response,
   parseHeaderLength,
   parseJson,
   v2ModelMetadata,
-} from './v2.js';
+} from '@mlserve/protocol';
+import { checkBearer, type ManagementOptions } from '@mlserve/protocol/server';
+import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ServerStats, tritonConfig } from './stats.js';
+import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
 
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
@@ -47,18 +52,7 @@ export interface MetricsSource {
   metrics(): Promise<string>;
 }
 
-/** The model repository extension's settings. */
-export interface ManagementOptions {
-  /** When set, repository requests need `Authorization: Bearer <token>`. */
-  token?: string;
-  /**
-   * Loads (or reloads) a model by name for `POST /v2/repository/models/{name}/load`; without it,
-   * load answers 501. `@mlserve/repository` provides one.
-   */
-  load?: (name: string, parameters: Record<string, unknown>) => Promise<void>;
-  /** Lists models the repository could load but has not, for `POST /v2/repository/index`. */
-  index?: () => Promise<{ name: string; version?: string; state?: string; reason?: string }[]>;
-}
+export type { ManagementOptions };
 
 /** Options shared by {@link mlservePlugin} and {@link mlserveRouter}. */
 export interface MlserveHttpOptions {
@@ -137,6 +131,11 @@ export function errorResponse(err: unknown, requestId?: string): ProtocolRespons
   return { status: e.status, headers, body: Buffer.from(JSON.stringify(e.toJSON())) };
 }
 
+/** A Buffer over the same memory (no copy). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function json(status: number, value: unknown, extra: Record<string, string> = {}): ProtocolResponse {
   return {
     status,
@@ -158,9 +157,7 @@ export async function decodeBody(body: Buffer, encoding: string | undefined, lim
   const enc = encoding?.trim().toLowerCase();
   if (!enc || enc === 'identity') return body;
   if (enc !== 'gzip' && enc !== 'deflate')
-    throw new ServeError('INVALID_ARGUMENT', `unsupported Content-Encoding "${enc.slice(0, 32)}"`, {
-      status: 415,
-    });
+    throw unsupportedMediaType(`unsupported Content-Encoding "${enc.slice(0, 32)}"`);
   try {
     return enc === 'gzip'
       ? await gunzipAsync(body, { maxOutputLength: limit })
@@ -353,7 +350,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     // The id goes back in a header only when it is a safe header value (the body always has it).
     headers[REQUEST_ID_HEADER] = SAFE_HEADER.test(id) ? id : requestId;
     if (enc.headerLength !== undefined) headers['inference-header-content-length'] = String(enc.headerLength);
-    return maybeCompress(req, { status: 200, headers, body: enc.body });
+    return maybeCompress(req, { status: 200, headers, body: asBuffer(enc.body) });
   }
 
   async function v1Predict(
@@ -375,13 +372,7 @@ export function createProtocol(options: MlserveHttpOptions) {
   }
 
   function checkToken(req: ProtocolRequest): void {
-    if (!management?.token) return;
-    const auth = header(req, 'authorization') ?? '';
-    if (!sameSecret(auth, `Bearer ${management.token}`)) {
-      throw new ServeError('INVALID_ARGUMENT', 'the repository API needs a valid bearer token', {
-        status: 401,
-      });
-    }
+    checkBearer(management?.token, header(req, 'authorization'));
   }
 
   async function route(req: ProtocolRequest, requestId: string, span: Span): Promise<ProtocolResponse> {
@@ -580,42 +571,9 @@ function layerSpans(parent: Span, ctx: InferContext): void {
   }
 }
 
-/**
- * Compares a presented credential with the expected one in time that does not depend on where they
- * differ (SHA-256 digests, so lengths match): `!==` would let a client find the token byte by byte.
- */
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
 function notAllowed(): ServeError {
-  return new ServeError('INVALID_ARGUMENT', 'method not allowed', { status: 405 });
+  return methodNotAllowed('method not allowed');
 }
 
 /** The object {@link createProtocol} returns. */
 export type Protocol = ReturnType<typeof createProtocol>;
-
-/**
- * The class labels for an output's classification: `labels[model]` (one list, or one per output)
- * if the server was given them, else the model's `metadata().extra.labels`.
- *
- * @example
- * ```ts
- * const names = classificationLabels({ mnist: ['zero', 'one'] }, model.metadata(), 'logits');
- * ```
- */
-export function classificationLabels(
-  labels: Record<string, unknown>,
-  meta: ModelMetadata,
-  output: string,
-): readonly string[] | undefined {
-  const src: unknown = labels[meta.name] ?? meta.extra?.labels;
-  if (Array.isArray(src)) return src as string[];
-  if (src && typeof src === 'object') {
-    const byOutput = (src as Record<string, unknown>)[output];
-    if (Array.isArray(byOutput)) return byOutput as string[];
-  }
-  return undefined;
-}

@@ -1,5 +1,5 @@
 import type { InferContext, ModelMetadata } from '@mlserve/core';
-import { V2_DATATYPE } from './codec.js';
+import { V2_DATATYPE } from '@mlserve/protocol';
 
 /** A Triton duration statistic: how many and how long in total (nanoseconds). */
 interface Stat {

@@ -8,7 +8,7 @@ import {
   tensor,
   type VersionStatus,
 } from '@mlserve/core';
-import { MAX_RANK, tensorToNested } from './codec.js';
+import { MAX_RANK, tensorToNested } from '@mlserve/protocol';
 
 /**
  * TensorFlow Serving's REST API (`/v1/models/...`): the row (`instances`) and columnar (`inputs`)

@@ -820,9 +820,22 @@ describe.each(SERVERS)('%s', (_kind, start) => {
     });
   });
 
+  describe('error codes', () => {
+    it('405 is METHOD_NOT_ALLOWED and 415 UNSUPPORTED_MEDIA_TYPE, code and status agreeing', async () => {
+      const get = await fetch(`${url}/v2/models/mnist/infer`);
+      expect(get.status).toBe(405);
+      expect(await get.json()).toMatchObject({ code: 'METHOD_NOT_ALLOWED' });
+      const br = await post('/v2/models/mnist/infer', {}, { 'content-encoding': 'br' });
+      expect(br.status).toBe(415);
+      expect(await br.json()).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE' });
+    });
+  });
+
   describe('model repository extension', () => {
     it('needs the token, lists and unloads', async () => {
-      expect((await post('/v2/repository/index', {})).status).toBe(401);
+      const missing = await post('/v2/repository/index', {});
+      expect(missing.status).toBe(401);
+      expect(await missing.json()).toMatchObject({ code: 'UNAUTHENTICATED' });
       // A token of the same length, a prefix and a longer one are all refused (compared in constant time).
       for (const wrong of ['Bearer s3crex', 'Bearer s3cre', 'Bearer s3crets', 'bearer s3cret'])
         expect((await post('/v2/repository/index', {}, { authorization: wrong })).status).toBe(401);

@@ -141,7 +141,7 @@ function cases(): HostileCase[] {
       body: image(zeros(784)),
       headers: { ...JSON_CT, 'content-encoding': 'br' },
       status: 415,
-      code: 'INVALID_ARGUMENT',
+      code: 'UNSUPPORTED_MEDIA_TYPE',
     },
     {
       name: 'corrupt gzip body',

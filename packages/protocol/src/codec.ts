@@ -12,7 +12,7 @@ import {
 } from '@mlserve/core';
 
 /**
- * Tensor encoding shared by every protocol: KServe V2 datatype names, JSON `data` arrays (flat or
+ * Tensor encoding shared by every protocol and by clients: KServe V2 datatype names, JSON `data` arrays (flat or
  * nested) and the binary tensor extension's raw little-endian bytes. Everything here treats its
  * input as hostile: sizes are checked against what the client actually sent before anything is
  * allocated, so `shape: [1e9, 1e9]` with three numbers fails at once with INVALID_ARGUMENT.
@@ -93,7 +93,8 @@ function flattenInto(value: unknown, out: unknown[], limit: number, depth: numbe
 
 /**
  * Builds a tensor from V2 JSON `data`. The element count comes from the data the client sent and
- * must equal the product of the shape before the typed array is allocated.
+ * must equal the product of the shape before the typed array is allocated. `nullAsNaN` reads
+ * `null` as NaN in float tensors (how servers send NaN and the infinities; for response decoding).
  *
  * @example
  * ```ts
@@ -106,6 +107,7 @@ export function tensorFromJson(
   count: number,
   data: unknown,
   what: string,
+  nullAsNaN = false,
 ): Tensor {
   if (data === undefined) throw invalidArgument(`${what}: "data" is missing`);
   // The common case: a flat array of plain numbers of exactly the right length goes straight into
@@ -137,8 +139,20 @@ export function tensorFromJson(
   }
   const arr = new TYPED_ARRAY[type](count) as NumericTensorData;
   const put = arr as unknown as (number | bigint)[];
-  for (let i = 0; i < count; i++) put[i] = jsonElement(type, flat[i], i, what);
+  for (let i = 0; i < count; i++) {
+    const v = flat[i];
+    // Servers send NaN and the infinities as null (JSON has neither): a client reads them as NaN.
+    put[i] = v === null && nullAsNaN && isFloat(type) ? floatNaN(type) : jsonElement(type, v, i, what);
+  }
   return { type, dims, data: arr };
+}
+
+function isFloat(type: DataType): boolean {
+  return type === 'float32' || type === 'float64' || type === 'float16';
+}
+
+function floatNaN(type: DataType): number {
+  return type === 'float16' ? float32ToFloat16Bits(Number.NaN) : Number.NaN;
 }
 
 function jsonElement(type: DataType, v: unknown, i: number, what: string): number | bigint {
@@ -200,7 +214,7 @@ export function tensorFromBinary(
 /** Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes.  *
  * @example
  * ```ts
- * splitLengthPrefixed(Buffer.from([1, 0, 0, 0, 0x61]), 1, 'input "s"'); // [Uint8Array [0x61]]
+ * splitLengthPrefixed(new Uint8Array([1, 0, 0, 0, 0x61]), 1, 'input "s"'); // [Uint8Array [0x61]]
  * ```
  */
 export function splitLengthPrefixed(bytes: Uint8Array, count: number, what: string): Uint8Array[] {
@@ -242,28 +256,77 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   }
 }
 
-/** The raw bytes of a tensor as the binary extension sends them.  *
+const utf8Encoder = new TextEncoder();
+const utf8Lenient = new TextDecoder('utf-8');
+
+/** UTF-8 bytes of a string (TextEncoder: no Buffer, so this also runs in browsers).  *
+ * @example
+ * ```ts
+ * encodeUtf8('hi'); // Uint8Array [0x68, 0x69]
+ * ```
+ */
+export function encodeUtf8(text: string): Uint8Array {
+  return utf8Encoder.encode(text);
+}
+
+/** A BYTES element as text: strings as they are, bytes decoded as UTF-8 (invalid sequences as U+FFFD). */
+export function bytesElementToString(el: string | Uint8Array): string {
+  return typeof el === 'string' ? el : utf8Lenient.decode(el);
+}
+
+/**
+ * Joins byte arrays into one (the browser-safe `Buffer.concat`); one part is returned as it is.
+ *
+ * @example
+ * ```ts
+ * concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let total = 0;
+  for (const p of parts) total += p.byteLength;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The raw bytes of a tensor as the binary extension sends them: little-endian element bytes (a
+ * view on the tensor's own memory, not a copy), BYTES as 4-byte length prefixes and contents.
+ *
  * @example
  * ```ts
  * const bytes = tensorToBinary(tensor('float32', [1, 2])); // 8 bytes, little-endian
  * ```
  */
-export function tensorToBinary(t: Tensor): Buffer {
+export function tensorToBinary(t: Tensor): Uint8Array {
   if (t.type === 'string') {
-    const parts: Buffer[] = [];
-    for (const el of t.data as (string | Uint8Array)[]) {
-      const body =
-        typeof el === 'string'
-          ? Buffer.from(el, 'utf8')
-          : Buffer.from(el.buffer, el.byteOffset, el.byteLength);
-      const len = Buffer.allocUnsafe(4);
-      len.writeUInt32LE(body.byteLength, 0);
-      parts.push(len, body);
+    const els = t.data as (string | Uint8Array)[];
+    const bodies = new Array<Uint8Array>(els.length);
+    let total = 0;
+    for (let i = 0; i < els.length; i++) {
+      const el = els[i]!;
+      const body = typeof el === 'string' ? utf8Encoder.encode(el) : el;
+      bodies[i] = body;
+      total += 4 + body.byteLength;
     }
-    return Buffer.concat(parts);
+    const out = new Uint8Array(total);
+    const view = new DataView(out.buffer);
+    let off = 0;
+    for (const body of bodies) {
+      view.setUint32(off, body.byteLength, true);
+      out.set(body, off + 4);
+      off += 4 + body.byteLength;
+    }
+    return out;
   }
   const d = t.data as NumericTensorData;
-  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
 /** A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings).  *
@@ -275,11 +338,7 @@ export function tensorToBinary(t: Tensor): Buffer {
 export function tensorDataToJson(t: Tensor): string {
   switch (t.type) {
     case 'string': {
-      const els = (t.data as (string | Uint8Array)[]).map((el) =>
-        JSON.stringify(
-          typeof el === 'string' ? el : Buffer.from(el.buffer, el.byteOffset, el.byteLength).toString('utf8'),
-        ),
-      );
+      const els = (t.data as (string | Uint8Array)[]).map((el) => JSON.stringify(bytesElementToString(el)));
       return `[${els.join(',')}]`;
     }
     case 'bool':
@@ -337,9 +396,7 @@ export function tensorToNested(t: Tensor, skipLeading = 0): unknown {
 export function plainElements(t: Tensor): unknown[] {
   switch (t.type) {
     case 'string':
-      return (t.data as (string | Uint8Array)[]).map((el) =>
-        typeof el === 'string' ? el : Buffer.from(el.buffer, el.byteOffset, el.byteLength).toString('utf8'),
-      );
+      return (t.data as (string | Uint8Array)[]).map(bytesElementToString);
     case 'bool':
       return Array.from(t.data as Uint8Array, (v) => v === 1);
     case 'float16':

@@ -7,7 +7,9 @@ import {
   type Tensors,
 } from '@mlserve/core';
 import {
+  concatBytes,
   decodeUtf8,
+  encodeUtf8,
   fromV2Datatype,
   parseShape,
   tensorDataToJson,
@@ -234,11 +236,45 @@ export function decodeV2Request(body: Uint8Array, headerLength?: number): V2Requ
   return { id, inputs, outputs, binaryDataOutput, parameters, timeoutUs, priority, sequence };
 }
 
-/** An encoded V2 response: `headerLength` is set (for `Inference-Header-Content-Length`) when binary. */
-export interface EncodedResponse {
-  body: Buffer;
+/** An encoded V2 message: `headerLength` is set (for `Inference-Header-Content-Length`) when binary. */
+export interface EncodedMessage {
+  body: Uint8Array;
   headerLength: number | undefined;
   contentType: string;
+}
+
+/** @deprecated The same as {@link EncodedMessage} (its old name). */
+export type EncodedResponse = EncodedMessage;
+
+/** Joins a JSON header and binary tensor parts into one V2 message. */
+function message(json: string, binaries: Uint8Array[]): EncodedMessage {
+  const header = encodeUtf8(json);
+  if (binaries.length === 0)
+    return { body: header, headerLength: undefined, contentType: 'application/json' };
+  return {
+    body: concatBytes([header, ...binaries]),
+    headerLength: header.byteLength,
+    contentType: 'application/octet-stream',
+  };
+}
+
+/** One tensor entry of a V2 message: JSON `data`, or `binary_data_size` and the bytes pushed to `binaries`. */
+function tensorEntry(
+  name: string,
+  t: Tensor,
+  binary: boolean,
+  binaries: Uint8Array[],
+  extraParameters = '',
+): string {
+  const head = `{"name":${JSON.stringify(name)},"datatype":"${V2_DATATYPE[t.type]}","shape":[${t.dims.join(',')}]`;
+  if (binary) {
+    const bytes = tensorToBinary(t);
+    binaries.push(bytes);
+    return `${head},"parameters":{${extraParameters}"binary_data_size":${bytes.byteLength}}}`;
+  }
+  return extraParameters
+    ? `${head},"parameters":{${extraParameters.slice(0, -1)}},"data":${tensorDataToJson(t)}}`
+    : `${head},"data":${tensorDataToJson(t)}}`;
 }
 
 /**
@@ -259,34 +295,152 @@ export function encodeV2Response(
   id: string | undefined,
   outputs: Tensors,
   request: Pick<V2Request, 'outputs' | 'binaryDataOutput'>,
-): EncodedResponse {
-  const wanted = new Map((request.outputs ?? []).map((o) => [o.name, o]));
-  const names = request.outputs ? request.outputs.map((o) => o.name) : Object.keys(outputs);
+): EncodedMessage {
+  const asked = request.outputs;
+  const names = asked ? asked.map((o) => o.name) : Object.keys(outputs);
   const parts: string[] = [];
-  const binaries: Buffer[] = [];
-  for (const name of names) {
+  const binaries: Uint8Array[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
     const t = outputs[name];
     if (!t) continue;
-    const binary = wanted.get(name)?.binary ?? request.binaryDataOutput;
-    const head = `{"name":${JSON.stringify(name)},"datatype":"${V2_DATATYPE[t.type]}","shape":[${t.dims.join(',')}]`;
-    if (binary) {
-      const bytes = tensorToBinary(t);
-      binaries.push(bytes);
-      parts.push(`${head},"parameters":{"binary_data_size":${bytes.byteLength}}}`);
-    } else {
-      parts.push(`${head},"data":${tensorDataToJson(t)}}`);
-    }
+    const binary = asked?.[i]?.binary ?? request.binaryDataOutput;
+    parts.push(tensorEntry(name, t, binary, binaries));
   }
   const idPart = id === undefined ? '' : `"id":${JSON.stringify(id)},`;
-  const json = `{${idPart}"model_name":${JSON.stringify(model.name)},"model_version":${JSON.stringify(model.version)},"outputs":[${parts.join(',')}]}`;
-  if (binaries.length === 0)
-    return { body: Buffer.from(json), headerLength: undefined, contentType: 'application/json' };
-  const header = Buffer.from(json);
-  return {
-    body: Buffer.concat([header, ...binaries]),
-    headerLength: header.byteLength,
-    contentType: 'application/octet-stream',
-  };
+  return message(
+    `{${idPart}"model_name":${JSON.stringify(model.name)},"model_version":${JSON.stringify(model.version)},"outputs":[${parts.join(',')}]}`,
+    binaries,
+  );
+}
+
+/** What {@link encodeV2Request} sends besides the inputs. */
+export interface V2RequestOptions {
+  /** The request id (echoed in the response). */
+  id?: string;
+  /** Send the inputs in the binary tensor extension (default true): smaller and faster than JSON. */
+  binary?: boolean;
+  /** The outputs to return (default: all), each optionally as top-k classes or in JSON. */
+  outputs?: readonly (string | RequestedOutput)[];
+  /** Ask for every output in binary (default: `binary`), unless an output says otherwise. */
+  binaryOutputs?: boolean;
+  /** Request parameters passed to the model (scalars only). */
+  parameters?: Record<string, ParameterValue>;
+  /** The `timeout` parameter, microseconds (0 or absent: none). */
+  timeoutUs?: number;
+  /** The `priority` parameter. */
+  priority?: number;
+}
+
+/**
+ * Encodes a V2 inference request (the client side of {@link decodeV2Request}): inputs as raw bytes
+ * after a JSON header (the binary tensor extension, by default) or as JSON `data`. Send `body` with
+ * `contentType`, and `Inference-Header-Content-Length: headerLength` when that is set.
+ *
+ * @example
+ * ```ts
+ * import { encodeV2Request } from '@mlserve/protocol';
+ * const enc = encodeV2Request({ image: { type: 'float32', dims: [1, 1, 28, 28], data: pixels } }, { outputs: ['logits'] });
+ * const headers: Record<string, string> = { 'content-type': enc.contentType };
+ * if (enc.headerLength !== undefined) headers['inference-header-content-length'] = String(enc.headerLength);
+ * const res = await fetch(`${url}/v2/models/mnist/infer`, { method: 'POST', headers, body: enc.body });
+ * ```
+ */
+export function encodeV2Request(inputs: Tensors, options: V2RequestOptions = {}): EncodedMessage {
+  const binary = options.binary ?? true;
+  const binaries: Uint8Array[] = [];
+  const parts: string[] = [];
+  for (const name of Object.keys(inputs)) parts.push(tensorEntry(name, inputs[name]!, binary, binaries));
+  const params: Record<string, ParameterValue> = { ...options.parameters };
+  if (options.timeoutUs !== undefined) params.timeout = options.timeoutUs;
+  if (options.priority !== undefined) params.priority = options.priority;
+  const binaryOutputs = options.binaryOutputs ?? binary;
+  if (binaryOutputs) params.binary_data_output = true;
+  let json = '{';
+  if (options.id !== undefined) json += `"id":${JSON.stringify(options.id)},`;
+  if (Object.keys(params).length > 0) json += `"parameters":${JSON.stringify(params)},`;
+  json += `"inputs":[${parts.join(',')}]`;
+  if (options.outputs) {
+    const outs = options.outputs.map((o) => {
+      const spec = typeof o === 'string' ? { name: o } : o;
+      const p: Record<string, ParameterValue> = {};
+      if (spec.binary !== undefined) p.binary_data = spec.binary;
+      if (spec.classification !== undefined) p.classification = spec.classification;
+      return Object.keys(p).length > 0 ? { name: spec.name, parameters: p } : { name: spec.name };
+    });
+    json += `,"outputs":${JSON.stringify(outs)}`;
+  }
+  return message(`${json}}`, binaries);
+}
+
+/** A decoded V2 inference response. */
+export interface V2Response {
+  id: string | undefined;
+  modelName: string;
+  modelVersion: string;
+  /** Null-prototype record of the output tensors (BYTES as `Uint8Array`s when binary, strings when JSON). */
+  outputs: Tensors;
+  /** Response parameters (null prototype). */
+  parameters: Record<string, ParameterValue>;
+}
+
+/**
+ * Decodes a V2 inference response (the client side of {@link encodeV2Response}): a JSON body, or,
+ * with `headerLength` (from `Inference-Header-Content-Length`), a JSON header followed by the
+ * outputs' raw bytes. Sizes are checked as strictly as the server checks requests; `null` in a
+ * float output is NaN (servers send NaN and the infinities so).
+ *
+ * @example
+ * ```ts
+ * import { decodeV2Response, parseHeaderLength } from '@mlserve/protocol';
+ * const body = new Uint8Array(await res.arrayBuffer());
+ * const { outputs } = decodeV2Response(body, parseHeaderLength(res.headers.get('inference-header-content-length') ?? undefined, body.byteLength));
+ * ```
+ */
+export function decodeV2Response(body: Uint8Array, headerLength?: number): V2Response {
+  const jsonBytes = headerLength === undefined ? body : body.subarray(0, headerLength);
+  const binary = headerLength === undefined ? undefined : body.subarray(headerLength);
+  const json = parseJson(jsonBytes, headerLength === undefined ? 'response body' : 'inference header');
+  if (!isPlainObject(json)) throw invalidArgument('the response must be a JSON object');
+  if (json.id !== undefined && typeof json.id !== 'string') throw invalidArgument('"id" must be a string');
+  const modelName = typeof json.model_name === 'string' ? json.model_name : '';
+  const modelVersion = typeof json.model_version === 'string' ? json.model_version : '';
+  const parameters = parseParameters(json.parameters, 'response');
+  const list = json.outputs ?? [];
+  if (!Array.isArray(list)) throw invalidArgument('"outputs" must be an array');
+  const outputs = Object.create(null) as Tensors;
+  let offset = 0;
+  const binLength = binary?.byteLength ?? 0;
+  for (let i = 0; i < list.length; i++) {
+    const raw: unknown = list[i];
+    if (!isPlainObject(raw) || typeof raw.name !== 'string')
+      throw invalidArgument(`output ${i}: "name" must be a string`);
+    const what = `output "${raw.name.slice(0, 64)}"`;
+    const type = fromV2Datatype(raw.datatype, what);
+    const { dims, count } = parseShape(raw.shape, what);
+    const op = parseParameters(raw.parameters, what);
+    const size = op.binary_data_size;
+    if (size !== undefined) {
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+        throw invalidArgument(`${what}: binary_data_size must be a non-negative integer`);
+      if (!binary || size > binLength - offset)
+        throw invalidArgument(`${what}: binary_data_size ${size} is past the end of the binary data`);
+      outputs[raw.name] = tensorFromBinary(
+        type,
+        [...dims],
+        count,
+        binary.subarray(offset, offset + size),
+        what,
+      );
+      offset += size;
+    } else {
+      outputs[raw.name] = tensorFromJson(type, [...dims], count, raw.data, what, true);
+    }
+  }
+  if (offset !== binLength)
+    throw invalidArgument(`${binLength - offset} bytes of binary data follow the outputs unclaimed`);
+  const res: V2Response = { id: json.id as string | undefined, modelName, modelVersion, outputs, parameters };
+  return res;
 }
 
 /**
@@ -346,4 +500,27 @@ export function v2ModelMetadata(meta: ModelMetadata, versions: readonly string[]
     inputs: io(meta.inputs),
     outputs: io(meta.outputs),
   };
+}
+
+/**
+ * The class labels for an output's classification: `labels[model]` (one list, or one per output)
+ * if the server was given them, else the model's `metadata().extra.labels`.
+ *
+ * @example
+ * ```ts
+ * const names = classificationLabels({ mnist: ['zero', 'one'] }, model.metadata(), 'logits');
+ * ```
+ */
+export function classificationLabels(
+  labels: Record<string, unknown>,
+  meta: ModelMetadata,
+  output: string,
+): readonly string[] | undefined {
+  const src: unknown = labels[meta.name] ?? meta.extra?.labels;
+  if (Array.isArray(src)) return src as string[];
+  if (src && typeof src === 'object') {
+    const byOutput = (src as Record<string, unknown>)[output];
+    if (Array.isArray(byOutput)) return byOutput as string[];
+  }
+  return undefined;
 }
