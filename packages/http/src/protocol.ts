@@ -15,7 +15,6 @@ import {
   type ServeError,
   type Tensors,
   toServeError,
-  unauthenticated,
   unimplemented,
   unsupportedMediaType,
   validateRequest,
