@@ -1,7 +1,13 @@
 import { rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type ModelMetadata, ModelRegistry, type Tensors, toServeError } from '@mlserve/core';
+import {
+  type ModelMetadata,
+  ModelRegistry,
+  type RolloutStatus,
+  type Tensors,
+  toServeError,
+} from '@mlserve/core';
 import { type GrpcServing, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin, V2_DATATYPE } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
@@ -258,6 +264,12 @@ function progress(
     case 'waiting':
       log.debug?.(`${id}: new files, waiting for them to stop changing`);
       break;
+    case 'shadow':
+    case 'canary':
+    case 'promoted':
+    case 'rejected':
+      say(`  ${e.phase.padEnd(8)} ${id}: ${rolloutCell(e.rollout)}`);
+      break;
   }
 }
 
@@ -269,8 +281,17 @@ async function summary(
   requestFiles: string[],
 ): Promise<void> {
   const rows = repository.versions();
-  const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS']];
-  for (const v of rows) table.push([v.name, v.version, v.state, v.backend ?? '-', v.labels.join(',') || '-']);
+  const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS', 'ROLLOUT']];
+  for (const v of rows) {
+    table.push([
+      v.name,
+      v.version,
+      v.state,
+      v.backend ?? '-',
+      v.labels.join(',') || '-',
+      rolloutCell(v.rollout),
+    ]);
+  }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   say('');
   if (rows.length === 0) say(`no models found in ${repository.dir} (expected <model>/<version>/model.onnx)`);
@@ -319,9 +340,38 @@ function registerRepositoryMetrics(prom: Registry, repository: Repository, regis
     registers: [prom],
   });
   repository.on('version', (e) => {
-    if (['ready', 'failed', 'retired', 'unloaded', 'reloaded', 'reloadFailed'].includes(e.phase)) {
+    if (
+      ['ready', 'failed', 'retired', 'unloaded', 'reloaded', 'reloadFailed', 'promoted', 'rejected'].includes(
+        e.phase,
+      )
+    ) {
       events.inc({ model: e.name, event: e.phase === 'reloadFailed' ? 'reload_failed' : e.phase });
     }
   });
   repository.on('configError', (name) => events.inc({ model: name, event: 'config_error' }));
+  new Gauge({
+    name: 'mlserve_rollout_gate',
+    help: 'Figures of gated rollouts (agreement, p99_ms, baseline_p99_ms, p99_ratio, requests, weight) by model, version and phase',
+    labelNames: ['model', 'version', 'phase', 'figure'],
+    registers: [prom],
+    collect() {
+      this.reset();
+      for (const s of registry.list()) {
+        if (!s.rollout) continue;
+        const labels = { model: s.name, version: s.version, phase: s.rollout.phase };
+        if (s.rollout.weight !== undefined) this.set({ ...labels, figure: 'weight' }, s.rollout.weight);
+        for (const [k, v] of Object.entries(s.rollout.figures ?? {})) {
+          if (Number.isFinite(v))
+            this.set({ ...labels, figure: k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) }, v);
+        }
+      }
+    },
+  });
+}
+
+/** The ROLLOUT column: `shadow`, `canary 25%`, `rejected: agreement 0.75 < 0.99`, `-`. */
+function rolloutCell(r: RolloutStatus | undefined): string {
+  if (!r) return '-';
+  const head = r.phase === 'canary' ? `canary ${r.weight}%` : r.phase;
+  return r.reason ? `${head}: ${r.reason}` : head;
 }

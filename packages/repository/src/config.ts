@@ -28,6 +28,52 @@ export interface WarmupSample {
   inputs: Record<string, { dims: number[]; data?: (number | string | boolean)[]; fill?: number }>;
 }
 
+/** How outputs of two versions are compared: the same class (argmax of the last axis) or every value within `atol`. */
+export type CompareMode = 'argmax' | { atol: number };
+
+/** Where shadow requests come from when live traffic is too thin. */
+export type ReplaySource =
+  /** The warmup samples (config `warmup.samples`, else generated zeros). */
+  | 'warmup'
+  /** A payload log of `@mlserve/monitor`'s `jsonLinesSink` (JSON lines), a plain file name in the model directory. */
+  | { payloadLog: string }
+  /** No replay: only mirrored live requests. */
+  | false;
+
+/** The gate a new version passes in shadow before it takes traffic. */
+export interface GateConfig {
+  /** Its p99 compute time on the shadowed requests may not exceed this (ms). */
+  p99Ms?: number;
+  /** Its p99 over the serving version's p99, on the same requests, may not exceed this (default 1.2). */
+  maxP99Ratio: number;
+  /** The share of rows where its answer agrees with the serving version's (default 0.99). */
+  minAgreement: number;
+  compare: CompareMode;
+  /** Shadow requests to compare before deciding (default 200). */
+  shadowRequests: number;
+  /** Decide (reject when too few requests were compared) after this long (default 60 000 ms). */
+  maxShadowMs: number;
+  /** The most of one core the shadow may use, 0-1 (default 0.25): it waits this much longer than it ran. */
+  maxShadowShare: number;
+  replay: ReplaySource;
+}
+
+/** Canary steps after the gate: the share of traffic at each step, and the requests each step must see. */
+export interface CanaryConfig {
+  /** Percent of the model's traffic at each step, ascending, the last usually 100 (e.g. [5, 25, 50, 100]). */
+  steps: number[];
+  /** Requests the new version must answer at a step before the next (default 1000). */
+  stepRequests: number;
+  /** Roll back when the share of failed requests at a step exceeds this (default 0.01). */
+  maxErrorRate: number;
+}
+
+/** A model's rollout: new versions pass a gate in shadow, then optionally canary steps. */
+export interface RolloutConfig {
+  gate?: GateConfig;
+  canary?: CanaryConfig;
+}
+
 /** Worker pool settings: run the model in worker threads instead of the main thread. */
 export interface WorkersConfig {
   threads: number;
@@ -72,6 +118,8 @@ export interface ModelConfig {
   labels: Record<string, string>;
   /** Traffic split between versions by weight, sticky per request id: `{ "1": 90, "2": 10 }`. */
   traffic?: Record<string, number>;
+  /** Gate and canary steps for new versions (absent: a new version takes traffic once ready). */
+  rollout?: RolloutConfig;
   warmup: WarmupConfig;
   /** Classification labels file in the model (or version) directory (default `labels.txt`). */
   labelsFile: string;
@@ -90,6 +138,7 @@ const TOP_LEVEL = new Set([
   'versionPolicy',
   'labels',
   'traffic',
+  'rollout',
   'warmup',
   'labelsFile',
   'validation',
@@ -286,6 +335,10 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     config.traffic = traffic;
   }
 
+  if (raw.rollout !== undefined && raw.rollout !== false) {
+    config.rollout = parseRollout(raw.rollout, fail);
+  }
+
   const wu = raw.warmup;
   if (wu === false) config.warmup.enabled = false;
   else if (wu !== undefined && wu !== true) {
@@ -358,4 +411,101 @@ function parseSample(raw: unknown, field: string, fail: (field: string, why: str
     }
   }
   return { inputs };
+}
+
+function parseRollout(raw: unknown, fail: (field: string, why: string) => Error): RolloutConfig {
+  if (!isObject(raw)) throw fail('rollout', 'must be an object { gate, canary }');
+  const known = (obj: Record<string, unknown>, field: string, keys: string[]) => {
+    for (const key of Object.keys(obj)) {
+      if (!keys.includes(key))
+        throw fail(`${field}.${key}`, `is not a known field (known: ${keys.join(', ')})`);
+    }
+  };
+  known(raw, 'rollout', ['gate', 'canary']);
+  const num = (v: unknown, field: string, min: number, max = Number.POSITIVE_INFINITY): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+      throw fail(
+        field,
+        max === Number.POSITIVE_INFINITY
+          ? `must be a number >= ${min}`
+          : `must be a number from ${min} to ${max}`,
+      );
+    }
+    return v;
+  };
+  const int = (v: unknown, field: string): number => {
+    if (!Number.isSafeInteger(v) || (v as number) < 1) throw fail(field, 'must be a positive integer');
+    return v as number;
+  };
+  const out: RolloutConfig = {};
+  const g = raw.gate === true ? {} : raw.gate;
+  if (g !== undefined && g !== false) {
+    if (!isObject(g)) throw fail('rollout.gate', 'must be true or an object');
+    known(g, 'rollout.gate', [
+      'p99Ms',
+      'maxP99Ratio',
+      'minAgreement',
+      'compare',
+      'shadowRequests',
+      'maxShadowMs',
+      'maxShadowShare',
+      'replay',
+    ]);
+    const gate: GateConfig = {
+      maxP99Ratio: g.maxP99Ratio === undefined ? 1.2 : num(g.maxP99Ratio, 'rollout.gate.maxP99Ratio', 0),
+      minAgreement:
+        g.minAgreement === undefined ? 0.99 : num(g.minAgreement, 'rollout.gate.minAgreement', 0, 1),
+      compare: 'argmax',
+      shadowRequests:
+        g.shadowRequests === undefined ? 200 : int(g.shadowRequests, 'rollout.gate.shadowRequests'),
+      maxShadowMs: g.maxShadowMs === undefined ? 60_000 : int(g.maxShadowMs, 'rollout.gate.maxShadowMs'),
+      maxShadowShare:
+        g.maxShadowShare === undefined ? 0.25 : num(g.maxShadowShare, 'rollout.gate.maxShadowShare', 0.01, 1),
+      replay: 'warmup',
+    };
+    if (g.p99Ms !== undefined) gate.p99Ms = num(g.p99Ms, 'rollout.gate.p99Ms', 0);
+    if (g.compare !== undefined) {
+      if (g.compare === 'argmax') gate.compare = 'argmax';
+      else if (isObject(g.compare) && Object.keys(g.compare).length === 1 && 'atol' in g.compare) {
+        gate.compare = { atol: num(g.compare.atol, 'rollout.gate.compare.atol', 0) };
+      } else throw fail('rollout.gate.compare', 'must be "argmax" or { "atol": number }');
+    }
+    if (g.replay !== undefined) {
+      if (g.replay === false || g.replay === 'warmup') gate.replay = g.replay;
+      else if (
+        isObject(g.replay) &&
+        Object.keys(g.replay).length === 1 &&
+        typeof g.replay.payloadLog === 'string' &&
+        FILE_RE.test(g.replay.payloadLog)
+      ) {
+        gate.replay = { payloadLog: g.replay.payloadLog };
+      } else {
+        throw fail(
+          'rollout.gate.replay',
+          'must be "warmup", false or { "payloadLog": "<file in the model directory>" }',
+        );
+      }
+    }
+    out.gate = gate;
+  }
+  const c = raw.canary;
+  if (c !== undefined && c !== false) {
+    if (!isObject(c)) throw fail('rollout.canary', 'must be an object { steps, stepRequests, maxErrorRate }');
+    known(c, 'rollout.canary', ['steps', 'stepRequests', 'maxErrorRate']);
+    if (!Array.isArray(c.steps) || c.steps.length === 0) {
+      throw fail('rollout.canary.steps', 'must be a non-empty array of percentages, ascending');
+    }
+    const steps = c.steps.map((v, i) => num(v, `rollout.canary.steps[${i}]`, 0, 100));
+    for (let i = 1; i < steps.length; i++) {
+      if (steps[i]! <= steps[i - 1]!) throw fail('rollout.canary.steps', 'must ascend');
+    }
+    if (steps[0] === 0) throw fail('rollout.canary.steps[0]', 'must be above 0');
+    out.canary = {
+      steps,
+      stepRequests: c.stepRequests === undefined ? 1000 : int(c.stepRequests, 'rollout.canary.stepRequests'),
+      maxErrorRate:
+        c.maxErrorRate === undefined ? 0.01 : num(c.maxErrorRate, 'rollout.canary.maxErrorRate', 0, 1),
+    };
+  }
+  return out;
 }

@@ -3,7 +3,7 @@
  * unloading a model; with a bound on loads running at once (they compete with serving for cores).
  */
 import { relative } from 'node:path';
-import { invalidArgument, type ModelRegistry, toServeError, unavailable } from '@mlserve/core';
+import { invalidArgument, type Model, type ModelRegistry, toServeError, unavailable } from '@mlserve/core';
 import type { BuiltPipeline } from './build.js';
 import type { ModelConfig } from './config.js';
 import type { ModelView, VersionView } from './reconcile.js';
@@ -21,6 +21,8 @@ export interface VersionRecord extends VersionView {
   error?: string;
   /** The served model, whose implementation a reload replaces. */
   handle?: Swappable;
+  /** The innermost model (no validation, cache or batching): what shadow comparisons time. */
+  base?: Model;
 }
 
 /** What the repository holds of one model. */
@@ -67,6 +69,12 @@ export interface LifecycleHost {
   log(level: keyof RepositoryLogger, message: string, fields?: Record<string, unknown>): void;
   /** Builds a version's pipeline (see `buildPipeline`); `file` is for progress events. */
   build(name: string, sv: ScannedVersion, config: ModelConfig, file: string): Promise<BuiltPipeline>;
+  /** Wraps what the registry serves (request accounting, mirroring). Default: as it is. */
+  serve?(name: string, version: string, model: Model): Model;
+  /** A version was built and is about to turn ready (a rollout may hold it first). */
+  admit?(state: ModelState, rec: VersionRecord, config: ModelConfig): void;
+  /** A version left the registry (retired, unloaded, or failed while loading). */
+  gone?(name: string, version: string): void;
 }
 
 /**
@@ -150,8 +158,10 @@ export class VersionLifecycle {
           rec.backend = built.backend;
           rec.platform = built.platform;
           rec.pipelineKey = built.key;
+          rec.base = built.base;
           rec.handle = swappable(built.model);
-          return rec.handle;
+          host.admit?.(state, rec, config);
+          return host.serve ? host.serve(name, version, rec.handle) : rec.handle;
         } finally {
           this.#release();
         }
@@ -178,6 +188,7 @@ export class VersionLifecycle {
           const e = toServeError(err);
           rec.state = 'failed';
           rec.error = e.message;
+          host.gone?.(name, version);
           if (host.closed()) return;
           host.stats.loadFailures++;
           report.failed.push(`${name}/${version}`);
@@ -226,6 +237,7 @@ export class VersionLifecycle {
         }
         // The old implementation finishes its requests in flight, then is disposed.
         const retired = handle.swap(built.model);
+        rec.base = built.base;
         rec.fp = sv.fp;
         rec.pipelineKey = key;
         rec.configFp = state.configFp ?? '';
@@ -269,6 +281,7 @@ export class VersionLifecycle {
     const host = this.#host;
     const { name } = state;
     state.versions.delete(rec.version);
+    host.gone?.(name, rec.version);
     const started = performance.now();
     if (host.registry.status(name, rec.version)) {
       await host.registry.remove(name, rec.version).catch(() => undefined);
@@ -296,6 +309,7 @@ export class VersionLifecycle {
     host.stats.unloadedModels++;
     report.removed.push(name);
     for (const rec of state?.versions.values() ?? []) {
+      host.gone?.(name, rec.version);
       host.emit({ name, version: rec.version, phase: 'unloaded', file: rec.file });
     }
   }

@@ -18,6 +18,8 @@ export interface VersionView {
   pipelineKey?: string;
   /** A rebuild is running. */
   reloading?: boolean;
+  /** Held by a rollout (in shadow, in canary steps, or rejected): it does not replace the serving version. */
+  gated?: boolean;
 }
 
 /** What reconciling needs to know of one model the repository holds. */
@@ -145,7 +147,8 @@ export function reconcile(model: ModelView, scan: ScannedModel, force: boolean):
 /**
  * The versions to retire once the loads a {@link reconcile} asked for have finished: those the
  * policy no longer keeps (or whose directory is gone). A version still on disk is kept while no
- * kept version is ready (an old version serves until its replacement is), and while it loads.
+ * kept version is ready and not held by a rollout (an old version serves until its replacement
+ * does), and while it loads.
  *
  * @example
  * ```ts
@@ -158,7 +161,10 @@ export function retirements(
   desired: readonly string[],
 ): string[] {
   const keep = new Set(desired);
-  const readyKept = desired.some((v) => model.versions.get(v)?.state === 'ready');
+  const readyKept = desired.some((v) => {
+    const rec = model.versions.get(v);
+    return rec?.state === 'ready' && !rec.gated;
+  });
   const out: string[] = [];
   for (const [v, rec] of model.versions) {
     if (keep.has(v)) continue;

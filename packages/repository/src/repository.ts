@@ -2,18 +2,24 @@ import { EventEmitter } from 'node:events';
 import { relative } from 'node:path';
 import {
   compareVersions,
+  invalidArgument,
   type Middleware,
+  type Model,
   ModelRegistry,
   notFound,
+  type RolloutStatus,
   toServeError,
   unavailable,
+  wrap,
 } from '@mlserve/core';
 import { buildPipeline } from './build.js';
 import type { ModelConfig } from './config.js';
-import { type ModelState, newModelState, VersionLifecycle } from './lifecycle.js';
+import { type ModelState, newModelState, VersionLifecycle, type VersionRecord } from './lifecycle.js';
 import type { Loaders } from './loaders.js';
 import { assertSafeName, resolveInside } from './paths.js';
 import { reconcile, retirements } from './reconcile.js';
+import { replayRequests } from './replay.js';
+import { RolloutRun } from './rollout.js';
 import { applyLabels, splitTraffic } from './routing.js';
 import { listModels, repositoryRoot, scanModel } from './scan.js';
 import type {
@@ -70,6 +76,10 @@ export interface ManagementHooks {
   unload: (name: string, parameters?: Record<string, unknown>) => Promise<void>;
   /** Models on disk that are not loaded, with why. */
   index: () => Promise<{ name: string; state: string; reason: string }[]>;
+  /** Promotes a version held by a rollout (in shadow, canary or rejected) to serve, whatever its figures. */
+  promote: (name: string, version: string) => Promise<void>;
+  /** Rejects a version in shadow or canary steps: it stays loaded but answers no client. */
+  reject: (name: string, version: string, reason?: string) => Promise<void>;
 }
 
 const emptyReport = (): PollReport => ({ loaded: [], failed: [], retired: [], removed: [] });
@@ -108,6 +118,8 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   };
   readonly #lifecycle: VersionLifecycle;
   readonly #watcher: Watcher;
+  /** The rollout in progress per model (one candidate at a time). */
+  readonly #rollouts = new Map<string, RolloutRun>();
   #root: string | undefined;
   #lock: Promise<unknown> = Promise.resolve();
   #polling: Promise<PollReport> | undefined;
@@ -153,6 +165,9 @@ export class Repository extends EventEmitter<RepositoryEvents> {
             },
             { name, version: sv.version, dir: sv.dir, file: sv.file, backend: sv.backend, config },
           ),
+        serve: (name, version, model) => this.#tap(name, version, model),
+        admit: (state, rec, config) => this.#admit(state, rec, config),
+        gone: (name, version) => this.#gone(name, version),
       },
       options.loadConcurrency ?? 2,
     );
@@ -164,9 +179,11 @@ export class Repository extends EventEmitter<RepositoryEvents> {
       warn: (message) => this.#log('warn', message),
       error: (message) => this.#log('error', message),
     });
+    // One routing model: a canary step's weights while a rollout is in canary, else the
+    // config's fixed `traffic` split, else the latest ready version.
     this.registry.setResolver((name, versions, opts) => {
-      const traffic = this.#models.get(name)?.config?.traffic;
-      return traffic ? splitTraffic(traffic, name, versions, opts) : undefined;
+      const weights = this.#rollouts.get(name)?.weights() ?? this.#models.get(name)?.config?.traffic;
+      return weights ? splitTraffic(weights, name, versions, opts) : undefined;
     });
     // A version removed from the registry behind the repository's back stays unloaded until
     // loadModel(), instead of being reloaded by the next poll.
@@ -208,6 +225,8 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         }
       },
       unload: async (name) => this.unloadModel(name),
+      promote: async (name, version) => this.promote(name, version),
+      reject: async (name, version, reason) => this.reject(name, version, reason),
       index: async () => {
         const names = await listModels(await this.#rootDir());
         const loaded = new Set(this.registry.names());
@@ -253,6 +272,8 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         if (rec.backend) info.backend = rec.backend;
         if (rec.platform) info.platform = rec.platform;
         if (rec.error) info.error = rec.error;
+        const rollout = this.registry.status(state.name, rec.version)?.rollout;
+        if (rollout) info.rollout = rollout;
         out.push(info);
       }
     }
@@ -413,11 +434,176 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         this.registry,
         name,
         plan.config.labels,
-        (v) => s.versions.get(v)?.state === 'ready',
+        (v) => s.versions.get(v)?.state === 'ready' && !s.versions.get(v)?.gated,
         s.appliedLabels,
       );
     }
     return true;
+  }
+
+  /** The serving version of a model: the latest ready one not held by a rollout. */
+  #serving(state: ModelState, except: string): VersionRecord | undefined {
+    const ready = [...state.versions.values()]
+      .filter((r) => r.version !== except && r.state === 'ready' && !r.gated)
+      .sort((a, b) => compareVersions(a.version, b.version));
+    return ready[ready.length - 1];
+  }
+
+  /** A new version was built: with a rollout config and a version serving, it starts held. */
+  #admit(state: ModelState, rec: VersionRecord, config: ModelConfig): void {
+    const rollout = config.rollout;
+    if (!rollout || (!rollout.gate && !rollout.canary) || this.closed) return;
+    const stable = this.#serving(state, rec.version);
+    if (!stable) return;
+    const { name } = state;
+    this.#rollouts.get(name)?.stop();
+    rec.gated = true;
+    const candidate = rec.version;
+    const run: RolloutRun = new RolloutRun({
+      name,
+      stable: { version: stable.version, base: () => state.versions.get(stable.version)?.base },
+      candidate: { version: candidate, base: () => state.versions.get(candidate)?.base },
+      gate: rollout.gate,
+      canary: rollout.canary,
+      replay: async () => {
+        const base = state.versions.get(stable.version)?.base;
+        if (!base) return [];
+        const source = rollout.gate?.replay;
+        if (source === false) return [];
+        const payloadLog =
+          source && typeof source === 'object'
+            ? await resolveInside(this.#root!, name, source.payloadLog)
+            : undefined;
+        return replayRequests(base.metadata(), config.warmup, payloadLog ? { payloadLog } : {});
+      },
+      update: (status) => {
+        if (this.#rollouts.get(name) !== run) return;
+        this.#setRollout(name, candidate, status);
+      },
+      done: (outcome, status) => {
+        if (this.#rollouts.get(name) === run) this.#rollouts.delete(name);
+        this.#conclude(state, candidate, outcome, status);
+      },
+      log: (message) => this.#log('info', message, { model: name, version: candidate }),
+    });
+    this.#rollouts.set(name, run);
+    run.start();
+  }
+
+  #setRollout(name: string, version: string, status: RolloutStatus): void {
+    if (!this.registry.status(name, version) || this.registry.status(name, version)?.version !== version)
+      return;
+    this.registry.setRollout(name, version, status);
+    const rec = this.#models.get(name)?.versions.get(version);
+    this.#emitVersion({
+      name,
+      version,
+      phase: status.phase,
+      ...(rec && { file: rec.file }),
+      ...(rec?.backend && { backend: rec.backend }),
+      rollout: status,
+    });
+  }
+
+  /** A rollout ended: a promoted version serves (the one it replaces retires), a rejected one stays held. */
+  #conclude(
+    state: ModelState,
+    version: string,
+    outcome: 'promoted' | 'rejected',
+    status: RolloutStatus,
+  ): void {
+    const rec = state.versions.get(version);
+    if (!rec || this.closed) return;
+    rec.gated = outcome === 'rejected';
+    this.#setRollout(state.name, version, status);
+    if (outcome === 'promoted') {
+      // Retire what the policy no longer keeps, and move labels, now that the new version serves.
+      void this.#exclusive(() => this.#syncModel(state.name, false, emptyReport())).catch((err: unknown) =>
+        this.#log('error', `after promoting ${state.name}/${version}: ${toServeError(err).message}`),
+      );
+    }
+  }
+
+  #gone(name: string, version: string): void {
+    const run = this.#rollouts.get(name);
+    if (!run) return;
+    if (run.candidate === version) {
+      run.stop();
+      this.#rollouts.delete(name);
+    } else if (run.stable === version) {
+      // Nothing left to compare with: the new version serves.
+      run.promote('the serving version was removed');
+    }
+  }
+
+  /** What the registry serves: mirrors live requests to a shadow and counts canary outcomes. */
+  #tap(name: string, version: string, model: Model): Model {
+    const rollouts = this.#rollouts;
+    return wrap(model, {
+      layer: 'rollout',
+      infer: async function rolloutTap(inputs, options) {
+        const run = rollouts.get(name);
+        if (!run) return model.infer(inputs, options);
+        const copy = run.stable === version && run.wantsCopy() ? run.copy(inputs) : undefined;
+        const started = performance.now();
+        let out: Awaited<ReturnType<Model['infer']>>;
+        try {
+          out = await model.infer(inputs, options);
+        } catch (err) {
+          run.observe(version, performance.now() - started, (toServeError(err).status ?? 500) >= 500);
+          throw err;
+        }
+        run.observe(version, performance.now() - started, false);
+        if (copy) run.mirror(copy);
+        return out;
+      },
+    });
+  }
+
+  /**
+   * Promotes a version held by a rollout (in shadow, in a canary step, or rejected): it serves at
+   * once, whatever its figures, and the version it replaces retires as the policy says.
+   *
+   * @example
+   * ```ts
+   * await repo.promote('mnist', '2');
+   * ```
+   */
+  async promote(name: string, version: string): Promise<void> {
+    assertSafeName(name);
+    const run = this.#rollouts.get(name);
+    if (run?.candidate === version) {
+      run.promote();
+      return;
+    }
+    const state = this.#models.get(name);
+    const rec = state?.versions.get(version);
+    if (!state || !rec) throw notFound(`unknown version "${version}" of model "${name}"`);
+    if (!rec.gated) throw invalidArgument(`${name}/${version} is not held by a rollout`);
+    this.#conclude(state, version, 'promoted', { phase: 'promoted', reason: 'promoted by hand' });
+  }
+
+  /**
+   * Rejects a version in shadow or in canary steps: it stops taking traffic and stays loaded,
+   * held (`rejected` in `registry.list()`), until a newer version replaces it or it is promoted.
+   *
+   * @example
+   * ```ts
+   * await repo.reject('mnist', '2', 'bad outputs on the holdout set');
+   * ```
+   */
+  async reject(name: string, version: string, reason = 'rejected by hand'): Promise<void> {
+    assertSafeName(name);
+    const run = this.#rollouts.get(name);
+    if (run?.candidate === version) {
+      run.reject(reason);
+      return;
+    }
+    const rec = this.#models.get(name)?.versions.get(version);
+    if (!rec) throw notFound(`unknown version "${version}" of model "${name}"`);
+    throw invalidArgument(
+      `${name}/${version} is not in a rollout: only a version in shadow or canary can be rejected`,
+    );
   }
 
   /**
@@ -445,6 +631,8 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     this.#closing ??= (async () => {
       this.#watcher.stop();
       this.#abort.abort();
+      for (const run of this.#rollouts.values()) run.stop();
+      this.#rollouts.clear();
       if (this.#ownsRegistry) await this.registry.close();
       else
         await Promise.all(

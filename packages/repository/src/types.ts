@@ -1,4 +1,4 @@
-import type { ServeError } from '@mlserve/core';
+import type { RolloutStatus, ServeError } from '@mlserve/core';
 
 /** Where a log line goes. Each method is optional; the default logger is silent. */
 export interface RepositoryLogger {
@@ -22,7 +22,11 @@ export interface VersionEvent {
     | 'retired'
     | 'unloaded'
     | 'reloaded'
-    | 'reloadFailed';
+    | 'reloadFailed'
+    | 'shadow'
+    | 'canary'
+    | 'promoted'
+    | 'rejected';
   /** What runs it (`onnxruntime-node/cpu`, `worker-pool(onnx)`), once known. */
   backend?: string;
   /** The model file, relative to the repository. */
@@ -31,6 +35,8 @@ export interface VersionEvent {
   ms?: number;
   /** Why it failed. */
   error?: string;
+  /** `shadow`, `canary`, `promoted`, `rejected`: the rollout's status, with the gate's figures. */
+  rollout?: RolloutStatus;
   /** Warmup progress: `{ done, total, batchSize }`. */
   progress?: { done: number; total: number; batchSize: number };
 }
@@ -60,6 +66,8 @@ export interface VersionInfo {
   platform?: string;
   labels: string[];
   error?: string;
+  /** Its place in a gated rollout (`shadow`, `canary`, `promoted`, `rejected`) with the figures. */
+  rollout?: RolloutStatus;
 }
 
 /** Counters of a repository. */

@@ -5,7 +5,13 @@ import { fileURLToPath } from 'node:url';
 export const MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
 
 /** The bundled test models. */
-export type TestModel = 'mlp.onnx' | 'mnist-cnn.onnx' | 'tiny-text.onnx' | 'mobilenetv2.onnx';
+export type TestModel =
+  | 'mlp.onnx'
+  | 'mnist-cnn.onnx'
+  | 'mnist-noisy.onnx'
+  | 'mnist-slow.onnx'
+  | 'tiny-text.onnx'
+  | 'mobilenetv2.onnx';
 
 /** Absolute path of a bundled test model. */
 export function modelPath(name: TestModel): string {
