@@ -38,6 +38,8 @@ export interface BuildContext {
    * loader, in the main thread otherwise.
    */
   workers?: number;
+  /** The CPUs the defaults may use (default {@link cpuBudget}): a process of a cluster passes its share. */
+  cpus?: number;
   /** Decisions the defaults made (placement, batching or not, and why). */
   info?: (message: string, fields: Record<string, unknown>) => void;
   /** False turns warmup off everywhere. */
@@ -109,7 +111,7 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
   const opts: Record<string, unknown> = { name, version, ...config.backendOptions };
   if (config.padValues) opts.padValues = config.padValues;
   const classLabels = await readClassLabels(ctx.root, [req.dir, join(req.dir, '..')], config.labelsFile);
-  const defaults = defaultServing();
+  const defaults = defaultServing(ctx.cpus);
   let workers = config.workers ?? (ctx.workers ? { threads: ctx.workers } : undefined);
   // The default placement (nothing in config.json, no flag): off the main thread on two or more
   // CPUs, for ONNX models the default loader would load (a custom loader cannot move to a worker).

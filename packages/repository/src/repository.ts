@@ -59,6 +59,11 @@ export interface RepositoryOptions {
    * in the main thread on one.
    */
   workers?: number;
+  /**
+   * The CPUs this repository's defaults may use (placement and threads, see `defaultServing`).
+   * Default `cpuBudget()`: every CPU this process may use. A process of a cluster passes its share.
+   */
+  cpus?: number;
   /** Versions loading at once (default 2): loads compete with serving for the same cores. */
   loadConcurrency?: number;
   /** Turn warmup off everywhere (default: on, as each config says). */
@@ -150,6 +155,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
               ...(options.middleware && { middleware: options.middleware }),
               ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
               ...(options.workers !== undefined && { workers: options.workers }),
+              ...(options.cpus !== undefined && { cpus: options.cpus }),
               ...(options.warmup !== undefined && { warmup: options.warmup }),
               onWarmup: (backend, progress) =>
                 this.#emitVersion({

@@ -246,3 +246,17 @@ describe('one validation per request', () => {
     }
   });
 });
+
+describe('a process given its share of the CPUs', () => {
+  it('the cpus option decides the placement: 1 CPU keeps the model in the main thread', async () => {
+    const t = await tempRepo();
+    dirs.push(t.dir);
+    await addVersion(t.dir, 'mnist', '1');
+    const repo = await loadRepository(t.dir, { warmup: false, cpus: 1 });
+    try {
+      expect(repo.versions()[0]!.backend).toBe('onnxruntime-node/cpu');
+    } finally {
+      await repo.close();
+    }
+  });
+});
