@@ -6,7 +6,7 @@ import {
   resourceExhausted,
   wrap,
 } from '@mlserve/core';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { metrics, metricsText } from './index.js';
 
@@ -233,5 +233,41 @@ describe('metrics()', () => {
     const values = (foreign as unknown as { hashMap: Record<string, { value: number }> }).hashMap;
     expect(Object.values(values).map((v) => v.value)).toEqual([1]);
     expect(await value(registry, 'nv_inference_count', { model: 'm' })).toBe(1);
+  });
+
+  it('histograms match what prom-client observe() gives, also across a registry reset', async () => {
+    const registry = new Registry();
+    const reference = new Registry();
+    const buckets = [0.001, 0.01, 0.1, 1];
+    const mirror = new Histogram({
+      name: 'mlserve_compute_duration_seconds',
+      help: 'Backend compute time of the batch that carried the request',
+      labelNames: ['model', 'version'],
+      buckets,
+      registers: [reference],
+    });
+    const computeMs = [0.5, 5, 50, 500, 5000, 0.5, 2, 0];
+    let i = 0;
+    const served = pipeline(
+      echo(),
+      metrics({ registry, buckets }),
+      annotate(() => ({ computeMs: computeMs[i++ % computeMs.length] })),
+    );
+    const text = async (r: Registry) =>
+      (await r.getSingleMetricAsString('mlserve_compute_duration_seconds')).trim();
+    for (let k = 0; k < 20; k++) {
+      await served.infer(x(1));
+      mirror.observe({ model: 'm', version: '3' }, computeMs[k % computeMs.length]! / 1000);
+    }
+    expect(await text(registry)).toBe(await text(reference));
+    // After a reset the series starts afresh, and keeps counting.
+    registry.resetMetrics();
+    mirror.reset();
+    for (let k = 0; k < 5; k++) {
+      await served.infer(x(1));
+      mirror.observe({ model: 'm', version: '3' }, computeMs[(20 + k) % computeMs.length]! / 1000);
+    }
+    expect(await text(registry)).toBe(await text(reference));
+    expect(await text(registry)).toContain('mlserve_compute_duration_seconds_count{model="m",version="3"} 5');
   });
 });

@@ -183,6 +183,70 @@ function watchLayerStats(registry: Registry, model: Model): void {
   models.add(model);
 }
 
+/** A histogram series as prom-client 15 keeps it (its `hashMap` values). */
+interface SeriesRecord {
+  labels: Record<string, unknown>;
+  bucketValues: Record<string, number>;
+  sum: number;
+  count: number;
+}
+
+/**
+ * Observes one series of a histogram without prom-client's per-call work (a closure, label
+ * validation, hashing the labels): after a first ordinary `observe`, the series' record is found
+ * once and then updated in place exactly as prom-client's own observe does (sum, count, the first
+ * bucket whose bound holds the value). Whenever the record is not where it was (the registry was
+ * reset, the series removed, exemplars on, another prom-client layout), it observes the ordinary
+ * way and looks again.
+ */
+function seriesObserver(h: Histogram<'model' | 'version'>, labels: { model: string; version: string }) {
+  const inside = h as unknown as {
+    hashMap?: Record<string, SeriesRecord>;
+    upperBounds?: readonly number[];
+    enableExemplars?: boolean;
+  };
+  let record: SeriesRecord | undefined;
+  let key = '';
+  return (value: number): void => {
+    const map = inside.hashMap;
+    if (record !== undefined && map !== undefined && map[key] === record && Number.isFinite(value)) {
+      record.sum += value;
+      record.count += 1;
+      const bounds = inside.upperBounds!;
+      for (let i = 0; i < bounds.length; i++) {
+        const b = bounds[i]!;
+        if (value <= b) {
+          record.bucketValues[b]! += 1;
+          break;
+        }
+      }
+      return;
+    }
+    h.observe(labels, value);
+    record = undefined;
+    const after = inside.hashMap;
+    if (after === undefined || inside.enableExemplars || !Array.isArray(inside.upperBounds)) return;
+    for (const k in after) {
+      const r = after[k]!;
+      if (
+        typeof r === 'object' &&
+        r !== null &&
+        r.labels?.model === labels.model &&
+        r.labels?.version === labels.version &&
+        Object.keys(r.labels).length === 2 &&
+        typeof r.sum === 'number' &&
+        typeof r.count === 'number' &&
+        typeof r.bucketValues === 'object' &&
+        inside.upperBounds.every((b) => typeof r.bucketValues[b] === 'number')
+      ) {
+        record = r;
+        key = k;
+        return;
+      }
+    }
+  };
+}
+
 /** Rows along dim 0 of the first input (1 for scalars or no inputs). */
 function rowsOf(inputs: Tensors): number {
   for (const name in inputs) {
@@ -216,6 +280,9 @@ export function metrics({
   const m = instruments(registry, prefix, buckets);
   return (inner) => {
     const labels = { model: inner.name, version: inner.version };
+    const observeRequest = seriesObserver(m.requestSeconds, labels);
+    const observeQueue = seriesObserver(m.queueSeconds, labels);
+    const observeCompute = seriesObserver(m.computeSeconds, labels);
     let success = 0;
     let failure = 0;
     let pending = 0;
@@ -293,7 +360,7 @@ export function metrics({
           add('success', 1);
           add('inferences', rows);
           add('requestUs', seconds * 1e6);
-          m.requestSeconds.observe(labels, seconds);
+          observeRequest(seconds);
           if (context.cacheHit === true) {
             add('cacheHits', 1);
           } else {
@@ -305,12 +372,12 @@ export function metrics({
             add('executions', batch > 0 ? Math.min(1, rows / batch) : 1);
             if (typeof context.computeMs === 'number') {
               add('computeUs', context.computeMs * 1000);
-              m.computeSeconds.observe(labels, context.computeMs / 1000);
+              observeCompute(context.computeMs / 1000);
             }
           }
           if (typeof context.queueMs === 'number') {
             add('queueUs', context.queueMs * 1000);
-            m.queueSeconds.observe(labels, context.queueMs / 1000);
+            observeQueue(context.queueMs / 1000);
           }
           return outputs;
         } catch (err) {
