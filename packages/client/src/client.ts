@@ -154,7 +154,14 @@ export function remoteModel<I extends TensorTypes, O extends TensorTypes>(
   };
 }
 
-/** Core `InferOptions` as client call options (for code that holds a core options object). */
+/**
+ * Core `InferOptions` as client call options (for code that holds a core options object).
+ *
+ * @example
+ * ```ts
+ * await client.infer('mnist', inputs, fromInferOptions({ deadline: Date.now() + 500, id: 'r1' }));
+ * ```
+ */
 export function fromInferOptions(options: InferOptions): InferCallOptions {
   const call: InferCallOptions = {};
   if (options.signal) call.signal = options.signal;

@@ -4,11 +4,5 @@ export { codeOfStatus, errorFromAnswer, parseRetryAfter } from './errors.js';
 export type { RetryPolicy } from './retry.js';
 export { backoffMs, retryDelay, retryPolicy } from './retry.js';
 export type * from './types.js';
-export type { ClassScore, DecodedResponse, EncodedRequest, EncodeOptions, OutputRequest } from './v2.js';
-export {
-  decodeInferResponse,
-  encodeInferRequest,
-  parseClassification,
-  parseModelMetadata,
-  parseServerMetadata,
-} from './v2.js';
+export type { ClassScore } from './v2.js';
+export { parseClassification, parseModelMetadata, parseServerMetadata, readInferResponse } from './v2.js';

@@ -9,7 +9,14 @@ export function isErrorCode(v: unknown): v is ErrorCode {
   return typeof v === 'string' && Object.hasOwn(STATUS_BY_CODE, v);
 }
 
-/** The code an HTTP status stands for when the body names none (any other 4xx: INVALID_ARGUMENT). */
+/**
+ * The code an HTTP status stands for when the body names none (any other 4xx: INVALID_ARGUMENT).
+ *
+ * @example
+ * ```ts
+ * codeOfStatus(429); // 'RESOURCE_EXHAUSTED'
+ * ```
+ */
 export function codeOfStatus(status: number): ErrorCode {
   const code = CODE_BY_STATUS.get(status);
   if (code) return code;
@@ -21,6 +28,12 @@ export function codeOfStatus(status: number): ErrorCode {
 /**
  * `Retry-After` as milliseconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3); undefined when
  * absent or unreadable.
+ *
+ * @example
+ * ```ts
+ * parseRetryAfter('2'); // 2000
+ * parseRetryAfter(new Date(Date.now() + 5000).toUTCString()); // about 5000
+ * ```
  */
 export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
   if (value == null) return undefined;
@@ -36,6 +49,12 @@ const decoder = new TextDecoder();
  * A non-2xx HTTP answer as a ServeError: the server's code and message when its body is V2's
  * `{"error": "..."}` (mlserve adds `code` and `retryAfterMs`), else the status's code and the
  * body's start. The status, the request id and the retry hint ride along.
+ *
+ * @example
+ * ```ts
+ * const e = errorFromAnswer(404, new TextEncoder().encode('{"error":"unknown model"}'), () => null);
+ * e.code; // 'NOT_FOUND'
+ * ```
  */
 export function errorFromAnswer(
   status: number,

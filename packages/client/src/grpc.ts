@@ -22,7 +22,14 @@ import { parseModelMetadata, parseServerMetadata } from './v2.js';
 
 export * from './common.js';
 
-/** The .proto of KServe V2's `inference.GRPCInferenceService`, as the server package ships it. */
+/**
+ * The .proto of KServe V2's `inference.GRPCInferenceService`, as the server package ships it.
+ *
+ * @example
+ * ```ts
+ * protoLoader.loadSync(protoPath(), { keepCase: true });
+ * ```
+ */
 export function protoPath(): string {
   return createRequire(import.meta.url).resolve('@mlserve/grpc/proto/grpc_service.proto');
 }
@@ -64,6 +71,11 @@ const CODE_OF_GRPC: Partial<Record<grpc.status, ErrorCode>> = {
 /**
  * A gRPC status as a ServeError: the code mlserve puts in the `mlserve-error-code` trailer when
  * there is one, else the status's; the retry hint from `retry-after-ms`.
+ *
+ * @example
+ * ```ts
+ * stub.ModelInfer(req, (err, res) => { if (err) throw errorFromStatus(err); });
+ * ```
  */
 export function errorFromStatus(err: Partial<grpc.ServiceError>): ServeError {
   const meta = err.metadata;
@@ -139,7 +151,14 @@ const CONTENTS: Partial<Record<DataType, string>> = {
   string: 'bytes_contents',
 };
 
-/** Decodes a ModelInferResponse: raw contents (Triton's and mlserve's default) or typed contents. */
+/**
+ * Decodes a ModelInferResponse: raw contents (Triton's and mlserve's default) or typed contents.
+ *
+ * @example
+ * ```ts
+ * const { logits } = decodeGrpcResponse(response); // response: a ModelInferResponse from proto-loader
+ * ```
+ */
 export function decodeGrpcResponse(res: InferResponseMessage): Tensors {
   const out = Object.create(null) as Tensors;
   const raw = res.raw_output_contents ?? [];

@@ -7,16 +7,11 @@ import {
   unavailable,
 } from '@mlserve/core';
 import { type Client, remoteModel } from './client.js';
+import { encodeV2Request, type RequestedOutput } from './codec.js';
 import { errorFromAnswer } from './errors.js';
 import { CallScope, type RetryPolicy, retryDelay, retryPolicy, sleep } from './retry.js';
 import type { CallOptions, ClientOptions, InferCallOptions, ServerMetadata } from './types.js';
-import {
-  decodeInferResponse,
-  encodeInferRequest,
-  type OutputRequest,
-  parseModelMetadata,
-  parseServerMetadata,
-} from './v2.js';
+import { parseModelMetadata, parseServerMetadata, readInferResponse } from './v2.js';
 
 /** One HTTP exchange as a {@link HttpSender} performs it. */
 export interface HttpExchange {
@@ -66,7 +61,7 @@ const RESERVED = [
   'binary_data_output',
 ];
 
-function outputsOf(options: InferCallOptions, binary: boolean): OutputRequest[] | undefined {
+function outputsOf(options: InferCallOptions, binary: boolean): RequestedOutput[] | undefined {
   const cls = options.classification;
   if (!options.outputs) {
     if (cls === undefined) return undefined;
@@ -230,19 +225,18 @@ export function createHttpClient(options: ClientOptions, sender: HttpSender): Cl
     }
     const outputs = outputsOf(call, binary);
     const encode = (timeoutMs: number | undefined) => {
-      const p = timeoutMs === undefined ? params : { ...params, timeout: timeoutMs * 1000 };
-      const enc = encodeInferRequest(inputs, {
-        id: call.id,
-        parameters: p,
-        outputs,
-        binaryInputs: binary,
-        binaryOutputs: binary,
+      const enc = encodeV2Request(inputs, {
+        ...(call.id === undefined ? {} : { id: call.id }),
+        binary,
+        ...(outputs ? { outputs } : {}),
+        // Named outputs say binary or not each (as tritonclient does); else all in binary.
+        binaryOutputs: outputs ? false : binary,
+        parameters: params,
+        ...(timeoutMs === undefined ? {} : { timeoutUs: timeoutMs * 1000 }),
       });
-      const headers: Record<string, string> = {};
-      if (enc.headerLength !== undefined) {
+      const headers: Record<string, string> = { 'content-type': enc.contentType };
+      if (enc.headerLength !== undefined)
         headers['inference-header-content-length'] = String(enc.headerLength);
-        headers['content-type'] = 'application/octet-stream';
-      } else headers['content-type'] = 'application/json';
       return { body: enc.body, headers };
     };
     const answer = await exchange(
@@ -255,9 +249,7 @@ export function createHttpClient(options: ClientOptions, sender: HttpSender): Cl
       ok,
       encode,
     );
-    const hl = answer.header('inference-header-content-length');
-    const headerLength = hl === null ? undefined : Number(hl);
-    return decodeInferResponse(answer.body, headerLength).outputs;
+    return readInferResponse(answer.body, answer.header('inference-header-content-length')).outputs;
   }
 
   const client: Client = {

@@ -1,3 +1,4 @@
+import { unavailable } from '@mlserve/core';
 import type { Client } from './client.js';
 import { createHttpClient } from './http.js';
 import { lazyClient } from './lazy.js';
@@ -29,8 +30,16 @@ export function createClient(options: ClientOptions): Client {
       // Through the package's own subpath (a specifier in a variable, so no bundler inlines it):
       // the HTTP entry never loads @grpc/grpc-js, and gRPC users load it once.
       const entry = '@mlserve/client/grpc';
-      const { createGrpcClient } = (await import(entry)) as typeof import('./grpc.js');
-      return createGrpcClient(options);
+      let mod: typeof import('./grpc.js');
+      try {
+        mod = (await import(entry)) as typeof import('./grpc.js');
+      } catch (err) {
+        throw unavailable(
+          'the gRPC transport needs @grpc/grpc-js and @grpc/proto-loader: npm install @grpc/grpc-js @grpc/proto-loader',
+          { cause: err },
+        );
+      }
+      return mod.createGrpcClient(options);
     });
   }
   if (options.transport !== undefined && options.transport !== 'http')

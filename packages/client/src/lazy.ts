@@ -9,7 +9,11 @@ export function lazyClient(transport: 'http' | 'grpc', load: () => Promise<Clien
   let loaded: Promise<Client> | undefined;
   let closed = false;
   const get = () => {
-    loaded ??= load();
+    loaded ??= load().catch((err: unknown) => {
+      // Not cached: a later call tries again (the package may have been installed meanwhile).
+      loaded = undefined;
+      throw err;
+    });
     return loaded;
   };
   return {
@@ -24,7 +28,7 @@ export function lazyClient(transport: 'http' | 'grpc', load: () => Promise<Clien
     async close() {
       if (closed) return;
       closed = true;
-      if (loaded) await (await loaded).close();
+      if (loaded) await (await loaded.catch(() => undefined))?.close();
     },
   };
 }

@@ -9,7 +9,14 @@ export interface RetryPolicy {
   maxRetryAfterMs: number;
 }
 
-/** The policy of `retry: undefined | false | {...}`. */
+/**
+ * The policy of `retry: undefined | false | {...}`.
+ *
+ * @example
+ * ```ts
+ * retryPolicy({ retries: 5 }); // { retries: 5, minDelayMs: 50, maxDelayMs: 2000, maxRetryAfterMs: 30000 }
+ * ```
+ */
 export function retryPolicy(options: RetryOptions | false | undefined): RetryPolicy {
   const o = options === false ? { retries: 0 } : (options ?? {});
   const policy = {
@@ -24,7 +31,14 @@ export function retryPolicy(options: RetryOptions | false | undefined): RetryPol
   return policy;
 }
 
-/** Full-jitter exponential backoff: a random wait in [0, min(max, min * 2^attempt)]. */
+/**
+ * Full-jitter exponential backoff: a random wait in [0, min(max, min * 2^attempt)].
+ *
+ * @example
+ * ```ts
+ * backoffMs(retryPolicy(undefined), 2); // somewhere in [0, 200]
+ * ```
+ */
 export function backoffMs(policy: RetryPolicy, attempt: number): number {
   return Math.random() * Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** attempt);
 }
@@ -33,6 +47,11 @@ export function backoffMs(policy: RetryPolicy, attempt: number): number {
  * How long to wait before retrying `err`, or undefined to give up: only codes that mean the server
  * did not run the request (RESOURCE_EXHAUSTED, UNAVAILABLE), only while attempts and the deadline
  * last, and never longer than the policy allows for a server's `Retry-After`.
+ *
+ * @example
+ * ```ts
+ * retryDelay(retryPolicy(undefined), resourceExhausted('busy', { retryAfterMs: 100 }), 0, 5000); // 100
+ * ```
  */
 export function retryDelay(
   policy: RetryPolicy,

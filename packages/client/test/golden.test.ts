@@ -5,11 +5,15 @@
  * (triton-inference-server/server docs/protocol/extension_binary_data.md,
  * extension_classification.md; KServe's required_api.md) decoded and encoded as documented.
  */
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { tensor, tensorsEqual } from '@mlserve/core';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Tensors, tensor, tensorsEqual } from '@mlserve/core';
+import { encodeV2Request } from '@mlserve/protocol';
 import { mnistHoldout } from '@mlserve/test-utils';
-import { describe, expect, it } from 'vitest';
-import { decodeInferResponse, encodeInferRequest, parseClassification } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, createClient, parseClassification, readInferResponse } from '../src/index.js';
 
 const fixture = (name: string) =>
   new Uint8Array(readFileSync(new URL(`../../http/test/fixtures/${name}`, import.meta.url)));
@@ -28,60 +32,93 @@ const split = (body: Uint8Array, n: number) => ({
 });
 const image = () => tensor('float32', mnistHoldout().image(0), [1, 1, 28, 28]);
 
-describe("tritonclient's requests", () => {
-  it('binary input, no outputs named: the same bytes', () => {
-    const enc = encodeInferRequest({ image: image() }, { binaryInputs: true, binaryOutputs: true });
-    const golden = fixture('infer-binary.bin');
-    expect(enc.headerLength).toBe(headerLengthOf('infer-binary.bin'));
-    expect(Buffer.from(enc.body).equals(Buffer.from(golden))).toBe(true);
+/** A loopback server that records what the client sends and answers a fixed V2 response. */
+let server: Server;
+let last: { headers: IncomingHttpHeaders; body: Uint8Array } | undefined;
+let client: Client;
+let jsonClient: Client;
+beforeAll(async () => {
+  server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    last = { headers: req.headers, body: new Uint8Array(Buffer.concat(chunks)) };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"model_name":"m","model_version":"1","outputs":[]}');
   });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  client = createClient({ url, binary: true });
+  jsonClient = createClient({ url, binary: false });
+});
+afterAll(async () => {
+  await Promise.all([client.close(), jsonClient.close()]);
+  await new Promise<void>((r) => server.close(() => r()));
+});
 
-  it('id, priority, timeout (µs), a named binary output: the same header and tensor bytes', () => {
-    const enc = encodeInferRequest(
-      { image: image() },
-      {
-        id: '42',
-        parameters: { priority: 1, timeout: 2_000_000 },
-        outputs: [{ name: 'logits', binary: true }],
-        binaryInputs: true,
-        binaryOutputs: true,
-      },
-    );
-    const golden = fixture('infer-binary-output-params.bin');
-    const n = headerLengthOf('infer-binary-output-params.bin');
-    // The same members (the fixture's generator orders keys differently; JSON objects are unordered).
-    expect(enc.headerLength).toBe(n);
-    const mine = split(enc.body, enc.headerLength!);
-    const theirs = split(golden, n);
+/** What the client put on the wire for one call: JSON header members and binary tail. */
+async function sent(c: Client, inputs: Tensors, options: Parameters<Client['infer']>[2] = {}) {
+  await c.infer('m', inputs, options);
+  const hl = last!.headers['inference-header-content-length'];
+  const n = hl === undefined ? last!.body.byteLength : Number(hl);
+  return { ...split(last!.body, n), headerLength: hl === undefined ? undefined : n, headers: last!.headers };
+}
+
+/** The golden request: its JSON members and binary tail. */
+function golden(file: string) {
+  const body = fixture(file);
+  const n = file.endsWith('.json') ? body.byteLength : headerLengthOf(file);
+  return split(body, n);
+}
+
+// The wire format is the protocol's (@mlserve/protocol's encodeV2Request); key order inside the
+// JSON header differs from rapidjson's (JSON objects are unordered), so members are compared, and
+// the binary tensor bytes byte for byte.
+describe("tritonclient's requests, as the client sends them", () => {
+  it('binary input, no outputs named (binary_data_output)', async () => {
+    const mine = await sent(client, { image: image() });
+    const theirs = golden('infer-binary.bin');
     expect(mine.json).toEqual(theirs.json);
     expect(Buffer.from(mine.tail).equals(Buffer.from(theirs.tail))).toBe(true);
+    expect(mine.headerLength).toBe(headerLengthOf('infer-binary.bin'));
   });
 
-  it('JSON data with classification: the same bytes', () => {
-    const enc = encodeInferRequest(
+  it('id, priority, timeout in µs, a named binary output', async () => {
+    const mine = await sent(
+      client,
       { image: image() },
-      {
-        outputs: [{ name: 'logits', binary: false, classification: 3 }],
-        binaryInputs: false,
-        binaryOutputs: false,
-      },
+      { id: '42', priority: 1, outputs: ['logits'], timeoutMs: 2000 },
     );
-    expect(enc.headerLength).toBeUndefined();
-    expect(utf8.decode(enc.body)).toBe(utf8.decode(fixture('infer-json-classification.json')));
+    const theirs = golden('infer-binary-output-params.bin');
+    // The timeout is the time left when the request leaves: at most the 2 s asked, in µs.
+    const { timeout, ...rest } = mine.json.parameters as { timeout: number };
+    expect(timeout).toBeGreaterThan(1_000_000);
+    expect(timeout).toBeLessThanOrEqual(2_000_000);
+    expect(timeout % 1000).toBe(0);
+    const { timeout: _t, ...goldenRest } = theirs.json.parameters as { timeout: number };
+    expect(rest).toEqual(goldenRest);
+    expect({ ...mine.json, parameters: undefined }).toEqual({ ...theirs.json, parameters: undefined });
+    expect(Buffer.from(mine.tail).equals(Buffer.from(theirs.tail))).toBe(true);
+    expect(Number(mine.headers['x-request-timeout-ms'])).toBe(timeout / 1000);
   });
 
-  it('BYTES with 4-byte length prefixes: the same bytes', () => {
+  it('JSON data with classification', async () => {
+    const mine = await sent(jsonClient, { image: image() }, { outputs: ['logits'], classification: 3 });
+    expect(mine.headerLength).toBeUndefined();
+    expect(mine.headers['content-type']).toBe('application/json');
+    expect(mine.json).toEqual(golden('infer-json-classification.json').json);
+  });
+
+  it('BYTES with 4-byte length prefixes', async () => {
     const x = tensor(
       'string',
       [new Uint8Array([0x61, 0x62]), new Uint8Array([0xff])] as Uint8Array[],
       [1, 2],
     );
-    const enc = encodeInferRequest(
-      { x },
-      { outputs: [{ name: 'y', binary: true }], binaryInputs: true, binaryOutputs: true },
-    );
-    expect(enc.headerLength).toBe(headerLengthOf('infer-bytes.bin'));
-    expect(Buffer.from(enc.body).equals(Buffer.from(fixture('infer-bytes.bin')))).toBe(true);
+    const mine = await sent(client, { x }, { outputs: ['y'] });
+    const theirs = golden('infer-bytes.bin');
+    expect(mine.json).toEqual(theirs.json);
+    expect(Buffer.from(mine.tail).equals(Buffer.from(theirs.tail))).toBe(true);
   });
 });
 
@@ -89,9 +126,9 @@ describe("Triton's protocol documents", () => {
   it('binary request: inputs UINT32 [2,2] and BOOL [3] as 19 bytes after the JSON, output0 asked in binary', () => {
     const input0 = tensor('uint32', [1, 2, 3, 4], [2, 2]);
     const input1 = tensor('bool', [true, false, true]);
-    const enc = encodeInferRequest(
+    const enc = encodeV2Request(
       { input0, input1 },
-      { outputs: [{ name: 'output0', binary: true }], binaryInputs: true, binaryOutputs: true },
+      { outputs: [{ name: 'output0', binary: true }], binaryOutputs: false },
     );
     const { json, tail } = split(enc.body, enc.headerLength!);
     expect(json).toEqual({
@@ -115,7 +152,7 @@ describe("Triton's protocol documents", () => {
     const body = new Uint8Array(header.byteLength + 24);
     body.set(header);
     body.set(new Uint8Array(values.buffer), header.byteLength);
-    const res = decodeInferResponse(body, header.byteLength);
+    const res = readInferResponse(body, String(header.byteLength));
     expect(tensorsEqual(res.outputs.output0!, tensor('float32', values, [3, 2]))).toBe(true);
   });
 
@@ -144,7 +181,7 @@ describe("Triton's protocol documents", () => {
     const body = new Uint8Array(header.byteLength + 8);
     body.set(header);
     body.set(new Uint8Array(new Uint32Array([7, 9]).buffer), header.byteLength);
-    const res = decodeInferResponse(body, header.byteLength);
+    const res = readInferResponse(body, String(header.byteLength));
     expect(res).toMatchObject({ id: '42', modelName: 'mymodel', modelVersion: '3' });
     expect(Array.from(res.outputs.output0!.data as Float32Array).slice(0, 5)).toEqual([1, 1.5, 2, 2.5, 3]);
     expect(Number.isNaN((res.outputs.output0!.data as Float32Array)[5])).toBe(true);
@@ -165,7 +202,7 @@ describe("Triton's protocol documents", () => {
         ],
       }),
     );
-    const rows = parseClassification(decodeInferResponse(body, undefined).outputs.output0!);
+    const rows = parseClassification(readInferResponse(body, null).outputs.output0!);
     expect(rows).toEqual([
       [
         { score: 0.9, index: 1, label: 'cat' },
@@ -186,13 +223,13 @@ describe("Triton's protocol documents", () => {
     );
     const body = new Uint8Array(header.byteLength + 8);
     body.set(header);
-    expect(() => decodeInferResponse(body, header.byteLength)).toThrow(/past the end/);
-    expect(() => decodeInferResponse(body, body.byteLength + 1)).toThrow(/does not fit/);
+    expect(() => readInferResponse(body, String(header.byteLength))).toThrow(/past the end/);
+    expect(() => readInferResponse(body, String(body.byteLength + 1))).toThrow(/past the end/);
     const huge = new TextEncoder().encode(
       JSON.stringify({ outputs: [{ name: 'y', shape: [1e9, 1e9], datatype: 'FP32', data: [1] }] }),
     );
     try {
-      decodeInferResponse(huge, undefined);
+      readInferResponse(huge, null);
       expect.unreachable();
     } catch (err) {
       expect((err as { code?: string }).code).toBe('INTERNAL');
