@@ -120,14 +120,14 @@ function paramValue(p: Record<string, unknown> | undefined): ParameterValue | un
   }
 }
 
-interface OutputMessage {
+export interface OutputMessage {
   name: string;
   datatype: string;
   shape: (string | number)[];
   contents?: Record<string, unknown[]> | null;
 }
 
-interface InferResponseMessage {
+export interface InferResponseMessage {
   model_name: string;
   model_version: string;
   id: string;

@@ -1,7 +1,7 @@
 import { isServeError, tensor, tensorsEqual } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGrpcClient, type GrpcClient } from '../src/grpc.js';
+import { createGrpcClient, decodeGrpcResponse, type GrpcClient } from '../src/grpc.js';
 import { type Servers, startServers } from './servers.js';
 
 let s: Servers;
@@ -56,5 +56,51 @@ describe('ModelStreamInfer', () => {
     const e = await p.catch((err: unknown) => err);
     expect(isServeError(e) && e.code).toBe('CANCELLED');
     await s.slowCalls[before]!.aborted;
+  });
+});
+
+describe('responses', () => {
+  it('reads typed contents as well as raw (servers that answer in contents)', () => {
+    const out = decodeGrpcResponse({
+      model_name: 'm',
+      model_version: '1',
+      id: '',
+      outputs: [
+        {
+          name: 'a',
+          datatype: 'INT64',
+          shape: ['2'],
+          contents: { int64_contents: ['9007199254740993', '-1'] },
+        },
+        {
+          name: 's',
+          datatype: 'BYTES',
+          shape: ['1', '1'],
+          contents: { bytes_contents: [Buffer.from('hi')] },
+        },
+        { name: 'f', datatype: 'FP32', shape: ['2'], contents: { fp32_contents: [0.5, 2] } },
+      ],
+      raw_output_contents: [],
+    });
+    expect(Array.from(out.a!.data as BigInt64Array)).toEqual([9007199254740993n, -1n]);
+    expect(new TextDecoder().decode((out.s!.data as Uint8Array[])[0])).toBe('hi');
+    expect(out.s!.dims).toEqual([1, 1]);
+    expect(Array.from(out.f!.data as Float32Array)).toEqual([0.5, 2]);
+  });
+
+  it('refuses contents that do not match the shape, as INTERNAL', () => {
+    let err: unknown;
+    try {
+      decodeGrpcResponse({
+        model_name: 'm',
+        model_version: '1',
+        id: '',
+        outputs: [{ name: 'f', datatype: 'FP32', shape: ['3'], contents: { fp32_contents: [1] } }],
+        raw_output_contents: [],
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(isServeError(err) && err.code).toBe('INTERNAL');
   });
 });
