@@ -1,4 +1,4 @@
-import { unavailable } from '@mlserve/core';
+import { isModuleNotFound, notInstalled } from '@mlserve/core';
 import type { Client } from './client.js';
 import { createHttpClient } from './http.js';
 import { lazyClient } from './lazy.js';
@@ -34,9 +34,14 @@ export function createClient(options: ClientOptions): Client {
       try {
         mod = (await import(entry)) as typeof import('./grpc.js');
       } catch (err) {
-        throw unavailable(
-          'the gRPC transport needs @grpc/grpc-js and @grpc/proto-loader: npm install @grpc/grpc-js @grpc/proto-loader',
-          { cause: err },
+        const missing = ['@grpc/grpc-js', '@grpc/proto-loader'].find((pkg) => isModuleNotFound(err, pkg));
+        throw notInstalled(
+          missing ?? '@grpc/grpc-js',
+          {
+            neededBy: "createClient({ transport: 'grpc' })",
+            install: 'npm install @grpc/grpc-js @grpc/proto-loader',
+          },
+          err,
         );
       }
       return mod.createGrpcClient(options);
