@@ -63,8 +63,8 @@ const CODE_OF_GRPC: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.FAILED_PRECONDITION]: 'INVALID_ARGUMENT',
   [grpc.status.OUT_OF_RANGE]: 'INVALID_ARGUMENT',
   [grpc.status.ALREADY_EXISTS]: 'INVALID_ARGUMENT',
-  [grpc.status.UNAUTHENTICATED]: 'INVALID_ARGUMENT',
-  [grpc.status.PERMISSION_DENIED]: 'INVALID_ARGUMENT',
+  [grpc.status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
+  [grpc.status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
   [grpc.status.ABORTED]: 'UNAVAILABLE',
 };
 
@@ -87,7 +87,6 @@ export function errorFromStatus(err: Partial<grpc.ServiceError>): ServeError {
     ...(Number.isFinite(hint) && hint >= 0 && meta?.get('retry-after-ms').length
       ? { retryAfterMs: hint }
       : {}),
-    ...(err.code === grpc.status.UNAUTHENTICATED ? { status: 401 } : {}),
   });
 }
 

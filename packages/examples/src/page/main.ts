@@ -4,7 +4,8 @@
  * `@mlserve/backend-onnx/web`, one on the server through the KServe V2 API. Bundled by `buildPage()`.
  */
 import { loadOnnxModel } from '@mlserve/backend-onnx/web';
-import type { Model } from '@mlserve/core';
+import { createClient } from '@mlserve/client';
+import { type Model, tensor } from '@mlserve/core';
 import * as ort from 'onnxruntime-web';
 import { argmax, inkFromRgba, SIZE, softmax, toMnist } from './preprocess.js';
 
@@ -121,18 +122,16 @@ async function inBrowser(pixels: Float32Array): Promise<Float32Array> {
   return logits!.data as Float32Array;
 }
 
+/** This page's server, through @mlserve/client (binary tensors: the server lists the extension). */
+const server = createClient({ url: '/', timeoutMs: 10_000 });
+
 /** The server's answer: a KServe V2 request with the same 784 floats. */
 async function onServer(pixels: Float32Array): Promise<Float32Array> {
-  const res = await fetch('/v2/models/mnist/infer', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, SIZE, SIZE], data: Array.from(pixels) }],
-    }),
+  const { logits } = await server.infer('mnist', {
+    image: tensor('float32', pixels.slice(), [1, 1, SIZE, SIZE]),
   });
-  const body = (await res.json()) as { outputs?: Array<{ name: string; data: number[] }>; error?: string };
-  if (!res.ok || !body.outputs) throw new Error(body.error ?? `HTTP ${res.status}`);
-  return Float32Array.from(body.outputs.find((o) => o.name === 'logits')?.data ?? []);
+  if (!logits) throw new Error('the server sent no logits');
+  return logits.data as Float32Array;
 }
 
 async function timed<T>(f: () => Promise<T>): Promise<{ value?: T; error?: unknown; ms: number }> {
