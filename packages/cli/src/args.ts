@@ -37,6 +37,19 @@ export interface ServeOptions {
    * are reset). Default 0.
    */
   shutdownDelayMs?: number;
+  /**
+   * Server processes sharing the ports (node:cluster); `'auto'`: the CPUs this server may use, the
+   * cgroup quota included. Default 1 (no cluster).
+   */
+  processes?: number | 'auto';
+  /** Also serve `/metrics` (every process aggregated) on this port. Turns `metrics` on. */
+  metricsPort?: number;
+  /** Keep every model's response cache (config.json "cache") in this Redis (`redis://host:6379/0`). */
+  cacheRedis?: string;
+  /** Per-command Redis timeout for the cache, ms (a slow lookup is a miss). Default 50. */
+  cacheRedisTimeoutMs?: number;
+  /** Key prefix in Redis. Default `mlserve:cache:`. */
+  cacheRedisPrefix?: string;
 }
 
 /** A command-line mistake: printed with a hint, exit status 2. */
@@ -86,6 +99,16 @@ Options:
                           listener closes, so a load balancer stops sending first (e.g. 5s behind
                           Kubernetes; default 0). Connections the kernel queued but the server had
                           not accepted when the listener closes are reset by the OS.
+  --processes N|auto      Serve from N processes sharing the ports (HTTP and gRPC), each with
+                          its own models; auto: one per CPU this server may use (a container's
+                          CPU quota included). /metrics aggregates them; readiness waits for all;
+                          a process that dies is replaced (default 1).
+  --metrics-port N        Also serve /metrics (all processes aggregated) on port N; implies
+                          --metrics.
+  --cache-redis URL       Keep the response cache of every model whose config.json has "cache"
+                          in Redis (redis://host:6379/0), shared by every process and replica.
+  --cache-redis-timeout T Longest a cache lookup may take before it counts as a miss (default 50ms).
+  --cache-redis-prefix P  Key prefix in Redis (default mlserve:cache:).
   -h, --help              Show this help.
   -v, --version           Print the version.
 
@@ -173,6 +196,35 @@ export function parseCommandLine(argv: readonly string[]): Command {
     options.grpcPort = grpcPort;
   }
   if (values.workers !== undefined) options.workers = integer(values.workers, '--workers', 0);
+  if (values.processes !== undefined) {
+    options.processes = values.processes === 'auto' ? 'auto' : integer(values.processes, '--processes', 1);
+  }
+  if (values['metrics-port'] !== undefined) {
+    const metricsPort = integer(values['metrics-port'], '--metrics-port', 0);
+    if (metricsPort > 65535)
+      throw new UsageError(`--metrics-port must be at most 65535 (got ${metricsPort})`);
+    if (metricsPort !== 0 && (metricsPort === port || metricsPort === options.grpcPort))
+      throw new UsageError('--metrics-port must differ from --port and --grpc-port');
+    options.metricsPort = metricsPort;
+    options.metrics = true;
+  }
+  if (values['cache-redis'] !== undefined) {
+    if (!/^rediss?:\/\//.test(values['cache-redis']))
+      throw new UsageError(
+        `--cache-redis must be a redis:// or rediss:// URL (got "${values['cache-redis']}")`,
+      );
+    options.cacheRedis = values['cache-redis'];
+  }
+  if (values['cache-redis-timeout'] !== undefined) {
+    options.cacheRedisTimeoutMs = parseDuration(values['cache-redis-timeout'], '--cache-redis-timeout');
+    if (options.cacheRedisTimeoutMs <= 0) throw new UsageError('--cache-redis-timeout must be more than 0');
+  }
+  if (values['cache-redis-prefix'] !== undefined) options.cacheRedisPrefix = values['cache-redis-prefix'];
+  if (
+    (options.cacheRedisTimeoutMs !== undefined || options.cacheRedisPrefix !== undefined) &&
+    !options.cacheRedis
+  )
+    throw new UsageError('--cache-redis-timeout and --cache-redis-prefix need --cache-redis URL');
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }
@@ -192,6 +244,11 @@ const OPTIONS = {
   management: { type: 'boolean' },
   'no-warmup': { type: 'boolean' },
   'shutdown-delay': { type: 'string' },
+  processes: { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'cache-redis': { type: 'string' },
+  'cache-redis-timeout': { type: 'string' },
+  'cache-redis-prefix': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;

@@ -1,6 +1,15 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { HELP, parseCommandLine, UsageError } from './args.js';
+import {
+  autoProcesses,
+  isClusterWorker,
+  runClusterWorker,
+  startClusterPrimary,
+  startMetricsPort,
+} from './cluster.js';
+import { exitWithParent } from './parent.js';
 import { serve } from './serve.js';
 
 function version(): string {
@@ -34,9 +43,20 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
     process.stdout.write(`${version()}\n`);
     return 0;
   }
+  const options = command.options;
+  if (isClusterWorker()) {
+    await runClusterWorker(options);
+    return undefined;
+  }
+  const processes = options.processes === 'auto' ? autoProcesses() : (options.processes ?? 1);
+  if (processes > 1 && cluster.isPrimary) {
+    const primary = startClusterPrimary(options, processes);
+    exitWithParent(() => primary.shutdown());
+    return primary.done;
+  }
   let server: Awaited<ReturnType<typeof serve>>;
   try {
-    server = await serve(command.options);
+    server = await serve(options);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`mlserve: ${message}\n`);
@@ -62,6 +82,12 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (options.metricsPort !== undefined && server.metrics) {
+    startMetricsPort(server.metrics, options.host, options.metricsPort, (line) =>
+      process.stderr.write(`${line}\n`),
+    ).unref();
+  }
+  exitWithParent(() => onSignal('SIGTERM'));
   return undefined;
 }
 

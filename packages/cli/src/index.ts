@@ -1,2 +1,5 @@
 export * from './args.js';
+export * from './cluster.js';
+export * from './cpus.js';
+export * from './parent.js';
 export * from './serve.js';

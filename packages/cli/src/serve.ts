@@ -15,6 +15,7 @@ import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
+import { redisCaches } from './redis-cache.js';
 
 /** Where `serve` writes: stdout for what a person reads, stderr for logs. */
 export interface Output {
@@ -27,6 +28,20 @@ const defaultOutput: Output = {
   err: (line) => process.stderr.write(`${line}\n`),
 };
 
+/** A `/metrics` source: a prom-client `Registry` fits as it is. */
+export interface MetricsSource {
+  contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** How `mlserve serve --processes` plugs a worker process into the cluster (see cluster.ts). */
+export interface ServeHooks {
+  /** Readiness is also gated on this (every process ready). */
+  ready?: () => boolean;
+  /** The `/metrics` route's source, given this process's registry (default: that registry). */
+  metrics?: (local: Registry) => MetricsSource;
+}
+
 /** A running server. */
 export interface RunningServer {
   /** The base URL, e.g. `http://127.0.0.1:8000`. */
@@ -35,6 +50,8 @@ export interface RunningServer {
   app: FastifyInstance;
   /** With `grpcPort`: the gRPC address, e.g. `127.0.0.1:8001`, and its server. */
   grpc?: { address: string; serving: GrpcServing };
+  /** With `metrics`: this process's Prometheus registry. */
+  metrics?: Registry;
   /** Resolves once the first scan of the repository has loaded (or failed) every model. */
   loaded: Promise<void>;
   /**
@@ -51,9 +68,10 @@ export interface RunningServer {
 class ServingRegistry extends ModelRegistry {
   started = false;
   stopping = false;
+  gate?: () => boolean;
   override isReady(name?: string, version?: string): boolean {
     if (this.stopping) return false;
-    if (name === undefined && !this.started) return false;
+    if (name === undefined && (!this.started || (this.gate && !this.gate()))) return false;
     return super.isReady(name, version);
   }
 }
@@ -111,7 +129,11 @@ function sampleRequest(meta: ModelMetadata, sample: Tensors | undefined): string
  * await server.close();
  * ```
  */
-export async function serve(options: ServeOptions, output: Output = defaultOutput): Promise<RunningServer> {
+export async function serve(
+  options: ServeOptions,
+  output: Output = defaultOutput,
+  hooks: ServeHooks = {},
+): Promise<RunningServer> {
   const dir = resolve(options.modelRepository);
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory())
@@ -121,7 +143,17 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     if (options.logLevel !== 'silent') output.out(line);
   };
 
+  const caches = redisCaches(
+    {
+      ...(options.cacheRedis !== undefined && { url: options.cacheRedis }),
+      ...(options.cacheRedisTimeoutMs !== undefined && { timeoutMs: options.cacheRedisTimeoutMs }),
+      ...(options.cacheRedisPrefix !== undefined && { prefix: options.cacheRedisPrefix }),
+    },
+    (line) => log.warn?.(line),
+  );
+  await caches.ready();
   const registry = new ServingRegistry();
+  if (hooks.ready) registry.gate = hooks.ready;
   const prom = options.metrics ? new Registry() : undefined;
   if (prom) collectDefaultMetrics({ register: prom, prefix: 'mlserve_process_' });
   const repository = new Repository(dir, {
@@ -129,6 +161,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
     logger: log,
     ...(options.workers !== undefined && { workers: options.workers }),
     warmup: !options.noWarmup,
+    cacheStore: caches.cacheStore,
     ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
     // Outermost on every version: request counts, latencies, queue/compute time, batch sizes, cache hits.
     ...(prom && { middleware: () => [metrics({ registry: prom, prefix: 'mlserve_' })] }),
@@ -150,7 +183,7 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
   await app.register(mlservePlugin, {
     registry,
     management,
-    ...(prom && { metrics: prom }),
+    ...(prom && { metrics: hooks.metrics ? hooks.metrics(prom) : prom }),
     serverName: 'mlserve',
   });
   await app.listen({ port: options.port, host: options.host });
@@ -214,11 +247,12 @@ export async function serve(options: ServeOptions, output: Output = defaultOutpu
       }
       await repository.close();
       await loaded.catch(() => undefined);
+      await caches.close();
       await Promise.all(requestFiles.map((f) => rm(f, { force: true })));
     })();
     return closing;
   };
-  return { url, repository, app, ...(grpc && { grpc }), loaded, close };
+  return { url, repository, app, ...(grpc && { grpc }), ...(prom && { metrics: prom }), loaded, close };
 }
 
 /** Prints a version's progress; warmup steps only once a load has taken over a second. */

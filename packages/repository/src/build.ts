@@ -14,7 +14,7 @@ import {
   validation,
   wrap,
 } from '@mlserve/core';
-import type { ModelConfig } from './config.js';
+import type { CacheRedisConfig, ModelConfig } from './config.js';
 import { defaultServing, rowsIndependent } from './defaults.js';
 import { defaultLoaders, importOptional, type Loaders, middlewareFactory } from './loaders.js';
 import { isInside } from './paths.js';
@@ -44,6 +44,8 @@ export interface BuildContext {
   info?: (message: string, fields: Record<string, unknown>) => void;
   /** False turns warmup off everywhere. */
   warmup?: boolean;
+  /** The response cache's store for a model (see `RepositoryOptions.cacheStore`). */
+  cacheStore?: (name: string, redis: CacheRedisConfig | undefined) => object | undefined;
   /** Stops warmups (the repository is closing). */
   signal?: AbortSignal;
   /** Warmup progress: once when warmup starts (no `progress`), then after each step. */
@@ -169,7 +171,19 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
         validation(config.validation.maxBatchSize ? { maxBatchSize: config.validation.maxBatchSize } : {}),
       );
     }
-    if (cache) layers.push(cache(config.cache!));
+    if (cache) {
+      let cacheOptions = config.cache!;
+      const store = ctx.cacheStore?.(name, config.cacheRedis);
+      if (store) {
+        const { max: _max, maxSize: _maxSize, ...rest } = cacheOptions;
+        cacheOptions = { ttlMs: 600_000, ...rest, store };
+      } else if (config.cacheRedis) {
+        throw invalidArgument(
+          `${name}/config.json: cache.redis needs a server that connects to Redis (mlserve serve does)`,
+        );
+      }
+      layers.push(cache(cacheOptions));
+    }
     // The batcher never merges requests that carry sequence parameters (each runs alone).
     if (batcher) layers.push(batcher(batchingOptions!));
     if (placedByDefault) {

@@ -83,6 +83,16 @@ export interface WorkersConfig {
 }
 
 /** A model's `config.json`, validated and with defaults filled in. */
+/** `cache.redis` in config.json: a URL, or the URL with the store's timeout and key prefix. */
+export interface CacheRedisConfig {
+  /** `redis://host:6379/0` (or `rediss://`). */
+  url: string;
+  /** Longest a lookup may take before it is a miss, ms (default 50). */
+  timeoutMs?: number;
+  /** Key prefix (default `mlserve:cache:`). */
+  prefix?: string;
+}
+
 export interface ModelConfig {
   /** Free text for people reading the repository. */
   description?: string;
@@ -105,6 +115,8 @@ export interface ModelConfig {
   batchingByDefault?: boolean;
   /** Options of `@mlserve/cache`'s responseCache, or undefined when caching is off. */
   cache?: Record<string, unknown>;
+  /** `cache.redis`: keep this model's response cache in Redis (the server makes the client). */
+  cacheRedis?: CacheRedisConfig;
   /** Worker pool settings, or undefined to run in the main thread (or where the default puts it). */
   workers?: WorkersConfig;
   /**
@@ -246,6 +258,25 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   if (cache) {
     for (const key of ['max', 'maxSize', 'ttlMs'] as const) {
       if (cache[key] !== undefined) posInt(cache[key], `cache.${key}`);
+    }
+    if (cache.redis !== undefined) {
+      const r = typeof cache.redis === 'string' ? { url: cache.redis } : cache.redis;
+      if (!isObject(r) || typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url)) {
+        throw fail(
+          'cache.redis',
+          'must be a redis:// URL or { "url": "redis://...", "timeoutMs": 50, "prefix": "..." }',
+        );
+      }
+      for (const key of Object.keys(r)) {
+        if (!['url', 'timeoutMs', 'prefix'].includes(key)) {
+          throw fail(`cache.redis.${key}`, 'is not a known field (known: url, timeoutMs, prefix)');
+        }
+      }
+      if (r.timeoutMs !== undefined) posInt(r.timeoutMs, 'cache.redis.timeoutMs');
+      if (r.prefix !== undefined && typeof r.prefix !== 'string')
+        throw fail('cache.redis.prefix', 'must be a string');
+      config.cacheRedis = r as unknown as CacheRedisConfig;
+      delete cache.redis;
     }
     if (cache.max === undefined && cache.maxSize === undefined) cache.max = 10_000;
     config.cache = cache;

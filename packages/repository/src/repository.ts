@@ -13,7 +13,7 @@ import {
   wrap,
 } from '@mlserve/core';
 import { buildPipeline } from './build.js';
-import type { ModelConfig } from './config.js';
+import type { CacheRedisConfig, ModelConfig } from './config.js';
 import { type ModelState, newModelState, VersionLifecycle, type VersionRecord } from './lifecycle.js';
 import type { Loaders } from './loaders.js';
 import { assertSafeName, resolveInside } from './paths.js';
@@ -68,6 +68,13 @@ export interface RepositoryOptions {
   loadConcurrency?: number;
   /** Turn warmup off everywhere (default: on, as each config says). */
   warmup?: boolean;
+  /**
+   * The store of a model's response cache (a `@mlserve/cache` `CacheStore`, e.g. `redisStore`), given
+   * its config.json `cache.redis` (undefined when absent); undefined keeps the in-process store.
+   * With a store, `max`/`maxSize` are dropped (the store bounds itself) and `ttlMs` defaults to
+   * 10 minutes. `mlserve serve --cache-redis` sets it.
+   */
+  cacheStore?: (name: string, redis: CacheRedisConfig | undefined) => object | undefined;
 }
 
 /**
@@ -157,6 +164,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
               ...(options.workers !== undefined && { workers: options.workers }),
               ...(options.cpus !== undefined && { cpus: options.cpus }),
               ...(options.warmup !== undefined && { warmup: options.warmup }),
+              ...(options.cacheStore && { cacheStore: options.cacheStore }),
               onWarmup: (backend, progress) =>
                 this.#emitVersion({
                   name,

@@ -1,0 +1,338 @@
+/**
+ * `mlserve serve --processes N`: the built CLI as a child process (node:cluster forks dist/cli.js),
+ * real HTTP on loopback, real models; and the npx orphan fix. `npm test` builds first; alone, run
+ * `npx turbo run build --filter=@mlserve/cli...`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mnistHoldout, modelPath } from '@mlserve/test-utils';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cpuLimit, processBudget } from '../src/index.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+interface Running {
+  child: ChildProcess;
+  stderr: () => string;
+  waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray>;
+  exited: Promise<number | null>;
+}
+
+const children: ChildProcess[] = [];
+const pids: number[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const pid of pids.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+});
+
+function run(command: string, args: string[], options: { cwd?: string } = {}): Running {
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env },
+    ...(options.cwd && { cwd: options.cwd }),
+  });
+  children.push(child);
+  let out = '';
+  let err = '';
+  const waiters: (() => void)[] = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  child.stdout!.on('data', (d) => {
+    out += d;
+    wake();
+  });
+  child.stderr!.on('data', (d) => {
+    err += d;
+    wake();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const waitFor = (re: RegExp, ms = 90_000) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${re}\nstdout:\n${out}\nstderr:\n${err}`)),
+        ms,
+      );
+      const check = () => {
+        const m = re.exec(out) ?? re.exec(err);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+        } else if (child.exitCode !== null) {
+          clearTimeout(timer);
+          reject(new Error(`exited ${child.exitCode} before ${re}\nstdout:\n${out}\nstderr:\n${err}`));
+        } else waiters.push(check);
+      };
+      child.on('exit', check);
+      check();
+    });
+  return { child, stderr: () => err, waitFor, exited };
+}
+
+/** Direct children of a process, from /proc. */
+function childPids(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) found.push(Number(entry));
+    } catch {}
+  }
+  return found;
+}
+
+/** Running (a zombie waiting to be reaped counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined> | T | undefined,
+  ms = 60_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// A connection the primary hands to a process at the moment it dies is lost with it (node:cluster's
+// round robin); a client timeout covers it, as a load balancer's does.
+const status = (url: string) =>
+  fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+    (r) => r.status,
+    () => 0,
+  );
+
+function digitRequest(i: number) {
+  return JSON.stringify({
+    inputs: [
+      { name: 'image', shape: [1, 1, 28, 28], datatype: 'FP32', data: Array.from(mnistHoldout().image(i)) },
+    ],
+  });
+}
+
+async function infer(url: string, i: number): Promise<number> {
+  // A new connection per request: the cluster's round robin spreads connections.
+  const res = await fetch(`${url}/v2/models/mnist/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', connection: 'close' },
+    body: digitRequest(i),
+    signal: AbortSignal.timeout(20_000),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+function metricValue(text: string, line: RegExp): number {
+  const m = line.exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+let repo: string;
+beforeAll(async () => {
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run npx turbo run build --filter=@mlserve/cli...`);
+  repo = await mkdtemp(join(tmpdir(), 'mlserve-cluster-'));
+  await mkdir(join(repo, 'mnist', '1'), { recursive: true });
+  await copyFile(modelPath('mnist-cnn.onnx'), join(repo, 'mnist', '1', 'model.onnx'));
+  await writeFile(join(repo, 'mnist', 'config.json'), JSON.stringify({ warmup: false }));
+});
+afterAll(async () => {
+  await rm(repo, { recursive: true, force: true });
+});
+
+describe('cpuLimit and the thread budget', () => {
+  it('reads the cgroup v2 quota along the process cgroup path, the tightest one winning', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mlserve-cgroup-'));
+    try {
+      await mkdir(join(root, 'kubepods', 'pod1'), { recursive: true });
+      await writeFile(join(root, 'cpu.max'), 'max 100000\n');
+      await writeFile(join(root, 'kubepods', 'cpu.max'), '300000 100000\n');
+      await writeFile(join(root, 'kubepods', 'pod1', 'cpu.max'), '150000 100000\n');
+      const limit = cpuLimit({ cgroupRoot: root, procSelfCgroup: '0::/kubepods/pod1\n', parallelism: 8 });
+      expect(limit).toEqual({ cpus: 1, quota: 1.5, parallelism: 8 });
+      // No quota: the scheduler's CPUs.
+      expect(cpuLimit({ cgroupRoot: join(root, 'none'), procSelfCgroup: '0::/\n', parallelism: 6 })).toEqual({
+        cpus: 6,
+        parallelism: 6,
+      });
+      // A quota above the CPU set does not add CPUs.
+      await writeFile(join(root, 'cpu.max'), '1600000 100000\n');
+      expect(cpuLimit({ cgroupRoot: root, procSelfCgroup: '0::/\n', parallelism: 4 }).cpus).toBe(4);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('reads cgroup v1 cfs quota', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mlserve-cgroup-'));
+    try {
+      await mkdir(join(root, 'cpu'), { recursive: true });
+      await writeFile(join(root, 'cpu', 'cpu.cfs_quota_us'), '200000\n');
+      await writeFile(join(root, 'cpu', 'cpu.cfs_period_us'), '100000\n');
+      expect(cpuLimit({ cgroupRoot: root, procSelfCgroup: '', parallelism: 16 }).cpus).toBe(2);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('splits the CPUs between processes and warns when the threads outnumber them', () => {
+    expect(processBudget({ workers: 0 }, 2, 8)).toEqual({ intraOpThreads: 4 });
+    expect(processBudget({ workers: 0 }, 4, 2)).toMatchObject({ intraOpThreads: 1 });
+    expect(processBudget({ workers: 0 }, 4, 2).warning).toMatch(/4 threads on 2 CPU/);
+    expect(processBudget({ workers: 2, intraOpThreads: 2 }, 2, 8)).toEqual({ intraOpThreads: 2 });
+    expect(processBudget({ workers: 2, intraOpThreads: 2 }, 2, 4).warning).toMatch(/8 threads on 4 CPU/);
+  });
+});
+
+describe('mlserve serve --processes', () => {
+  it('shares the port; /metrics aggregates every process; readiness waits for all; a killed process is replaced and counted; SIGTERM drains all', async () => {
+    const r = run(process.execPath, [
+      CLI,
+      'serve',
+      '--model-repository',
+      repo,
+      '--port',
+      '0',
+      '--processes',
+      '2',
+      '--metrics',
+      '--poll-interval',
+      '0',
+    ]);
+    const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    await until('ready', async () => ((await status(`${url}/v2/health/ready`)) === 200 ? true : undefined));
+    const workers = childPids(r.child.pid!);
+    expect(workers).toHaveLength(2);
+    pids.push(...workers);
+
+    // 40 requests, one connection each: both processes serve, and /metrics counts all of them.
+    const statuses = await Promise.all(Array.from({ length: 40 }, (_, i) => infer(url!, i)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metricValue(metrics, /^nv_inference_request_success\{model="mnist",version="1"\} (\d+)/m)).toBe(
+      40,
+    );
+    expect(metricValue(metrics, /^mlserve_cluster_processes\{state="ready"\} (\d+)/m)).toBe(2);
+    expect(metricValue(metrics, /^mlserve_cluster_process_restarts_total (\d+)/m)).toBe(0);
+    // Each process answered some: their CPU time is in the aggregate, and each model loaded once per process.
+    expect(metricValue(metrics, /^mlserve_model_versions\{model="mnist",state="ready"\} (\d+)/m)).toBe(2);
+
+    // kill -9 one process: readiness drops until its replacement has loaded, requests keep working.
+    process.kill(workers[0]!, 'SIGKILL');
+    await until('not ready', async () =>
+      (await status(`${url}/v2/health/ready`)) === 503 ? true : undefined,
+    );
+    expect(await infer(url!, 1)).toBe(200);
+    await until('ready again', async () =>
+      (await status(`${url}/v2/health/ready`)) === 200 ? true : undefined,
+    );
+    const replaced = childPids(r.child.pid!);
+    pids.push(...replaced);
+    expect(replaced).toHaveLength(2);
+    expect(replaced).not.toContain(workers[0]);
+    expect(r.stderr()).toMatch(new RegExp(`process ${workers[0]} exited \\(SIGKILL\\); replacing it`));
+    const after = await (await fetch(`${url}/metrics`)).text();
+    expect(metricValue(after, /^mlserve_cluster_process_restarts_total (\d+)/m)).toBe(1);
+
+    // SIGTERM to the primary: every process drains, requests in flight finish, exit 0.
+    const inFlight = Array.from({ length: 20 }, (_, i) => infer(url!, i));
+    await new Promise((res) => setTimeout(res, 20));
+    r.child.kill('SIGTERM');
+    const late = await Promise.allSettled(inFlight);
+    // Every request the server accepted was answered 200; connections it never accepted are refused.
+    for (const s of late) if (s.status === 'fulfilled') expect(s.value).toBe(200);
+    expect(await r.exited).toBe(0);
+    for (const pid of replaced) expect(alive(pid)).toBe(false);
+  }, 120_000);
+
+  it('--processes auto starts one per CPU this server may use', async () => {
+    const r = run(process.execPath, [
+      CLI,
+      'serve',
+      '--model-repository',
+      repo,
+      '--port',
+      '0',
+      '--processes',
+      'auto',
+      '--poll-interval',
+      '0',
+    ]);
+    const cpus = cpuLimit().cpus;
+    if (cpus === 1) {
+      // One CPU: no cluster at all.
+      await r.waitFor(/listening on/);
+      expect(r.stderr()).not.toMatch(/processes on/);
+    } else {
+      const [, n] = await r.waitFor(/mlserve: (\d+) processes on (\d+) CPU/);
+      expect(Number(n)).toBe(cpus);
+      await r.waitFor(/listening on/);
+    }
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  }, 90_000);
+});
+
+describe('under npx', () => {
+  it('kill -TERM on the npx process stops the server (it used to stay running, orphaned)', async () => {
+    // A project with mlserve installed: npx finds node_modules/.bin/mlserve and runs it through sh -c.
+    const project = await mkdtemp(join(tmpdir(), 'mlserve-npx-'));
+    try {
+      await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'npx-test', version: '1.0.0' }));
+      await mkdir(join(project, 'node_modules', '.bin'), { recursive: true });
+      await symlink(CLI, join(project, 'node_modules', '.bin', 'mlserve'));
+      const r = run(
+        'npx',
+        [
+          '--no-install',
+          'mlserve',
+          'serve',
+          '--model-repository',
+          repo,
+          '--port',
+          '0',
+          '--poll-interval',
+          '0',
+        ],
+        { cwd: project },
+      );
+      const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      await until('ready', async () => ((await status(`${url}/v2/health/ready`)) === 200 ? true : undefined));
+      // npx -> sh -c -> node: find the server process.
+      const descendants = (pid: number): number[] => childPids(pid).flatMap((c) => [c, ...descendants(c)]);
+      const tree = descendants(r.child.pid!);
+      pids.push(...tree);
+      const server = tree.find((pid) =>
+        /(^|\/)node$/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? ''),
+      );
+      expect(server).toBeDefined();
+      r.child.kill('SIGTERM');
+      await r.exited;
+      await until('server gone', () => (alive(server!) ? undefined : true), 30_000);
+      expect(await status(`${url}/v2/health/live`)).toBe(0);
+    } finally {
+      await rm(project, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
