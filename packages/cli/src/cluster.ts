@@ -4,8 +4,8 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 
 type metric = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number];
 
+import { cpuBudget } from '@mlserve/repository';
 import type { ServeOptions } from './args.js';
-import { cpuLimit } from './cpus.js';
 import { type MetricsSource, type RunningServer, type ServeHooks, serve } from './serve.js';
 
 /**
@@ -30,7 +30,6 @@ import { type MetricsSource, type RunningServer, type ServeHooks, serve } from '
 interface WorkerEnv {
   index: number;
   processes: number;
-  intraOpThreads?: number;
 }
 
 const ENV = 'MLSERVE_CLUSTER_WORKER';
@@ -54,31 +53,42 @@ export function isClusterWorker(): boolean {
   return cluster.isWorker && process.env[ENV] !== undefined;
 }
 
-/** How many processes `--processes auto` starts here: the CPUs this server may use ({@link cpuLimit}). */
+/**
+ * How many processes `--processes auto` starts here: the CPUs this server may use (`cpuBudget()` of
+ * @mlserve/repository: the CPU set lowered to the cgroup quota, so `docker run --cpus 1` is 1).
+ */
 export function autoProcesses(): number {
-  return cpuLimit().cpus;
+  return cpuBudget();
 }
 
 /**
- * The thread budget: processes x worker threads x intra-op threads within the CPUs the server may
- * use. Each process gets `floor(cpus / processes)` CPUs (at least 1); an in-thread model's
- * onnxruntime runs that many intra-op threads (at most 4) unless `--intra-op-threads` says
- * otherwise. Returns a warning when the options ask for more threads than CPUs.
+ * The thread budget across processes: each process gets `floor(cpus / processes)` CPUs (at least 1)
+ * as its own budget (`MLSERVE_CPUS` in its environment, which `cpuBudget()` and the repository's
+ * `defaultServing()` read), so processes x worker threads x intra-op threads stay within the CPUs
+ * the server may use. Returns a warning when the processes, or threads set explicitly with
+ * `--workers` / `--intra-op-threads`, outnumber the CPUs.
+ *
+ * @example
+ * ```ts
+ * import { processBudget } from '@mlserve/cli';
+ * processBudget({ workers: 0 }, 2, 8); // { cpusPerProcess: 4 }
+ * ```
  */
 export function processBudget(
   options: Pick<ServeOptions, 'workers' | 'intraOpThreads'>,
   processes: number,
   cpus: number,
-): { intraOpThreads: number; warning?: string } {
-  const share = Math.max(1, Math.floor(cpus / processes));
-  const intraOpThreads = options.intraOpThreads ?? Math.min(4, share);
-  const threads = processes * Math.max(1, options.workers) * intraOpThreads;
-  return {
-    intraOpThreads,
-    ...(threads > cpus && {
-      warning: `${processes} process(es) x ${Math.max(1, options.workers)} model thread(s) x ${intraOpThreads} intra-op thread(s) = ${threads} threads on ${cpus} CPU(s): they will compete`,
-    }),
-  };
+): { cpusPerProcess: number; warning?: string } {
+  const cpusPerProcess = Math.max(1, Math.floor(cpus / processes));
+  let warning: string | undefined;
+  if (processes > cpus) warning = `${processes} processes on ${cpus} CPU(s): they will compete`;
+  else if (options.workers !== undefined && options.intraOpThreads !== undefined) {
+    const threads = processes * Math.max(1, options.workers) * options.intraOpThreads;
+    if (threads > cpus) {
+      warning = `${processes} process(es) x ${Math.max(1, options.workers)} model thread(s) x ${options.intraOpThreads} intra-op thread(s) = ${threads} threads on ${cpus} CPU(s): they will compete`;
+    }
+  }
+  return { cpusPerProcess, ...(warning && { warning }) };
 }
 
 /** The running primary, for tests and the CLI. */
@@ -109,8 +119,8 @@ export function startClusterPrimary(
   processes: number,
   err: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): ClusterPrimary {
-  const limit = cpuLimit();
-  const budget = processBudget(options, processes, limit.cpus);
+  const cpus = cpuBudget();
+  const budget = processBudget(options, processes, cpus);
 
   const prom = new Registry();
   const restarts = new Counter({
@@ -192,12 +202,8 @@ export function startClusterPrimary(
   }
 
   const fork = (slot: number) => {
-    const env: WorkerEnv = {
-      index: slot,
-      processes,
-      ...(options.intraOpThreads === undefined && { intraOpThreads: budget.intraOpThreads }),
-    };
-    const worker = cluster.fork({ [ENV]: JSON.stringify(env) });
+    const env: WorkerEnv = { index: slot, processes };
+    const worker = cluster.fork({ [ENV]: JSON.stringify(env), MLSERVE_CPUS: String(budget.cpusPerProcess) });
     const startedAt = Date.now();
     slots.set(slot, { worker, ready: false, startedAt });
     updateReadiness();
@@ -294,9 +300,7 @@ export function startClusterPrimary(
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  err(
-    `mlserve: ${processes} processes on ${limit.cpus} CPU(s)${limit.quota !== undefined ? ` (cgroup quota ${limit.quota})` : ''}, ${budget.intraOpThreads} intra-op thread(s) each`,
-  );
+  err(`mlserve: ${processes} processes on ${cpus} CPU(s), a budget of ${budget.cpusPerProcess} CPU(s) each`);
   if (budget.warning) err(`mlserve: warning: ${budget.warning}`);
   for (let i = 0; i < processes; i++) fork(i);
   return { done, shutdown };
@@ -351,10 +355,7 @@ export async function runClusterWorker(options: ServeOptions): Promise<void> {
   });
 
   const quiet = index > 0;
-  const workerOptions: ServeOptions = {
-    ...options,
-    ...(env.intraOpThreads !== undefined && { intraOpThreads: env.intraOpThreads }),
-  };
+  const workerOptions: ServeOptions = { ...options };
   delete workerOptions.metricsPort;
   let server: RunningServer | undefined;
   let stopping: Promise<void> | undefined;

@@ -1,5 +1,4 @@
 export * from './args.js';
 export * from './cluster.js';
-export * from './cpus.js';
 export * from './parent.js';
 export * from './serve.js';

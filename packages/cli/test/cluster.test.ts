@@ -9,9 +9,10 @@ import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuBudget } from '@mlserve/repository';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cpuLimit, processBudget } from '../src/index.js';
+import { processBudget } from '../src/index.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -161,46 +162,13 @@ afterAll(async () => {
   await rm(repo, { recursive: true, force: true });
 });
 
-describe('cpuLimit and the thread budget', () => {
-  it('reads the cgroup v2 quota along the process cgroup path, the tightest one winning', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'mlserve-cgroup-'));
-    try {
-      await mkdir(join(root, 'kubepods', 'pod1'), { recursive: true });
-      await writeFile(join(root, 'cpu.max'), 'max 100000\n');
-      await writeFile(join(root, 'kubepods', 'cpu.max'), '300000 100000\n');
-      await writeFile(join(root, 'kubepods', 'pod1', 'cpu.max'), '150000 100000\n');
-      const limit = cpuLimit({ cgroupRoot: root, procSelfCgroup: '0::/kubepods/pod1\n', parallelism: 8 });
-      expect(limit).toEqual({ cpus: 1, quota: 1.5, parallelism: 8 });
-      // No quota: the scheduler's CPUs.
-      expect(cpuLimit({ cgroupRoot: join(root, 'none'), procSelfCgroup: '0::/\n', parallelism: 6 })).toEqual({
-        cpus: 6,
-        parallelism: 6,
-      });
-      // A quota above the CPU set does not add CPUs.
-      await writeFile(join(root, 'cpu.max'), '1600000 100000\n');
-      expect(cpuLimit({ cgroupRoot: root, procSelfCgroup: '0::/\n', parallelism: 4 }).cpus).toBe(4);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
-
-  it('reads cgroup v1 cfs quota', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'mlserve-cgroup-'));
-    try {
-      await mkdir(join(root, 'cpu'), { recursive: true });
-      await writeFile(join(root, 'cpu', 'cpu.cfs_quota_us'), '200000\n');
-      await writeFile(join(root, 'cpu', 'cpu.cfs_period_us'), '100000\n');
-      expect(cpuLimit({ cgroupRoot: root, procSelfCgroup: '', parallelism: 16 }).cpus).toBe(2);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  });
-
-  it('splits the CPUs between processes and warns when the threads outnumber them', () => {
-    expect(processBudget({ workers: 0 }, 2, 8)).toEqual({ intraOpThreads: 4 });
-    expect(processBudget({ workers: 0 }, 4, 2)).toMatchObject({ intraOpThreads: 1 });
-    expect(processBudget({ workers: 0 }, 4, 2).warning).toMatch(/4 threads on 2 CPU/);
-    expect(processBudget({ workers: 2, intraOpThreads: 2 }, 2, 8)).toEqual({ intraOpThreads: 2 });
+describe('the thread budget across processes', () => {
+  it('gives each process an equal share of the CPUs and warns when threads outnumber them', () => {
+    expect(processBudget({ workers: 0 }, 2, 8)).toEqual({ cpusPerProcess: 4 });
+    expect(processBudget({ workers: 0 }, 3, 8)).toEqual({ cpusPerProcess: 2 });
+    expect(processBudget({ workers: 0 }, 4, 2)).toMatchObject({ cpusPerProcess: 1 });
+    expect(processBudget({ workers: 0 }, 4, 2).warning).toMatch(/4 processes on 2 CPU/);
+    expect(processBudget({ workers: 2, intraOpThreads: 2 }, 2, 8)).toEqual({ cpusPerProcess: 4 });
     expect(processBudget({ workers: 2, intraOpThreads: 2 }, 2, 4).warning).toMatch(/8 threads on 4 CPU/);
   });
 });
@@ -279,13 +247,14 @@ describe('mlserve serve --processes', () => {
       '--poll-interval',
       '0',
     ]);
-    const cpus = cpuLimit().cpus;
+    const cpus = cpuBudget();
     if (cpus === 1) {
       // One CPU: no cluster at all.
       await r.waitFor(/listening on/);
       expect(r.stderr()).not.toMatch(/processes on/);
     } else {
       const [, n] = await r.waitFor(/mlserve: (\d+) processes on (\d+) CPU/);
+      expect(r.stderr()).toMatch(new RegExp(`a budget of ${Math.max(1, Math.floor(cpus / cpus))} CPU`));
       expect(Number(n)).toBe(cpus);
       await r.waitFor(/listening on/);
     }
