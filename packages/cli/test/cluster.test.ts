@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,17 +113,22 @@ async function until<T>(
     const v = await f();
     if (v !== undefined) return v;
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-// A connection the primary hands to a process at the moment it dies is lost with it (node:cluster's
-// round robin); a client timeout covers it, as a load balancer's does.
+// A fresh connection per check (no keep-alive pool). A connection the primary hands to a process at
+// the moment it dies is lost with it (node:cluster's round robin): a short timeout covers it, as a
+// load balancer's does.
 const status = (url: string) =>
-  fetch(url, { signal: AbortSignal.timeout(2000) }).then(
-    (r) => r.status,
-    () => 0,
-  );
+  new Promise<number>((resolve) => {
+    const req = get(url, { agent: false, timeout: 500 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
 
 function digitRequest(i: number) {
   return JSON.stringify({
