@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { columns } from './extractors.js';
 import { monitor } from './monitor.js';
 import { profile } from './profile.js';
-import { feedbackHandler, MAX_FEEDBACK_BATCH } from './route.js';
+import { feedbackAction, feedbackHandler, MAX_FEEDBACK_BATCH } from './route.js';
 
 const model = fromFunction({
   name: 'tab',
@@ -54,6 +54,12 @@ describe('feedbackHandler', () => {
     expect(code(() => handle('tab', undefined, { labels: [{ id: 'a', label: 0 }, { id: 5 }] }))).toMatch(
       /^INVALID_ARGUMENT: labels\[1\]: .*\(1 before it applied\)/,
     );
+    // The same in the shape of the servers' model actions.
+    await served.infer(x(0.9), { id: 'r9' });
+    expect(await feedbackAction({ tab: watch })({ name: 'tab', body: { id: 'r9', label: 0 } })).toEqual({
+      joined: 1,
+      unmatched: 0,
+    });
     const many = Array.from({ length: MAX_FEEDBACK_BATCH + 1 }, (_, i) => ({ id: `m${i}`, label: 0 }));
     expect(code(() => handle('tab', undefined, { labels: many }))).toMatch(/at most 10000/);
   });

@@ -40,10 +40,8 @@ function one(target: FeedbackTarget, record: unknown, result: FeedbackResult): v
  * @example
  * ```ts
  * const watch = monitor({ profile, extractors, feedback: {} });
- * registry.add(pipeline(model, watch));
- * const app = Fastify();
- * await app.register(mlservePlugin, { registry, feedback: feedbackHandler({ mnist: watch }) });
- * // POST /v2/models/mnist/feedback {"id": "req-42", "label": 7} -> {"joined": 1, "unmatched": 0}
+ * const handle = feedbackHandler({ mnist: watch });
+ * handle('mnist', undefined, { id: 'req-42', label: 7 }); // { joined: 1, unmatched: 0 }
  * ```
  */
 export function feedbackHandler(
@@ -80,4 +78,28 @@ export function feedbackHandler(
     one(target, body, result);
     return result;
   };
+}
+
+/** A model action as the HTTP and gRPC servers call it (`modelActions: { feedback: ... }`). */
+export type FeedbackAction = (req: {
+  name: string;
+  version?: string | undefined;
+  body: unknown;
+}) => FeedbackResult | Promise<FeedbackResult>;
+
+/**
+ * {@link feedbackHandler} in the shape of the servers' model actions: mount it as
+ * `modelActions: { feedback: feedbackAction(...) }` and `POST /v2/models/{name}/feedback` routes
+ * labels to the model's monitor.
+ *
+ * @example
+ * ```ts
+ * const app = Fastify();
+ * await app.register(mlservePlugin, { registry, modelActions: { feedback: feedbackAction({ mnist: watch }) } });
+ * // POST /v2/models/mnist/feedback {"id": "req-42", "label": 7} -> {"joined": 1, "unmatched": 0}
+ * ```
+ */
+export function feedbackAction(monitors: Parameters<typeof feedbackHandler>[0]): FeedbackAction {
+  const handle = feedbackHandler(monitors);
+  return (req) => handle(req.name, req.version, req.body);
 }
