@@ -1,16 +1,17 @@
 import {
   cancelledFrom,
+  compileValidator,
   deadlineExceeded,
   expiredError,
   type InferOptions,
   isServeError,
   type Model,
   type ModelMetadata,
+  type RequestValidator,
   raceExpiry,
   type Tensors,
   TYPED_ARRAY,
   unavailable,
-  validateRequest,
 } from '@mlserve/core';
 import { loadError, runError } from './errors.js';
 import { readSignature } from './metadata.js';
@@ -267,13 +268,7 @@ class OnnxModel implements Model {
   readonly #session: OrtSession;
   readonly #meta: ModelMetadata;
   readonly #inputNames: string[];
-  readonly #specs: {
-    name: string;
-    type: string;
-    dims: number[];
-    batched: boolean;
-    ctor: Function | undefined;
-  }[];
+  readonly #check: RequestValidator;
   readonly #outputNames: string[];
   readonly #backend: string;
   readonly #freeDims: Readonly<Record<string, number>>;
@@ -295,13 +290,6 @@ class OnnxModel implements Model {
     this.#freeDims = setup.freeDimensionOverrides ?? {};
     const signature = readSignature(session, setup.name, setup.padValues);
     this.#inputNames = signature.inputs.map((i) => i.name);
-    this.#specs = signature.inputs.map((i) => ({
-      name: i.name,
-      type: i.type,
-      dims: i.dims,
-      batched: i.batched,
-      ctor: i.type === 'string' ? undefined : TYPED_ARRAY[i.type],
-    }));
     this.#outputNames = signature.outputs.map((o) => o.name);
     this.#backend = `${runtime.name}/${setup.active}`;
     const batched = signature.inputs.length > 0 && signature.inputs.every((i) => i.batched);
@@ -324,42 +312,9 @@ class OnnxModel implements Model {
       concurrency: 1,
       extra,
     };
-  }
-
-  /**
-   * The common case in a few comparisons: every declared input present and well-formed, nothing
-   * else. When it says no, core's validateRequest finds the problem and words the error.
-   */
-  #quickCheck(inputs: Tensors): boolean {
-    if (typeof inputs !== 'object' || inputs === null) return false;
-    const specs = this.#specs;
-    let keys = 0;
-    for (const _ in inputs) keys++;
-    if (keys !== specs.length) return false;
-    let batch = -1;
-    for (let i = 0; i < specs.length; i++) {
-      const spec = specs[i]!;
-      const t = inputs[spec.name];
-      if (t === undefined || t === null || t.type !== spec.type) return false;
-      const dims = t.dims;
-      if (!Array.isArray(dims) || dims.length !== spec.dims.length) return false;
-      let n = 1;
-      for (let d = 0; d < dims.length; d++) {
-        const v = dims[d];
-        if (!Number.isSafeInteger(v) || v < 0) return false;
-        const want = spec.dims[d]!;
-        if (want >= 0 && v !== want) return false;
-        n *= v;
-      }
-      if (spec.batched) {
-        if (batch < 0) batch = dims[0];
-        else if (dims[0] !== batch) return false;
-      }
-      const data = t.data as { length?: unknown };
-      if (spec.ctor ? !(data instanceof spec.ctor) : !Array.isArray(data)) return false;
-      if (data.length !== n) return false;
-    }
-    return true;
+    // Compiled once: a few comparisons per request, nothing at all for a request an outer layer
+    // (the protocol adapters, validation(), a batcher) already validated for this model.
+    this.#check = compileValidator(this.#meta);
   }
 
   metadata(): ModelMetadata {
@@ -379,8 +334,7 @@ class OnnxModel implements Model {
         throw expired;
       }
     }
-    if (!this.#quickCheck(inputs) || options?.outputs !== undefined)
-      validateRequest(this.#meta, inputs, options);
+    this.#check(inputs, options);
     const feeds = toFeeds(this.#runtime.ort, inputs, this.#inputNames);
     const fetches = options?.outputs ?? this.#outputNames;
     const context = options?.context;

@@ -1,23 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   type ErrorCode,
-  type InferContext,
-  type InferOptions,
   invalidArgument,
   type ModelMetadata,
   type ModelRegistry,
-  notFound,
-  type ParameterValue,
-  raceExpiry,
   ServeError,
   toServeError,
-  unimplemented,
-  validateRequest,
 } from '@mlserve/core';
-import { classificationLabels, classify, v2ModelMetadata } from '@mlserve/protocol';
-import { checkBearer, type ManagementOptions } from '@mlserve/protocol/server';
+import { type RequestedOutput, reservedParameters } from '@mlserve/protocol';
+import { createV2Service, type ManagementOptions } from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
+  type DecodedInputs,
   decodeInputs,
   encodeOutputs,
   type InferRequestMessage,
@@ -93,26 +87,6 @@ export interface GrpcServerOptions {
 
 const DEFAULT_MESSAGE_LIMIT = 64 * 1024 * 1024;
 const tracer = trace.getTracer('@mlserve/grpc');
-const CONTEXT_KEYS = [
-  'queueMs',
-  'computeMs',
-  'batchSize',
-  'cacheHit',
-  'coalesced',
-  'worker',
-  'backend',
-] as const;
-
-/** Parameters that steer the server rather than the model (Triton's reserved names). */
-const RESERVED = new Set([
-  'timeout',
-  'priority',
-  'binary_data_output',
-  'sequence_id',
-  'sequence_start',
-  'sequence_end',
-]);
-
 function deadlineOf(
   call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getDeadline' | 'metadata'>,
 ): number | undefined {
@@ -160,6 +134,18 @@ export function modelConfig(meta: ModelMetadata): Record<string, unknown> {
   };
 }
 
+/** `ModelRepositoryParameter`s as plain values (bytes as Uint8Array). */
+function repositoryParameters(map: Record<string, ParameterMessage> | undefined): Record<string, unknown> {
+  const params: Record<string, unknown> = {};
+  for (const [k, p] of Object.entries(map ?? {})) {
+    params[k] =
+      p.parameter_choice === 'bytes_param'
+        ? Uint8Array.from(p.bytes_param ?? [])
+        : parameterValue(p, `parameter ${JSON.stringify(k.slice(0, 64))}`);
+  }
+  return params;
+}
+
 /** A ServeError as the status object grpc-js sends: code, message and trailing metadata. */
 export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> & { code: grpc.status } {
   const e = toServeError(err);
@@ -189,18 +175,20 @@ export function inferenceService(options: GrpcServerOptions): {
   service: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
 } {
-  const { registry, validate = true, maxTimeoutMs, labels = {}, onError } = options;
+  const { registry, onError } = options;
   const outputContents = options.outputContents ?? 'raw';
   if (outputContents !== 'raw' && outputContents !== 'match')
     throw new TypeError("options.outputContents must be 'raw' or 'match'");
   const maxStreamInFlight = options.maxStreamInFlight ?? 64;
   positive(maxStreamInFlight, 'maxStreamInFlight');
-  if (maxTimeoutMs !== undefined && !(maxTimeoutMs > 0))
-    throw new TypeError('options.maxTimeoutMs must be positive');
-  const management: ManagementOptions | undefined =
+  const managed: ManagementOptions | undefined =
     options.management === true ? {} : options.management || undefined;
-  const token = options.token ?? management?.token;
-  const extensions = ['classification', 'sequence', ...(management ? ['model_repository'] : [])];
+  const token = options.token ?? managed?.token;
+  const service = createV2Service({
+    ...options,
+    management: managed ? { ...managed, ...(token ? { token } : {}) } : false,
+  });
+  const serverMetadata = service.serverMetadata(['classification', 'sequence']);
 
   function report(err: unknown, method: string): grpc.StatusObject | Partial<grpc.StatusObject> {
     const status = toGrpcStatus(err);
@@ -213,8 +201,6 @@ export function inferenceService(options: GrpcServerOptions): {
     }
     return status;
   }
-
-  const labelsFor = (meta: ModelMetadata, output: string) => classificationLabels(labels, meta, output);
 
   /**
    * {@link runInfer} in a server span that continues the caller's trace (W3C `traceparent` in the
@@ -256,7 +242,7 @@ export function inferenceService(options: GrpcServerOptions): {
     );
   }
 
-  /** Runs one ModelInferRequest: decode, resolve, validate, infer (racing the deadline), encode. */
+  /** Runs one ModelInferRequest: decode, then the shared request path, then encode. */
   async function runInfer(
     req: InferRequestMessage,
     signal: AbortSignal,
@@ -268,45 +254,46 @@ export function inferenceService(options: GrpcServerOptions): {
     if (typeof name !== 'string' || name.length === 0) throw invalidArgument('model_name is required');
     const version = req.model_version || undefined;
     span.setAttribute('mlserve.model.name', name);
-    // Resolve first: an unknown model is NOT_FOUND whatever the inputs hold.
-    registry.get(name, version);
-    const { inputs, raw } = decodeInputs(req);
-    const params = parameterRecord(req.parameters, 'request');
     const id = typeof req.id === 'string' ? req.id : '';
-    const context: InferContext = { startedAt: performance.now() };
-    const parameters = Object.create(null) as Record<string, ParameterValue>;
-    for (const [k, v] of Object.entries(params)) if (!RESERVED.has(k)) parameters[k] = v;
-    const opts: InferOptions = { signal, context, parameters };
-    if (id) opts.id = id;
+    if (id) span.setAttribute('mlserve.request_id', id);
+    let decoded: DecodedInputs;
+    let reserved: ReturnType<typeof reservedParameters>;
+    let outputs: RequestedOutput[] | undefined;
+    try {
+      decoded = decodeInputs(req);
+      reserved = reservedParameters(parameterRecord(req.parameters, 'request'));
+      outputs = requestedOutputs(req.outputs);
+    } catch (err) {
+      // An unknown model is NOT_FOUND whatever the inputs hold; looked up here only on that path.
+      service.resolve(name, version);
+      throw err;
+    }
+    const result = await service.infer(
+      {
+        name,
+        version,
+        inputs: decoded.inputs,
+        id: id || undefined,
+        parameters: reserved.parameters,
+        timeoutUs: reserved.timeoutUs,
+        deadline: callDeadline,
+        priority: reserved.priority,
+        sequence: reserved.sequence,
+        outputs,
+        signal,
+      },
+      span,
+    );
+    const names = outputs ? outputs.map((o) => o.name) : Object.keys(result.outputs);
+    const encoded = encodeOutputs(names, result.outputs, outputContents === 'match' && !decoded.raw);
+    return { model_name: result.model.name, model_version: result.model.version, id, ...encoded };
+  }
 
-    let deadline = callDeadline;
-    if (params.timeout !== undefined) {
-      const us = params.timeout;
-      if (typeof us !== 'number' || !Number.isSafeInteger(us) || us < 0)
-        throw invalidArgument('parameter "timeout" must be a non-negative integer (microseconds)');
-      // Triton: 0 means no timeout.
-      if (us > 0) deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + us / 1000);
-    }
-    if (maxTimeoutMs !== undefined)
-      deadline = Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + maxTimeoutMs);
-    if (deadline !== undefined) opts.deadline = deadline;
-    if (params.priority !== undefined) {
-      if (typeof params.priority !== 'number' || !Number.isSafeInteger(params.priority))
-        throw invalidArgument('parameter "priority" must be an integer');
-      // Triton: 0 is the default level.
-      if (params.priority !== 0) opts.priority = params.priority;
-    }
-    const sid = params.sequence_id;
-    if (sid !== undefined && sid !== 0 && sid !== '') {
-      if (typeof sid === 'boolean')
-        throw invalidArgument('parameter "sequence_id" must be a string or integer');
-      opts.sequence = { id: sid };
-      if (params.sequence_start !== undefined) opts.sequence.start = params.sequence_start === true;
-      if (params.sequence_end !== undefined) opts.sequence.end = params.sequence_end === true;
-    }
-
-    const requested = req.outputs ?? [];
-    const classifications = new Map<string, number>();
+  /** The outputs a request asks for, with classification; undefined for all. */
+  function requestedOutputs(list: InferRequestMessage['outputs']): RequestedOutput[] | undefined {
+    const requested = list ?? [];
+    if (requested.length === 0) return undefined;
+    const out: RequestedOutput[] = [];
     const seen = new Set<string>();
     for (let i = 0; i < requested.length; i++) {
       const o = requested[i]!;
@@ -315,47 +302,22 @@ export function inferenceService(options: GrpcServerOptions): {
       const what = `output "${o.name.slice(0, 64)}"`;
       if (seen.has(o.name)) throw invalidArgument(`${what} is requested twice`);
       seen.add(o.name);
+      const entry: RequestedOutput = { name: o.name };
       const cls = o.parameters?.classification;
       if (cls !== undefined) {
         const k = parameterValue(cls, `${what} parameter "classification"`);
         if (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1)
           throw invalidArgument(`${what}: classification must be a positive integer`);
-        classifications.set(o.name, k);
+        entry.classification = k;
       }
+      out.push(entry);
     }
-    if (requested.length > 0) opts.outputs = [...seen];
-
-    const model = registry.get(name, version, opts);
-    const meta = model.metadata();
-    if (validate) validateRequest(meta, inputs, opts);
-    span.setAttribute('mlserve.model.version', model.version);
-    if (id) span.setAttribute('mlserve.request_id', id);
-    const outputs = await raceExpiry(model.infer(inputs, opts), opts);
-    for (const k of CONTEXT_KEYS) {
-      const v = context[k];
-      if (v !== undefined) span.setAttribute(`mlserve.${k}`, v as string | number | boolean);
-    }
-    for (const [out, k] of classifications) {
-      const t = outputs[out];
-      if (!t) continue;
-      const info = meta.outputs.find((x) => x.name === out);
-      const batched = (info?.batched ?? false) && meta.maxBatchSize > 0;
-      outputs[out] = classify(t, k, batched, labelsFor(meta, out), out);
-    }
-    const names = requested.length > 0 ? [...seen] : Object.keys(outputs);
-    const encoded = encodeOutputs(names, outputs, outputContents === 'match' && !raw);
-    return { model_name: model.name, model_version: model.version, id, ...encoded };
+    return out;
   }
 
-  function checkToken(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getDeadline' | 'metadata'>): void {
-    if (!token) return;
+  function authorization(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata'>): string | undefined {
     const auth = call.metadata.get('authorization')[0];
-    checkBearer(token, typeof auth === 'string' ? auth : undefined);
-  }
-
-  function needManagement(): ManagementOptions {
-    if (!management) throw unimplemented('the model repository extension is not enabled on this server');
-    return management;
+    return typeof auth === 'string' ? auth : undefined;
   }
 
   /** A unary method from an async function; errors become statuses. */
@@ -381,31 +343,14 @@ export function inferenceService(options: GrpcServerOptions): {
     ServerLive: unary('ServerLive', () => ({ live: true })),
     ServerReady: unary('ServerReady', () => ({ ready: registry.isReady() })),
     ModelReady: unary('ModelReady', (req: { name?: string; version?: string }) => {
-      const name = req.name ?? '';
-      const version = req.version || undefined;
-      if (!registry.status(name, version)) {
-        throw notFound(
-          version === undefined
-            ? `unknown model "${name}"`
-            : `unknown version "${version}" of model "${name}"`,
-        );
-      }
-      return { ready: registry.isReady(name, version) };
+      return { ready: service.modelReady(req.name ?? '', req.version || undefined) };
     }),
-    ServerMetadata: unary('ServerMetadata', () => ({
-      name: options.serverName ?? 'mlserve',
-      version: options.serverVersion ?? '0.1.0',
-      extensions,
-    })),
-    ModelMetadata: unary('ModelMetadata', (req: { name?: string; version?: string }) => {
-      const name = req.name ?? '';
-      const version = req.version || undefined;
-      const meta = registry.get(name, version).metadata();
-      const versions = version === undefined ? registry.versions(name) : [meta.version];
-      return v2ModelMetadata(meta, versions);
-    }),
+    ServerMetadata: unary('ServerMetadata', () => serverMetadata),
+    ModelMetadata: unary('ModelMetadata', (req: { name?: string; version?: string }) =>
+      service.modelMetadata(req.name ?? '', req.version || undefined),
+    ),
     ModelConfig: unary('ModelConfig', (req: { name?: string; version?: string }) => {
-      const meta = registry.get(req.name ?? '', req.version || undefined).metadata();
+      const meta = service.metadataOf(service.resolve(req.name ?? '', req.version || undefined));
       return { config: modelConfig(meta) };
     }),
     ModelInfer: (
@@ -500,53 +445,31 @@ export function inferenceService(options: GrpcServerOptions): {
       call.on('error', () => controller.abort());
     },
     RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, call) => {
-      const m = needManagement();
-      checkToken(call);
-      const models = registry.list().map((s) => ({
-        name: s.name,
-        version: s.version,
-        state: s.state.toUpperCase(),
-        reason: s.error ?? '',
-      }));
-      if (m.index) {
-        const known = new Set(models.map((r) => r.name));
-        for (const r of await m.index()) {
-          if (known.has(r.name)) continue;
-          models.push({
-            name: r.name,
-            version: r.version ?? '',
-            state: r.state ?? 'UNAVAILABLE',
-            reason: r.reason ?? '',
-          });
-        }
-      }
+      const models = await service.repositoryIndex(authorization(call));
       return { models: req.ready ? models.filter((r) => r.state === 'READY') : models };
     }),
     RepositoryModelLoad: unary(
       'RepositoryModelLoad',
       async (req: { model_name?: string; parameters?: Record<string, ParameterMessage> }, call) => {
-        const m = needManagement();
-        checkToken(call);
-        if (!req.model_name) throw invalidArgument('model_name is required');
-        if (!m.load) throw unimplemented('this server was given no loader: load is not available');
-        const params: Record<string, unknown> = {};
-        for (const [k, p] of Object.entries(req.parameters ?? {})) {
-          params[k] =
-            p.parameter_choice === 'bytes_param'
-              ? Uint8Array.from(p.bytes_param ?? [])
-              : parameterValue(p, `parameter ${JSON.stringify(k.slice(0, 64))}`);
-        }
-        await m.load(req.model_name, params);
+        await service.repositoryLoad(
+          authorization(call),
+          req.model_name ?? '',
+          repositoryParameters(req.parameters),
+        );
         return {};
       },
     ),
-    RepositoryModelUnload: unary('RepositoryModelUnload', async (req: { model_name?: string }, call) => {
-      needManagement();
-      checkToken(call);
-      if (!req.model_name) throw invalidArgument('model_name is required');
-      await registry.remove(req.model_name);
-      return {};
-    }),
+    RepositoryModelUnload: unary(
+      'RepositoryModelUnload',
+      async (req: { model_name?: string; parameters?: Record<string, ParameterMessage> }, call) => {
+        await service.repositoryUnload(
+          authorization(call),
+          req.model_name ?? '',
+          repositoryParameters(req.parameters),
+        );
+        return {};
+      },
+    ),
   };
   const { GRPCInferenceService } = loadInferenceProto();
   return { service: GRPCInferenceService.service, implementation };

@@ -2,35 +2,25 @@ import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { deflate, gunzip, gzip, inflate } from 'node:zlib';
 import {
-  type InferContext,
-  type InferOptions,
   invalidArgument,
-  type Model,
-  type ModelMetadata,
   type ModelRegistry,
   methodNotAllowed,
   notFound,
   payloadTooLarge,
-  raceExpiry,
   type ServeError,
-  type Tensors,
   toServeError,
   unimplemented,
   unsupportedMediaType,
-  validateRequest,
 } from '@mlserve/core';
 import {
-  classificationLabels,
-  classify,
   decodeV2Request,
   encodeV2Response,
   parseHeaderLength,
   parseJson,
-  v2ModelMetadata,
+  type V2Request,
 } from '@mlserve/protocol';
-import { checkBearer, type ManagementOptions } from '@mlserve/protocol/server';
+import { createV2Service, type ManagementOptions, type ModelAction } from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ServerStats, tritonConfig } from './stats.js';
 import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -71,10 +61,16 @@ export interface MlserveHttpOptions {
   maxTimeoutMs?: number;
   /**
    * Check each request against the model's metadata (input names, types, shapes, output names)
-   * before it runs, with core's `validateRequest` (default true). Turn it off when the pipeline
-   * already has `validation()`.
+   * before it runs (default true): compiled once per loaded model version, run once per request;
+   * `validation()`, the batcher and backend-onnx then trust the request instead of checking again.
    */
   validate?: boolean;
+  /**
+   * Extra per-model actions: `POST /v2/models/{name}[/versions/{v}]/{action}` with a JSON body,
+   * answered 200 with the JSON the function returns (ground-truth feedback, say). See
+   * `@mlserve/protocol/server`'s `ModelAction`.
+   */
+  modelActions?: Record<string, ModelAction>;
   /** `GET /v2` server name and version. */
   serverName?: string;
   serverVersion?: string;
@@ -184,7 +180,7 @@ function pickEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefine
   return undefined;
 }
 
-const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer|\/config|\/stats)?$/;
+const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/[a-z][a-z0-9_-]*)?$/;
 const V2_REPO = /^\/v2\/repository\/models\/([^/]+)\/(load|unload)$/;
 const V1_MODEL =
   /^\/v1\/models\/([^/:]+)(?:\/(versions|labels)\/([^/:]+))?(\/metadata|:predict|:classify|:regress)?$/;
@@ -210,53 +206,27 @@ function decodeSegment(s: string | undefined): string | undefined {
  * ```
  */
 export function createProtocol(options: MlserveHttpOptions) {
-  const { registry, metrics, labels = {}, maxTimeoutMs, validate = true } = options;
+  const { registry, metrics } = options;
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const compressThreshold = options.compressThreshold ?? 1024;
   if (!Number.isSafeInteger(bodyLimit) || bodyLimit <= 0)
     throw new TypeError('options.bodyLimit must be a positive integer');
-  const management: ManagementOptions | undefined =
-    options.management === true ? {} : options.management === false ? undefined : options.management;
-  const extensions = [
+  const service = createV2Service(options);
+  const metadata = service.serverMetadata([
     'binary_tensor_data',
     'classification',
     'statistics',
     'model_configuration',
-    ...(management ? ['model_repository'] : []),
-  ];
-  const stats = new ServerStats();
-  // The request path reads each model's metadata once per model version, not once per request:
-  // backends hand out a deep copy on every call (structuredClone), which costs several percent of
-  // a small model's request. The registry gives one stable handle per loaded version (a reload
-  // or a new version is a new handle), so a WeakMap keyed by it forgets unloaded versions. The
-  // metadata endpoints (`GET /v2/models/{name}`, `/config`, `/metadata`) still ask afresh.
-  const metaCache = new WeakMap<Model, ModelMetadata>();
-  function metadataOf(model: Model): ModelMetadata {
-    let meta = metaCache.get(model);
-    if (meta === undefined) {
-      meta = model.metadata();
-      metaCache.set(model, meta);
-    }
-    return meta;
-  }
+  ]);
 
-  const labelsFor = (meta: ModelMetadata, output: string) => classificationLabels(labels, meta, output);
-
-  function deadlineFrom(req: ProtocolRequest, timeoutUs: number | undefined): number | undefined {
-    let ms: number | undefined;
+  /** `x-request-timeout-ms` in ms (0 or absent: none); INVALID_ARGUMENT when it is not a number. */
+  function timeoutHeader(req: ProtocolRequest): number | undefined {
     const h = header(req, TIMEOUT_HEADER);
-    if (h !== undefined) {
-      const v = Number(h);
-      if (h.trim() === '' || !Number.isFinite(v) || v < 0)
-        throw invalidArgument(`${TIMEOUT_HEADER} must be a non-negative number`);
-      ms = v;
-    }
-    // Triton's convention: a timeout of 0 means none.
-    if (ms === 0) ms = undefined;
-    if (timeoutUs !== undefined && timeoutUs > 0)
-      ms = Math.min(ms ?? Number.POSITIVE_INFINITY, timeoutUs / 1000);
-    if (maxTimeoutMs !== undefined) ms = Math.min(ms ?? Number.POSITIVE_INFINITY, maxTimeoutMs);
-    return ms === undefined ? undefined : Date.now() + ms;
+    if (h === undefined) return undefined;
+    const v = Number(h);
+    if (h.trim() === '' || !Number.isFinite(v) || v < 0)
+      throw invalidArgument(`${TIMEOUT_HEADER} must be a non-negative number`);
+    return v;
   }
 
   async function maybeCompress(req: ProtocolRequest, res: ProtocolResponse): Promise<ProtocolResponse> {
@@ -271,46 +241,6 @@ export function createProtocol(options: MlserveHttpOptions) {
     return decodeBody(req.body ?? Buffer.alloc(0), header(req, 'content-encoding'), bodyLimit);
   }
 
-  async function runInfer(
-    _req: ProtocolRequest,
-    name: string,
-    version: string | undefined,
-    inputs: Tensors,
-    opts: InferOptions,
-    span: Span,
-  ): Promise<{ outputs: Tensors; model: { name: string; version: string; meta: ModelMetadata } }> {
-    const model = registry.get(name, version, opts);
-    const meta = metadataOf(model);
-    if (validate) validateRequest(meta, inputs, opts);
-    const t0 = performance.now();
-    let rows = 1;
-    for (const n in inputs) {
-      rows = inputs[n]!.dims[0] ?? 1;
-      break;
-    }
-    const outputs = await raceExpiry(model.infer(inputs, opts), opts).catch((err: unknown) => {
-      stats.record(model.name, model.version, false, performance.now() - t0, rows, opts.context!);
-      throw err;
-    });
-    stats.record(model.name, model.version, true, performance.now() - t0, rows, opts.context!);
-    span.setAttribute('mlserve.model.version', model.version);
-    const ctx = opts.context!;
-    for (const k of [
-      'queueMs',
-      'computeMs',
-      'batchSize',
-      'cacheHit',
-      'coalesced',
-      'worker',
-      'backend',
-    ] as const) {
-      const v = ctx[k];
-      if (v !== undefined) span.setAttribute(`mlserve.${k}`, v as string | number | boolean);
-    }
-    layerSpans(span, ctx);
-    return { outputs, model: { name: model.name, version: model.version, meta } };
-  }
-
   async function v2Infer(
     req: ProtocolRequest,
     name: string,
@@ -318,32 +248,38 @@ export function createProtocol(options: MlserveHttpOptions) {
     requestId: string,
     span: Span,
   ) {
-    // Resolve first: an unknown model is 404 whatever the body holds.
-    registry.get(name, version);
-    const body = await readBody(req);
-    const decoded = decodeV2Request(
-      body,
-      parseHeaderLength(header(req, 'inference-header-content-length'), body.byteLength),
-    );
-    const id = decoded.id ?? requestId;
-    const context: InferContext = { startedAt: performance.now() };
-    const opts: InferOptions = { signal: req.signal, id, context, parameters: decoded.parameters };
-    const deadline = deadlineFrom(req, decoded.timeoutUs);
-    if (deadline !== undefined) opts.deadline = deadline;
-    if (decoded.priority !== undefined) opts.priority = decoded.priority;
-    if (decoded.sequence) opts.sequence = decoded.sequence;
-    if (decoded.outputs) opts.outputs = decoded.outputs.map((o) => o.name);
-    const result = await runInfer(req, name, version, decoded.inputs, opts, span);
-    const model = result.model;
-    // A shallow copy: classification replaces entries, the model's own record stays as it was.
-    const outputs: Tensors = { ...result.outputs };
-    for (const o of decoded.outputs ?? []) {
-      const t = outputs[o.name];
-      if (o.classification === undefined || !t) continue;
-      const info = model.meta.outputs.find((x) => x.name === o.name);
-      const batched = (info?.batched ?? false) && model.meta.maxBatchSize > 0;
-      outputs[o.name] = classify(t, o.classification, batched, labelsFor(model.meta, o.name), o.name);
+    let decoded: V2Request;
+    let timeoutMs: number | undefined;
+    try {
+      const body = await readBody(req);
+      decoded = decodeV2Request(
+        body,
+        parseHeaderLength(header(req, 'inference-header-content-length'), body.byteLength),
+      );
+      timeoutMs = timeoutHeader(req);
+    } catch (err) {
+      // An unknown model is 404 whatever the body holds: looked up only when the body is bad, so a
+      // good request costs one lookup (in the service, with its options for the version resolver).
+      service.resolve(name, version);
+      throw err;
     }
+    const id = decoded.id ?? requestId;
+    const { outputs, model } = await service.infer(
+      {
+        name,
+        version,
+        inputs: decoded.inputs,
+        id,
+        parameters: decoded.parameters,
+        timeoutUs: decoded.timeoutUs,
+        timeoutMs,
+        priority: decoded.priority,
+        sequence: decoded.sequence,
+        outputs: decoded.outputs,
+        signal: req.signal,
+      },
+      span,
+    );
     const enc = encodeV2Response(model, id, outputs, decoded);
     const headers: Record<string, string> = { 'content-type': enc.contentType };
     // The id goes back in a header only when it is a safe header value (the body always has it).
@@ -359,19 +295,38 @@ export function createProtocol(options: MlserveHttpOptions) {
     requestId: string,
     span: Span,
   ) {
-    const meta = metadataOf(registry.get(name, version));
+    const model = service.resolve(name, version);
     const body = parseJson(await readBody(req));
-    const { inputs, format } = decodePredict(body, meta);
-    const context: InferContext = { startedAt: performance.now() };
-    const opts: InferOptions = { signal: req.signal, id: requestId, context };
-    const deadline = deadlineFrom(req, undefined);
-    if (deadline !== undefined) opts.deadline = deadline;
-    const { outputs } = await runInfer(req, name, version, inputs, opts, span);
+    const { inputs, format } = decodePredict(body, service.metadataOf(model));
+    const { outputs } = await service.infer(
+      {
+        name,
+        version,
+        inputs,
+        id: requestId,
+        parameters: Object.create(null) as Record<string, never>,
+        timeoutUs: undefined,
+        timeoutMs: timeoutHeader(req),
+        priority: undefined,
+        sequence: undefined,
+        outputs: undefined,
+        signal: req.signal,
+      },
+      span,
+      model,
+    );
     return maybeCompress(req, json(200, encodePredict(outputs, format), { [REQUEST_ID_HEADER]: requestId }));
   }
 
-  function checkToken(req: ProtocolRequest): void {
-    checkBearer(management?.token, header(req, 'authorization'));
+  async function modelAction(
+    req: ProtocolRequest,
+    action: ModelAction,
+    name: string,
+    version: string | undefined,
+  ) {
+    const body = await readBody(req);
+    const parsed = body.byteLength === 0 ? {} : parseJson(body);
+    return json(200, (await action({ name, version, body: parsed, headers: req.headers })) ?? {});
   }
 
   async function route(req: ProtocolRequest, requestId: string, span: Span): Promise<ProtocolResponse> {
@@ -379,11 +334,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     const get = method === 'GET' || method === 'HEAD';
     if (path === '/v2' || path === '/v2/') {
       if (!get) throw notAllowed();
-      return json(200, {
-        name: options.serverName ?? 'mlserve',
-        version: options.serverVersion ?? '0.1.0',
-        extensions,
-      });
+      return json(200, metadata);
     }
     if (path === '/v2/health/live') return json(200, { live: true });
     if (path === '/v2/health/ready') {
@@ -392,7 +343,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     }
     if (path === '/v2/models/stats') {
       if (!get) throw notAllowed();
-      return json(200, stats.get());
+      return json(200, service.modelStats());
     }
     let m = V2_MODEL.exec(path);
     if (m) {
@@ -404,60 +355,44 @@ export function createProtocol(options: MlserveHttpOptions) {
         if (method !== 'POST') throw notAllowed();
         return v2Infer(req, name, version, requestId, span);
       }
-      if (!get) throw notAllowed();
-      if (action === '/stats') {
-        if (!registry.status(name, version)) throw notFound(`unknown model "${name}"`);
-        return json(200, stats.get(name, version));
+      if (action !== undefined && action !== '/ready' && action !== '/config' && action !== '/stats') {
+        const fn = service.modelAction(action.slice(1));
+        if (!fn) throw notFound(`no route ${method} ${path.slice(0, 200)}`);
+        if (method !== 'POST') throw notAllowed();
+        return modelAction(req, fn, name, version);
       }
-      if (action === '/config') return json(200, tritonConfig(registry.get(name, version).metadata()));
+      if (!get) throw notAllowed();
+      if (action === '/stats') return json(200, service.modelStats(name, version));
+      if (action === '/config') return json(200, service.modelConfig(name, version));
       if (action === '/ready') {
-        const status = registry.status(name, version);
-        if (!status)
-          throw notFound(
-            version === undefined
-              ? `unknown model "${name}"`
-              : `unknown version "${version}" of model "${name}"`,
-          );
-        const ready = registry.isReady(name, version);
+        const ready = service.modelReady(name, version);
         return json(ready ? 200 : 503, { name, ready });
       }
-      const meta = registry.get(name, version).metadata();
-      const versions = version === undefined ? registry.versions(name) : [meta.version];
-      return json(200, v2ModelMetadata(meta, versions));
+      return json(200, service.modelMetadata(name, version));
     }
     if (path.startsWith('/v2/repository/')) {
-      if (!management) throw notFound(`no route ${path}`);
+      if (!service.management) throw notFound(`no route ${path}`);
       if (method !== 'POST') throw notAllowed();
-      checkToken(req);
+      const auth = header(req, 'authorization');
+      // The token before the body: an unauthenticated client gets nothing decompressed or parsed.
+      service.checkToken(auth);
       if (path === '/v2/repository/index') {
-        const rows: Record<string, unknown>[] = registry.list().map((s) => ({
-          name: s.name,
-          version: s.version,
-          state: s.state.toUpperCase(),
-          reason: s.error ?? '',
-        }));
-        if (management.index) {
-          const known = new Set(rows.map((r) => r.name));
-          for (const r of await management.index())
-            if (!known.has(r.name)) rows.push({ state: 'UNAVAILABLE', reason: '', ...r });
-        }
-        return json(200, rows);
+        return json(
+          200,
+          (await service.repositoryIndex(auth)).map((r) =>
+            r.version === '' ? { ...r, version: undefined } : r,
+          ),
+        );
       }
       m = V2_REPO.exec(path);
       if (m) {
         const name = decodeSegment(m[1])!;
         const body = await readBody(req);
         const parsed = body.byteLength === 0 ? {} : parseJson(body);
-        const params = (parsed as { parameters?: unknown }).parameters;
-        if (m[2] === 'unload') {
-          await registry.remove(name);
-          return json(200, {});
-        }
-        if (!management.load) throw unimplemented('this server was given no loader: load is not available');
-        await management.load(
-          name,
-          params && typeof params === 'object' ? (params as Record<string, unknown>) : {},
-        );
+        const raw = (parsed as { parameters?: unknown }).parameters;
+        const params = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
+        if (m[2] === 'unload') await service.repositoryUnload(auth, name, params);
+        else await service.repositoryLoad(auth, name, params);
         return json(200, {});
       }
     }
@@ -533,41 +468,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     );
   }
 
-  return { handle, bodyLimit, registry };
-}
-
-/**
- * Child spans for the stages the layers timed (queue, then compute), placed on the timeline from
- * what they wrote into the context, so a trace shows where a request's time went without every
- * layer depending on OpenTelemetry.
- */
-function layerSpans(parent: Span, ctx: InferContext): void {
-  if (!parent.isRecording()) return;
-  const end = performance.timeOrigin + performance.now();
-  const start = ctx.startedAt === undefined ? undefined : performance.timeOrigin + ctx.startedAt;
-  const parentCtx = trace.setSpan(ROOT_CONTEXT, parent);
-  const compute = typeof ctx.computeMs === 'number' ? ctx.computeMs : undefined;
-  const queue = typeof ctx.queueMs === 'number' ? ctx.queueMs : undefined;
-  if (queue !== undefined && start !== undefined) {
-    const s = tracer.startSpan(
-      'mlserve.queue',
-      { startTime: start, attributes: { 'mlserve.queueMs': queue } },
-      parentCtx,
-    );
-    s.end(start + queue);
-  }
-  if (compute !== undefined) {
-    const computeStart = queue !== undefined && start !== undefined ? start + queue : end - compute;
-    const s = tracer.startSpan(
-      'mlserve.compute',
-      {
-        startTime: computeStart,
-        attributes: { 'mlserve.computeMs': compute, 'mlserve.batchSize': Number(ctx.batchSize ?? 0) },
-      },
-      parentCtx,
-    );
-    s.end(computeStart + compute);
-  }
+  return { handle, bodyLimit, registry, service };
 }
 
 function notAllowed(): ServeError {

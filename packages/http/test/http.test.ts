@@ -869,6 +869,41 @@ describe.each(SERVERS)('%s: options', (_kind, start) => {
     }
   });
 
+  it('serves extra model actions and unloads through the repository hook', async () => {
+    const registry = new ModelRegistry();
+    registry.add(
+      fromFunction({
+        name: 'm',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1] }],
+        outputs: [{ name: 'y', type: 'float32', dims: [-1] }],
+        infer: ({ x }) => ({ y: x! }),
+      }),
+    );
+    const unloaded: string[] = [];
+    const server = await start({
+      registry,
+      management: { unload: async (name) => void unloaded.push(name) },
+      modelActions: {
+        feedback: ({ name, version, body }) => ({ name, version, got: (body as { label?: unknown }).label }),
+      },
+    });
+    try {
+      const post = (path: string, body: string) => fetch(`${server.url}${path}`, { method: 'POST', body });
+      const res = await post('/v2/models/m/versions/1/feedback', '{"label":3}');
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ name: 'm', version: '1', got: 3 });
+      expect((await fetch(`${server.url}/v2/models/m/feedback`)).status).toBe(405);
+      const unknown = await post('/v2/models/m/other', '{}');
+      expect(unknown.status).toBe(404);
+      expect((await post('/v2/models/m/feedback', '{bad')).status).toBe(400);
+      expect((await post('/v2/repository/models/m/unload', '')).status).toBe(200);
+      expect(unloaded).toEqual(['m']);
+    } finally {
+      await server.close();
+      await registry.close();
+    }
+  });
+
   it('readiness turns 503 as soon as the registry starts closing', async () => {
     const registry = new ModelRegistry();
     let release!: () => void;

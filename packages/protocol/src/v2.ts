@@ -61,6 +61,62 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The reserved request parameters, checked, and the model's parameters without them. */
+export interface ReservedParameters {
+  /** The parameters other than the reserved ones (null prototype). */
+  parameters: Record<string, ParameterValue>;
+  /** `timeout`, microseconds. */
+  timeoutUs: number | undefined;
+  /** `priority`. */
+  priority: number | undefined;
+  /** `sequence_id` / `sequence_start` / `sequence_end`. */
+  sequence: { id: string | number; start?: boolean; end?: boolean } | undefined;
+  /** `binary_data_output`. */
+  binaryDataOutput: boolean;
+}
+
+/**
+ * Splits a request's parameters into the reserved ones (Triton's `timeout` in µs, `priority`,
+ * `binary_data_output`, `sequence_*`), checked, and the rest, which go to the model. Shared by
+ * every transport, so HTTP and gRPC accept and refuse the same values.
+ *
+ * @example
+ * ```ts
+ * const { timeoutUs, parameters } = reservedParameters({ timeout: 500000, temperature: 0.7 });
+ * // timeoutUs 500000; parameters { temperature: 0.7 }
+ * ```
+ */
+export function reservedParameters(params: Record<string, ParameterValue>): ReservedParameters {
+  let timeoutUs: number | undefined;
+  let priority: number | undefined;
+  let sequence: ReservedParameters['sequence'];
+  const binaryDataOutput = params.binary_data_output === true;
+  if (params.timeout !== undefined) {
+    const t = params.timeout;
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+      throw invalidArgument('parameter "timeout" must be a non-negative integer (microseconds)');
+    }
+    timeoutUs = t;
+  }
+  if (params.priority !== undefined) {
+    if (typeof params.priority !== 'number' || !Number.isSafeInteger(params.priority)) {
+      throw invalidArgument('parameter "priority" must be an integer');
+    }
+    priority = params.priority;
+  }
+  if (params.sequence_id !== undefined) {
+    const sid = params.sequence_id;
+    if (typeof sid === 'boolean')
+      throw invalidArgument('parameter "sequence_id" must be a string or integer');
+    sequence = { id: sid };
+    if (params.sequence_start !== undefined) sequence.start = params.sequence_start === true;
+    if (params.sequence_end !== undefined) sequence.end = params.sequence_end === true;
+  }
+  const parameters = Object.create(null) as Record<string, ParameterValue>;
+  for (const k in params) if (!RESERVED.has(k)) parameters[k] = params[k]!;
+  return { parameters, timeoutUs, priority, sequence, binaryDataOutput };
+}
+
 /** Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values.  *
  * @example
  * ```ts
@@ -140,34 +196,9 @@ export function decodeV2Request(body: Uint8Array, headerLength?: number): V2Requ
     if (typeof json.id !== 'string') throw invalidArgument('"id" must be a string');
     id = json.id;
   }
-  const params = parseParameters(json.parameters, 'request');
-  let timeoutUs: number | undefined;
-  let priority: number | undefined;
-  let sequence: V2Request['sequence'];
-  const binaryDataOutput = params.binary_data_output === true;
-  if (params.timeout !== undefined) {
-    const t = params.timeout;
-    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
-      throw invalidArgument('parameter "timeout" must be a non-negative integer (microseconds)');
-    }
-    timeoutUs = t;
-  }
-  if (params.priority !== undefined) {
-    if (typeof params.priority !== 'number' || !Number.isSafeInteger(params.priority)) {
-      throw invalidArgument('parameter "priority" must be an integer');
-    }
-    priority = params.priority;
-  }
-  if (params.sequence_id !== undefined) {
-    const sid = params.sequence_id;
-    if (typeof sid === 'boolean')
-      throw invalidArgument('parameter "sequence_id" must be a string or integer');
-    sequence = { id: sid };
-    if (params.sequence_start !== undefined) sequence.start = params.sequence_start === true;
-    if (params.sequence_end !== undefined) sequence.end = params.sequence_end === true;
-  }
-  const parameters = Object.create(null) as Record<string, ParameterValue>;
-  for (const [k, v] of Object.entries(params)) if (!RESERVED.has(k)) parameters[k] = v;
+  const { parameters, timeoutUs, priority, sequence, binaryDataOutput } = reservedParameters(
+    parseParameters(json.parameters, 'request'),
+  );
 
   if (!Array.isArray(json.inputs)) throw invalidArgument('"inputs" must be an array');
   const inputs = Object.create(null) as Tensors;

@@ -1,13 +1,13 @@
 import type { InferContext, ModelMetadata } from '@mlserve/core';
-import { V2_DATATYPE } from '@mlserve/protocol';
+import { V2_DATATYPE } from './codec.js';
 
 /** A Triton duration statistic: how many and how long in total (nanoseconds). */
-interface Stat {
+export interface Stat {
   count: number;
   ns: number;
 }
 
-interface ModelStats {
+export interface ModelStats {
   name: string;
   version: string;
   last_inference: number;
