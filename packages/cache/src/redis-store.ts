@@ -6,26 +6,59 @@ import type { CacheStore, CacheStoreStats } from './store.js';
  * The few ioredis commands the store uses (an ioredis `Redis` or `Cluster` satisfies it). Declared
  * here so that ioredis stays an optional peer dependency.
  */
-export interface RedisClientLike {
+export interface RedisClientLike extends ConnectingClient {
   getBuffer(key: string): Promise<Buffer | null>;
   set(key: string, value: Buffer, mode: 'PX', ttlMs: number): Promise<unknown>;
   set(key: string, value: Buffer): Promise<unknown>;
   del(...keys: string[]): Promise<number>;
 }
 
+/** What the store reads of an ioredis client's connection state (optional: other clients lack it). */
+export interface ConnectingClient {
+  /** ioredis: `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close`, `end`. */
+  readonly status?: string;
+  once?(event: 'ready', listener: () => void): unknown;
+  off?(event: 'ready', listener: () => void): unknown;
+}
+
+/**
+ * While an ioredis client is still connecting (`connecting` or `connect`: the socket is up, the
+ * handshake is not), a promise that settles when it is ready, rejecting UNAVAILABLE after `ms`;
+ * undefined when there is nothing to wait for (ready, or any other state: those fail or succeed
+ * on their own, at once). So the first requests after start wait for the connection instead of
+ * failing with "Stream isn't writeable and enableOfflineQueue options is false".
+ */
+export function whenConnected(client: ConnectingClient, ms: number): Promise<void> | undefined {
+  const status = client.status;
+  if ((status !== 'connecting' && status !== 'connect') || !client.once || !client.off) return undefined;
+  return new Promise<void>((resolve, reject) => {
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off?.('ready', onReady);
+      reject(unavailable(`redis is still connecting after ${ms} ms (status ${client.status})`));
+    }, ms);
+    client.once?.('ready', onReady);
+  });
+}
+
 /** Options of {@link redisStore}. */
 export interface RedisStoreOptions {
   /**
-   * A connected ioredis client. Create it with `enableOfflineQueue: false` (commands fail at once
-   * while disconnected instead of queueing) and a small `maxRetriesPerRequest`: a cache must never
-   * wait for Redis.
+   * An ioredis client. Create it with `enableOfflineQueue: false` (commands fail at once while
+   * disconnected instead of queueing) and a small `maxRetriesPerRequest`: a cache must never wait
+   * for Redis. A client that is still making its first connection is waited for, within
+   * `timeoutMs`: there is no need to await its `ready` event before serving.
    */
   client: RedisClientLike;
   /** Prepended to every key, one per deployment or model set (default `mlserve:cache:`). */
   prefix?: string;
   /**
    * How long a lookup or write may take before it counts as failed, in ms (default 50). A lookup
-   * that times out is served as a miss; this also covers a connection that hangs without closing.
+   * that times out is served as a miss; this also covers a connection that hangs without closing,
+   * and a client still connecting (the command waits for `ready` within this budget).
    */
   timeoutMs?: number;
   /**
@@ -95,6 +128,12 @@ export function redisStore({
     openUntil = 0;
   };
 
+  /** Runs `command` now, or once a connecting client is ready (the wait counts against `timeoutMs`). */
+  function send<T>(command: () => Promise<T>): Promise<T> {
+    const connecting = whenConnected(client, timeoutMs);
+    return connecting ? connecting.then(command) : command();
+  }
+
   function bounded<T>(command: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -126,7 +165,10 @@ export function redisStore({
         shortCircuited++;
         return undefined;
       }
-      const raw = await bounded(client.getBuffer(prefix + key), 'GET');
+      const raw = await bounded(
+        send(() => client.getBuffer(prefix + key)),
+        'GET',
+      );
       if (raw === null) return undefined;
       bytesRead += raw.byteLength;
       return decodeTensors(raw);
@@ -139,12 +181,16 @@ export function redisStore({
       // Encoded synchronously: the value may be handed to a caller right after this returns.
       const bytes = encodeTensors(value);
       bytesWritten += bytes.byteLength;
-      const command =
-        ttlMs !== undefined ? client.set(prefix + key, bytes, 'PX', ttlMs) : client.set(prefix + key, bytes);
+      const command = send(() =>
+        ttlMs !== undefined ? client.set(prefix + key, bytes, 'PX', ttlMs) : client.set(prefix + key, bytes),
+      );
       return bounded(command, 'SET').then(() => undefined);
     },
     delete(key) {
-      return bounded(client.del(prefix + key), 'DEL').then(() => undefined);
+      return bounded(
+        send(() => client.del(prefix + key)),
+        'DEL',
+      ).then(() => undefined);
     },
     stats: (): CacheStoreStats => ({
       bytesRead,

@@ -1,5 +1,12 @@
 import { fromFunction, type InferContext, pipeline, type Tensors, tensor } from '@mlserve/core';
-import { mnistHoldout, modelPath, type RedisServer, requireService, startRedis } from '@mlserve/test-utils';
+import {
+  freePort,
+  mnistHoldout,
+  modelPath,
+  type RedisServer,
+  requireService,
+  startRedis,
+} from '@mlserve/test-utils';
 import Redis from 'ioredis';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -357,6 +364,45 @@ describe.runIf(haveRedis)('redisStore against a real redis-server', () => {
     expect(stats(served).hits).toBe(20);
     expect(correct).toBeGreaterThanOrEqual(17);
     await served.dispose();
+  });
+
+  it('waits for a client that is still connecting instead of missing (no await of ready needed)', async () => {
+    const p = prefix();
+    // As a user writes it: construct, serve at once.
+    const fresh = new Redis(server.port, '127.0.0.1', { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    fresh.on('error', () => {});
+    clients.push(fresh);
+    expect(fresh.status).toBe('connecting');
+    const c = counter();
+    const served = pipeline(
+      c.model,
+      responseCache({ store: redisStore({ client: fresh, prefix: p, timeoutMs: 2000 }), ttlMs: 60_000 }),
+    );
+    await served.infer(input(1, 2));
+    const key = p + cacheKey({ name: 'double', version: '1' }, input(1, 2));
+    await waitFor(async () => fresh.status === 'ready' && (await fresh.exists(key)) === 1);
+    const ctx: InferContext = {};
+    await served.infer(input(1, 2), { context: ctx });
+    expect(ctx.cacheHit).toBe(true);
+    expect(c.calls).toHaveLength(1);
+    expect(stats(served).storeErrors).toBe(0);
+  });
+
+  it('a client that never connects costs a lookup at most timeoutMs and leaves no listener behind', async () => {
+    const deadPort = await freePort();
+    const dead = new Redis(deadPort, '127.0.0.1', {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 20,
+    });
+    dead.on('error', () => {});
+    clients.push(dead);
+    const store = redisStore({ client: dead, prefix: prefix(), timeoutMs: 100, breaker: false });
+    for (let i = 0; i < 5; i++) {
+      await expect(store.get('k')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    }
+    await sleep(150);
+    expect(dead.listenerCount('ready')).toBe(0);
   });
 });
 

@@ -1,3 +1,5 @@
+import { unavailable } from '@mlserve/core';
+
 /** A stored feature value; `null` (or an absent property) means the entity lacks that feature. */
 export type FeatureValue = number | string | null;
 
@@ -69,7 +71,7 @@ export function memoryFeatureStore(
 }
 
 /** The part of an ioredis client (or cluster) the Redis store uses. */
-export interface FeatureRedisClient {
+export interface FeatureRedisClient extends ConnectingClient {
   pipeline(): unknown;
   mgetBuffer(...keys: string[]): Promise<(Buffer | null)[]>;
 }
@@ -79,10 +81,47 @@ interface HmgetPipeline {
   exec(): Promise<[Error | null, unknown][] | null>;
 }
 
+/** What the store reads of an ioredis client's connection state (optional: other clients lack it). */
+export interface ConnectingClient {
+  /** ioredis: `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close`, `end`. */
+  readonly status?: string;
+  once?(event: 'ready', listener: () => void): unknown;
+  off?(event: 'ready', listener: () => void): unknown;
+}
+
+/**
+ * While an ioredis client is still connecting (`connecting` or `connect`: the socket is up, the
+ * handshake is not), a promise that settles when it is ready, rejecting UNAVAILABLE after `ms`;
+ * undefined when there is nothing to wait for (ready, or any other state: those fail or succeed
+ * on their own, at once). So the first requests after start wait for the connection instead of
+ * failing with "Stream isn't writeable and enableOfflineQueue options is false".
+ */
+export function whenConnected(client: ConnectingClient, ms: number): Promise<void> | undefined {
+  const status = client.status;
+  if ((status !== 'connecting' && status !== 'connect') || !client.once || !client.off) return undefined;
+  return new Promise<void>((resolve, reject) => {
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off?.('ready', onReady);
+      reject(unavailable(`redis is still connecting after ${ms} ms (status ${client.status})`));
+    }, ms);
+    client.once?.('ready', onReady);
+  });
+}
+
 /** Options of {@link redisFeatureStore}. */
 export interface RedisFeatureStoreOptions {
-  /** An ioredis client. Give it `enableOfflineQueue: false` (or a small `maxRetriesPerRequest`) so an outage fails fast. */
+  /**
+   * An ioredis client. Give it `enableOfflineQueue: false` (or a small `maxRetriesPerRequest`) so an
+   * outage fails fast. A client still making its first connection is waited for (up to
+   * `readyTimeoutMs`, and never longer than the lookup's own `timeoutMs`): no need to await `ready`.
+   */
   client: FeatureRedisClient;
+  /** How long a lookup waits for a client that is still connecting, in ms (default 1000). */
+  readyTimeoutMs?: number;
   /** Prepended to every entity key (default `''`), e.g. `user:`. */
   prefix?: string;
   /**
@@ -105,7 +144,9 @@ export interface RedisFeatureStoreOptions {
  * ```
  */
 export function redisFeatureStore(options: RedisFeatureStoreOptions): FeatureStore {
-  const { client, prefix = '', layout = 'hash', fields } = options;
+  const { client, prefix = '', layout = 'hash', fields, readyTimeoutMs = 1000 } = options;
+  if (!(Number.isFinite(readyTimeoutMs) && readyTimeoutMs > 0))
+    throw new TypeError('options.readyTimeoutMs must be a positive number');
   if (!client || typeof client.pipeline !== 'function')
     throw new TypeError('options.client must be an ioredis client');
   if (layout !== 'hash' && layout !== 'binary')
@@ -117,6 +158,7 @@ export function redisFeatureStore(options: RedisFeatureStoreOptions): FeatureSto
     const order = [...fields];
     return {
       async getMany(keys) {
+        await whenConnected(client, readyTimeoutMs);
         const values = await client.mgetBuffer(...keys.map((k) => prefix + k));
         return values.map((buf) => (buf ? decodeBinaryFeatures(order, buf) : null));
       },
@@ -124,6 +166,7 @@ export function redisFeatureStore(options: RedisFeatureStoreOptions): FeatureSto
   }
   return {
     async getMany(keys, features) {
+      await whenConnected(client, readyTimeoutMs);
       const p = client.pipeline() as HmgetPipeline;
       for (const k of keys) p.hmget(prefix + k, ...features);
       const results = await p.exec();

@@ -1,5 +1,5 @@
 import { pipeline, type Tensors, tensor } from '@mlserve/core';
-import { type RedisServer, requireService, startRedis } from '@mlserve/test-utils';
+import { freePort, type RedisServer, requireService, startRedis } from '@mlserve/test-utils';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBinaryFeatures, featureLookup, redisFeatureStore } from '../src/index.js';
@@ -167,5 +167,56 @@ describe.runIf(haveRedis)('Redis feature store', () => {
       (lenient.stats!() as { features: { storeErrorDefault: number } }).features.storeErrorDefault,
     ).toBeGreaterThan(0);
     expect(await strict.infer(ids('u1'))).toBeDefined();
+  });
+
+  it('the first lookup through a client that is still connecting waits for it (both layouts)', async () => {
+    await admin.hset('user:fresh', { age: 23 });
+    await admin.set('vec:fresh', encodeBinaryFeatures(fields, { age: 23 }));
+    for (const layout of ['hash', 'binary'] as const) {
+      const fresh = new Redis(server.port, '127.0.0.1', {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      });
+      fresh.on('error', () => undefined);
+      try {
+        expect(fresh.status).toBe('connecting');
+        const served = pipeline(
+          echoModel(),
+          featureLookup({
+            keyInput: 'user',
+            store:
+              layout === 'hash'
+                ? redisFeatureStore({ client: fresh, prefix: 'user:' })
+                : redisFeatureStore({ client: fresh, prefix: 'vec:', layout, fields }),
+            features: [{ name: 'age' }],
+            target: { input: 'features' },
+            timeoutMs: 2000,
+          }),
+        );
+        const out = await served.infer(ids('fresh'));
+        expect(Array.from(out.features!.data as Float32Array)).toEqual([23]);
+      } finally {
+        fresh.disconnect();
+      }
+    }
+  });
+
+  it('a store whose client never connects rejects UNAVAILABLE after readyTimeoutMs, no listener left', async () => {
+    const dead = new Redis(await freePort(), '127.0.0.1', {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 20,
+    });
+    dead.on('error', () => undefined);
+    try {
+      const store = redisFeatureStore({ client: dead, prefix: 'user:', readyTimeoutMs: 100 });
+      await expect(store.getMany(['u1'], ['age'])).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      expect(dead.listenerCount('ready')).toBe(0);
+      expect(() => redisFeatureStore({ client: dead, readyTimeoutMs: 0 })).toThrow(
+        'options.readyTimeoutMs must be a positive number',
+      );
+    } finally {
+      dead.disconnect();
+    }
   });
 });
