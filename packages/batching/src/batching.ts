@@ -6,7 +6,9 @@ import {
   expiredError,
   type InferContext,
   type InferOptions,
+  isValidated,
   type Model,
+  markValidated,
   mergeOptions,
   payloadTooLarge,
   ServeError,
@@ -168,7 +170,9 @@ class Batcher {
     const plan = this.#plan;
     try {
       if (this.#closed) throw unavailable(`model "${plan.meta.name}" is shutting down`);
-      if (options?.outputs || !quickValid(plan, inputs)) {
+      // A request an outer layer validated for this model (core's validation(), the protocol
+      // adapters) is trusted; any other gets the quick check, then core's exact one if needed.
+      if (!isValidated(inputs, plan.meta, options) && (options?.outputs || !quickValid(plan, inputs))) {
         try {
           validateRequest(plan.meta, inputs, options);
         } catch (err) {
@@ -626,6 +630,9 @@ class Batcher {
         }
       }
       if (shared) innerOptions.signal = shared.signal;
+      // Every member was validated before it queued, and rows joined along dim 0 stay valid: the
+      // layers below need not check the batch again.
+      if (items <= plan.maxBatch) markValidated(merged.inputs, plan.meta, innerOptions);
       const t0 = performance.now();
       const arrivedBefore = est.arrivals;
       let out: Tensors;

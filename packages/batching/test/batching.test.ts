@@ -1,4 +1,12 @@
-import { fromFunction, type InferContext, pipeline, ServeError, type Tensors } from '@mlserve/core';
+import {
+  fromFunction,
+  type InferContext,
+  isValidated,
+  markValidated,
+  pipeline,
+  ServeError,
+  type Tensors,
+} from '@mlserve/core';
 import { describe, expect, test } from 'vitest';
 import { type BatchEvent, type BatchingStats, batching } from '../src/index.js';
 import { codeOf, probe, rowsOf, sleep } from './helpers.js';
@@ -609,6 +617,32 @@ describe('release policy under load', () => {
     await running;
     await sleep(20);
     expect((served.stats!().batching as BatchingStats).busyMs).toBe(0);
+  });
+});
+
+describe('validation once', () => {
+  test('a request an outer layer validated is trusted; the merged batch is marked for the layers below', async () => {
+    const p = probe();
+    const served = batching({ maxDelayMs: 0 })(p.model);
+    const meta = p.model.metadata();
+    // An extra input the model does not declare: refused unless an outer layer (here one that
+    // allows unknown inputs) validated the request for this model.
+    const extra = () => ({ x: rowsOf(1, 1), note: rowsOf(1, 0) });
+    expect(await codeOf(served.infer(extra()))).toBe('INVALID_ARGUMENT');
+    const trusted = extra();
+    markValidated(trusted, meta);
+    const [a, b] = await Promise.all([
+      served.infer(trusted),
+      served.infer({ x: rowsOf(1, 3) }, { outputs: ['y'] }),
+    ]);
+    expect((a.y!.data as Float32Array)[0]).toBe(2);
+    expect(Object.keys(b)).toEqual(['y']);
+    expect(p.calls).toHaveLength(1);
+    const call = p.calls[0]!;
+    expect(call.rows).toBe(2);
+    expect(isValidated(call.inputs, meta, call.options)).toBe(true);
+    // Marked for this model only.
+    expect(isValidated(call.inputs, { name: 'other', version: meta.version }, call.options)).toBe(false);
   });
 });
 
