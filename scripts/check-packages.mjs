@@ -69,7 +69,10 @@ const RUNTIMES = [
 /** Files outside dist that a package reads at run time, with the reason they ship. */
 const ASSETS = {
   '@mlserve/backend-tfjs': { 'models/': 'the trained MNIST model the README loads from node_modules' },
-  '@mlserve/grpc': { 'proto/': 'the KServe V2 proto the server loads at run time (and exports)' },
+  '@mlserve/protocol': {
+    'proto/':
+      'the KServe V2 gRPC proto that @mlserve/grpc and @mlserve/client load at run time (and exports)',
+  },
 };
 
 /** attw problems accepted on purpose: `${package} ${entrypoint} ${kind}` -> why. */

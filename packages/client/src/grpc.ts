@@ -23,7 +23,8 @@ import { parseModelMetadata, parseServerMetadata } from './v2.js';
 export * from './common.js';
 
 /**
- * The .proto of KServe V2's `inference.GRPCInferenceService`, as the server package ships it.
+ * The .proto of KServe V2's `inference.GRPCInferenceService`: the one `@mlserve/protocol` ships (the
+ * gRPC server loads the same file).
  *
  * @example
  * ```ts
@@ -31,7 +32,7 @@ export * from './common.js';
  * ```
  */
 export function protoPath(): string {
-  return createRequire(import.meta.url).resolve('@mlserve/grpc/proto/grpc_service.proto');
+  return createRequire(import.meta.url).resolve('@mlserve/protocol/proto/grpc_service.proto');
 }
 
 /** Loader settings: field names as written, 64-bit integers as exact decimal strings, oneof names. */

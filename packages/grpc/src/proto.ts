@@ -1,9 +1,14 @@
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
-/** Where the bundled `grpc_service.proto` lies (shipped in the package's `proto/` folder). */
-export const PROTO_PATH: string = fileURLToPath(new URL('../proto/grpc_service.proto', import.meta.url));
+/**
+ * Where `grpc_service.proto` lies: `@mlserve/protocol` ships it (the one copy the server and
+ * `@mlserve/client` both load; exported there as `@mlserve/protocol/proto/grpc_service.proto`).
+ */
+export const PROTO_PATH: string = createRequire(import.meta.url).resolve(
+  '@mlserve/protocol/proto/grpc_service.proto',
+);
 
 /**
  * How the proto is loaded, on the server and in the tests' client alike: field names as written
