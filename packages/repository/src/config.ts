@@ -53,7 +53,7 @@ export interface GateConfig {
   shadowRequests: number;
   /** Decide (reject when too few requests were compared) after this long (default 60 000 ms). */
   maxShadowMs: number;
-  /** The most of one core the shadow may use, 0-1 (default 0.25): it waits this much longer than it ran. */
+  /** The most of one core the shadow may use, 0-1 (default 0.05): it waits this much longer than it ran. */
   maxShadowShare: number;
   replay: ReplaySource;
 }
@@ -491,7 +491,7 @@ function parseRollout(raw: unknown, fail: (field: string, why: string) => Error)
         g.shadowRequests === undefined ? 200 : int(g.shadowRequests, 'rollout.gate.shadowRequests'),
       maxShadowMs: g.maxShadowMs === undefined ? 60_000 : int(g.maxShadowMs, 'rollout.gate.maxShadowMs'),
       maxShadowShare:
-        g.maxShadowShare === undefined ? 0.25 : num(g.maxShadowShare, 'rollout.gate.maxShadowShare', 0.01, 1),
+        g.maxShadowShare === undefined ? 0.05 : num(g.maxShadowShare, 'rollout.gate.maxShadowShare', 0.01, 1),
       replay: 'warmup',
     };
     if (g.p99Ms !== undefined) gate.p99Ms = num(g.p99Ms, 'rollout.gate.p99Ms', 0);
