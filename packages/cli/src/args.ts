@@ -17,7 +17,7 @@ export interface ServeOptions {
   grpcPort?: number;
   /**
    * Worker threads per model (0: run in the main thread). Default (absent): the repository's
-   * `defaultServing()`: one worker on two or more CPUs, the main thread on one.
+   * `defaultServing()`: the main thread on up to 2 CPUs, one worker on 3 or more.
    */
   workers?: number;
   /** Scan the repository for changes this often, ms (0: never). Default 5000. */
@@ -81,8 +81,9 @@ Options:
                           0.0.0.0 to accept connections from the network).
   --workers N             Run each model in a pool of N worker threads so inference never
                           blocks the HTTP server; 0 runs models in the main thread. Default:
-                          one worker on two or more CPUs (cgroup quota included), the main
-                          thread on one. A model's config.json "workers" wins.
+                          the main thread (1 intra-op thread) on up to 2 CPUs, one worker on
+                          3 or more (cgroup quota included). A model's config.json "workers"
+                          wins.
   --poll-interval T       Check the repository for new, changed and removed versions every T
                           and on file-system events (e.g. 5s, 500ms; 0 turns hot reload off;
                           default 5s). A new version loads once its files stop changing, warms

@@ -34,8 +34,8 @@ export interface BuildContext {
   intraOpThreads?: number;
   /**
    * Worker threads for models whose config has no `workers` (0: in the main thread). Default from
-   * {@link defaultServing}: one worker on two or more CPUs for ONNX models loaded by the default
-   * loader, in the main thread otherwise.
+   * {@link defaultServing}: one worker on 3 or more CPUs for ONNX models loaded by the default
+   * loader, the main thread otherwise.
    */
   workers?: number;
   /** The CPUs the defaults may use (default {@link cpuBudget}): a process of a cluster passes its share. */

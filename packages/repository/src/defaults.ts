@@ -91,24 +91,23 @@ export interface ServingDefaults {
  * (default {@link cpuBudget}): the event loop keeps one CPU for itself (HTTP parsing and
  * serialization are most of a small model's cost), the rest computes.
  *
- * - 1 CPU: in the main thread, 1 intra-op thread (a worker would only add a copy and a hop).
- * - 2 or more: one worker thread with `cpus - 1` intra-op threads (at most 8), so a batch computes
- *   while the event loop parses the next requests; `workers x intraOpThreads + 1 <= cpus`.
- *
- * Why (measured on 2 cores, see the README): in-thread onnxruntime stops the event loop for the
- * whole run, and two intra-op threads on two cores take the core the event loop needs.
+ * - 1 or 2 CPUs: in the main thread with `cpus - 1` intra-op threads (1): measured fastest on 2
+ *   cores, where a worker's dispatch cost the event loop about what the compute itself did.
+ * - 3 or more: one worker thread with `cpus - 1` intra-op threads (at most 8), so a batch computes
+ *   on the spare cores while the event loop parses the next requests (not measured here: the
+ *   benchmark machine has 2 cores). Always `workers x intraOpThreads + 1 <= cpus` (for cpus >= 2).
  *
  * @example
  * ```ts
  * import { defaultServing } from '@mlserve/repository';
- * defaultServing(2); // { cpus: 2, workers: 1, intraOpThreads: 1, inThreadIntraOpThreads: 1 }
- * defaultServing(1); // { cpus: 1, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads: 1 }
+ * defaultServing(2); // { cpus: 2, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads: 1 }
+ * defaultServing(8); // { cpus: 8, workers: 1, intraOpThreads: 7, inThreadIntraOpThreads: 4 }
  * ```
  */
 export function defaultServing(cpus: number = cpuBudget()): ServingDefaults {
   const n = Math.max(1, Math.floor(cpus));
   const inThreadIntraOpThreads = Math.max(1, Math.min(4, n - 1));
-  if (n < 2) return { cpus: n, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads };
+  if (n < 3) return { cpus: n, workers: 0, intraOpThreads: inThreadIntraOpThreads, inThreadIntraOpThreads };
   return { cpus: n, workers: 1, intraOpThreads: Math.min(8, n - 1), inThreadIntraOpThreads };
 }
 

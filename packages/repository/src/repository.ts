@@ -48,15 +48,15 @@ export interface RepositoryOptions {
   middleware?: (name: string, version: string) => Middleware[];
   /**
    * ONNX intra-op threads of sessions whose config does not set them. Default
-   * ({@link defaultServing}): 1 per worker on 2 CPUs; in the main thread, `cpus - 1` (1 to 4), so
-   * onnxruntime never takes the event loop's core.
+   * ({@link defaultServing}): `cpus - 1` (1 to 4 in the main thread, up to 8 in a worker; 1 on 2
+   * CPUs), so onnxruntime never takes the event loop's core.
    */
   intraOpThreads?: number;
   /**
    * Run every model without a `workers` config in a pool of this many threads; 0 runs them in the
-   * main thread. Default ({@link defaultServing}): ONNX models loaded by the default loader run in
-   * one worker thread on two or more CPUs (the CPUs this process may use, cgroup quota included),
-   * in the main thread on one.
+   * main thread. Default ({@link defaultServing}): the main thread on up to 2 CPUs; on 3 or more
+   * (the CPUs this process may use, cgroup quota included), ONNX models loaded by the default loader
+   * run in one worker thread.
    */
   workers?: number;
   /**

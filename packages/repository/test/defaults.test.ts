@@ -61,8 +61,9 @@ describe('the CPU budget', () => {
 
   it('keeps one CPU for the event loop: workers x intra-op threads + 1 within the budget', () => {
     expect(defaultServing(1)).toEqual({ cpus: 1, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads: 1 });
-    expect(defaultServing(2)).toEqual({ cpus: 2, workers: 1, intraOpThreads: 1, inThreadIntraOpThreads: 1 });
-    for (const cpus of [2, 3, 4, 8, 16, 64]) {
+    expect(defaultServing(2)).toEqual({ cpus: 2, workers: 0, intraOpThreads: 1, inThreadIntraOpThreads: 1 });
+    expect(defaultServing(4)).toEqual({ cpus: 4, workers: 1, intraOpThreads: 3, inThreadIntraOpThreads: 3 });
+    for (const cpus of [3, 4, 8, 16, 64]) {
       const d = defaultServing(cpus);
       expect(d.workers * d.intraOpThreads + 1).toBeLessThanOrEqual(cpus);
       expect(d.workers).toBeGreaterThanOrEqual(1);
@@ -248,15 +249,27 @@ describe('one validation per request', () => {
 });
 
 describe('a process given its share of the CPUs', () => {
-  it('the cpus option decides the placement: 1 CPU keeps the model in the main thread', async () => {
+  it('the cpus option decides the placement: 2 CPUs in the main thread, 4 in a worker thread', async () => {
     const t = await tempRepo();
     dirs.push(t.dir);
     await addVersion(t.dir, 'mnist', '1');
-    const repo = await loadRepository(t.dir, { warmup: false, cpus: 1 });
+    const two = await loadRepository(t.dir, { warmup: false, cpus: 2 });
     try {
-      expect(repo.versions()[0]!.backend).toBe('onnxruntime-node/cpu');
+      expect(two.versions()[0]!.backend).toBe('onnxruntime-node/cpu');
     } finally {
-      await repo.close();
+      await two.close();
+    }
+    const four = await loadRepository(t.dir, { warmup: false, cpus: 4 });
+    try {
+      expect(four.versions()[0]!.backend).toBe('worker-pool(onnxruntime-node/cpu)');
+      const stats = four.registry.get('mnist').stats!() as {
+        workers: { threads: number; intraOpThreads: number };
+      };
+      expect(stats.workers).toMatchObject({ threads: 1, intraOpThreads: 3 });
+      const out = await four.registry.infer('mnist', undefined, digit(1));
+      expect(argmax(out.logits!.data as Float32Array)).toBe(mnistHoldout().labels[1]);
+    } finally {
+      await four.close();
     }
   });
 });
