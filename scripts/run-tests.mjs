@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Runs every vitest project, then the reliability suite (CI mode: short soaks), then prints one
+// Runs every vitest project, then the reliability suite (CI mode: short soaks), then (under CI, or
+// with MLSERVE_DEPLOY_TESTS=1) the deployment suite (the container image built and run on a real
+// daemon, replicas behind haproxy: minutes, and root for dockerd), then prints one
 // plain closing line ("Tests: N passed, N failed, N skipped") that any CI can read, and exits
 // non-zero if either run failed. Extra arguments go to the first run only.
 import { spawnSync } from 'node:child_process';
@@ -13,7 +15,12 @@ const runs = [
   { name: 'projects', args: process.argv.slice(2) },
   { name: 'reliability', args: ['--root', 'packages/reliability', '--config', 'vitest.suite.config.ts'] },
 ];
-if (process.argv.length > 2) runs.pop();
+if (process.env.CI || process.env.MLSERVE_DEPLOY_TESTS === '1') {
+  runs.push({ name: 'deploy', args: ['--root', 'packages/deploy-tests', '--config', 'vitest.suite.config.ts'] });
+} else {
+  console.log('deploy suite (docker image, haproxy replicas): not run; CI runs it, or MLSERVE_DEPLOY_TESTS=1 npm test, or npm run test:deploy');
+}
+if (process.argv.length > 2) runs.splice(1);
 
 let status = 0;
 const totals = { passed: 0, failed: 0, skipped: 0 };
