@@ -16,9 +16,14 @@ const runs = [
   { name: 'reliability', args: ['--root', 'packages/reliability', '--config', 'vitest.suite.config.ts'] },
 ];
 if (process.env.CI || process.env.MLSERVE_DEPLOY_TESTS === '1') {
-  runs.push({ name: 'deploy', args: ['--root', 'packages/deploy-tests', '--config', 'vitest.suite.config.ts'] });
+  runs.push({
+    name: 'deploy',
+    args: ['--root', 'packages/deploy-tests', '--config', 'vitest.suite.config.ts'],
+  });
 } else {
-  console.log('deploy suite (docker image, haproxy replicas): not run; CI runs it, or MLSERVE_DEPLOY_TESTS=1 npm test, or npm run test:deploy');
+  console.log(
+    'deploy suite (docker image, haproxy replicas): not run; CI runs it, or MLSERVE_DEPLOY_TESTS=1 npm test, or npm run test:deploy',
+  );
 }
 if (process.argv.length > 2) runs.splice(1);
 
