@@ -188,7 +188,7 @@ describe.each(MODES)('%s', (mode) => {
   it('sends the deadline to the server and fails with DEADLINE_EXCEEDED when it passes', async () => {
     const before = s.slowCalls.length;
     const t0 = Date.now();
-    const e = await rejection(c.infer('slow', { x: tensor('float32', [1], [1, 1]) }, { timeoutMs: 300 }));
+    const e = await rejection(c.infer('slow', { x: tensor('float32', [1], [1, 1]) }, { timeoutMs: 1000 }));
     expect(e.code).toBe('DEADLINE_EXCEEDED');
     const call = s.slowCalls[before]!;
     expect(call.deadline).toBeDefined();
@@ -198,7 +198,7 @@ describe.each(MODES)('%s', (mode) => {
       const req = s.seen.filter((r) => r.url.includes('/slow/')).at(-1)!;
       const ms = Number(req.headers['x-request-timeout-ms']);
       expect(ms).toBeGreaterThan(0);
-      expect(ms).toBeLessThanOrEqual(300);
+      expect(ms).toBeLessThanOrEqual(1000);
     }
   });
 
