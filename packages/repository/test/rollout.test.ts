@@ -1,10 +1,16 @@
+/**
+ * Gated rollout on real onnxruntime: the MNIST CNN serves as version 1; version 2 is a worse copy
+ * (noisy weights), a slower copy (same answers, many times the work), an equal copy, or an equal
+ * copy that fails (or answers slowly) during a canary step. The test models are made by
+ * packages/test-utils/models/make-rollout-models.py.
+ */
 import { isServeError, type Middleware, ServeError, wrap } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../src/config.js';
 import { loadRepository, type RepositoryOptions, type VersionEvent } from '../src/index.js';
 import { compareOutputs, gateVerdict, percentile } from '../src/rollout.js';
-import { addVersion, argmax, digit, sleep, tempRepo, writeConfig } from './helpers.js';
+import { addVersion, argmax, delay, digit, sleep, tempRepo, writeConfig } from './helpers.js';
 import { onnxLoader } from './loader.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -312,5 +318,40 @@ describe('gated rollout on real onnxruntime', () => {
     ).toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
+  });
+
+  it('rolls a canary back at the end of a step when its live p99 exceeds gate.p99Ms', async () => {
+    const dir = await setup();
+    await addVersion(dir, 'mnist', '1');
+    await writeConfig(dir, 'mnist', {
+      warmup: { samples: digitSamples(), batchSizes: [] },
+      rollout: {
+        gate: { p99Ms: 20, maxP99Ratio: 100, minAgreement: 0.9, shadowRequests: 10, maxShadowShare: 0.5 },
+        canary: { steps: [50, 100], stepRequests: 20 },
+      },
+    });
+    // Version 2's served pipeline holds each live request 40 ms; the shadow times its bare model.
+    const slowLive = (_name: string, version: string): Middleware[] => (version === '2' ? [delay(40)] : []);
+    const { repo } = await open(dir, { middleware: slowLive });
+    await addVersion(dir, 'mnist', '2');
+    await repo.loadModel('mnist');
+    await until('the gate', () => repo.registry.status('mnist', '2')?.rollout?.phase !== 'shadow');
+    expect(repo.registry.status('mnist', '2')?.rollout).toMatchObject({ phase: 'canary', weight: 50 });
+    let sent = 0;
+    const deadline = Date.now() + 25_000;
+    while (repo.registry.status('mnist', '2')?.rollout?.phase === 'canary') {
+      await Promise.all(
+        Array.from({ length: 8 }, () =>
+          repo.registry.infer('mnist', undefined, digit(sent % 200), { id: `u${sent++}` }),
+        ),
+      );
+      if (Date.now() > deadline) throw new Error(`no decision after ${sent} requests`);
+    }
+    const rollout = repo.registry.status('mnist', '2')!.rollout!;
+    expect(rollout.phase).toBe('rejected');
+    expect(rollout.reason).toMatch(/^rolled back at canary step 1 \(50%\): p99 [\d.]+ ms > 20 ms$/);
+    expect(rollout.figures!.canaryP99Ms).toBeGreaterThan(20);
+    expect(rollout.figures!.canaryRequests).toBe(20);
+    expect(repo.registry.get('mnist').version).toBe('1');
   });
 });
