@@ -156,7 +156,8 @@ describe.runIf(haveRedis)('feedback from a Redis stream (real redis-server)', ()
   });
 
   const until = async (check: () => boolean) => {
-    for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
+    // Up to 30 s: generous, for a loaded machine; it returns as soon as the check holds.
+    for (let i = 0; i < 1500 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
   };
 
   it('every replica reads every label and joins its own predictions (no group)', async () => {
