@@ -1,5 +1,6 @@
 import { cancelled, payloadTooLarge } from '@mlserve/core';
 import type { NextFunction, Request, Response } from 'express';
+import { disconnectSignal } from './disconnect.js';
 import {
   createProtocol,
   errorResponse,
@@ -103,10 +104,6 @@ export function mlserveRouter(options: MlserveRouterOptions) {
       next();
       return;
     }
-    const controller = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
     let body: Buffer | undefined;
     if (req.method === 'POST' || req.method === 'PUT') {
       try {
@@ -124,7 +121,7 @@ export function mlserveRouter(options: MlserveRouterOptions) {
       path,
       headers: req.headers,
       body,
-      signal: controller.signal,
+      signal: disconnectSignal(req.socket),
       ...(options.logger ? { log: options.logger } : {}),
     });
     send(res, out);

@@ -1,6 +1,7 @@
 import { isServeError, ServeError, toServeError } from '@mlserve/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { disconnectSignal } from './disconnect.js';
 import { createProtocol, errorResponse, type MlserveHttpOptions, type ProtocolResponse } from './protocol.js';
 
 /** Options of {@link mlservePlugin}: the shared options; the mount point comes from `register`'s `prefix`. */
@@ -34,11 +35,6 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const controller = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    };
-    reply.raw.once('close', onClose);
     const url = request.raw.url ?? '/';
     const q = url.indexOf('?');
     const full = q < 0 ? url : url.slice(0, q);
@@ -48,7 +44,7 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
       path,
       headers: request.headers,
       body: Buffer.isBuffer(request.body) ? request.body : undefined,
-      signal: controller.signal,
+      signal: disconnectSignal(request.raw.socket),
       log: request.log,
     });
     return send(reply, res);

@@ -175,8 +175,16 @@ export function createV2Service(options: V2ServiceOptions) {
     const opts: InferOptions = { context, parameters: call.parameters };
     if (call.signal) opts.signal = call.signal;
     if (call.id) opts.id = call.id;
-    const deadline = deadlineOf(call, Date.now());
-    if (deadline !== undefined) opts.deadline = deadline;
+    // The clock is read only when something sets a deadline.
+    if (
+      call.deadline !== undefined ||
+      (call.timeoutMs ?? 0) > 0 ||
+      (call.timeoutUs ?? 0) > 0 ||
+      maxTimeoutMs !== undefined
+    ) {
+      const deadline = deadlineOf(call, Date.now());
+      if (deadline !== undefined) opts.deadline = deadline;
+    }
     // Triton: priority 0 is the default level, sequence id 0 or '' is no sequence.
     if (call.priority !== undefined && call.priority !== 0) opts.priority = call.priority;
     const seq = call.sequence;
