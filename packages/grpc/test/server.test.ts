@@ -628,6 +628,29 @@ describe('model repository extension', () => {
       (await rejection(c.call('RepositoryModelUnload', { model_name: 'gone' }, { metadata: auth() }))).code,
     ).toBe(grpc.status.NOT_FOUND);
   });
+
+  it("unloads through the repository's unload hook when it has one (with the parameters)", async () => {
+    const own = new ModelRegistry();
+    own.add(identity('float32', 'kept'));
+    const unloads: { name: string; parameters: Record<string, unknown> }[] = [];
+    const s = await serveGrpc({
+      registry: own,
+      management: { unload: async (name, parameters) => void unloads.push({ name, parameters }) },
+    });
+    const client = connect(s.port);
+    try {
+      await client.call('RepositoryModelUnload', {
+        model_name: 'kept',
+        parameters: { unload_dependents: { bool_param: true } },
+      });
+      expect(unloads).toEqual([{ name: 'kept', parameters: { unload_dependents: true } }]);
+      expect(await client.call('ModelReady', { name: 'kept' })).toEqual({ ready: true });
+    } finally {
+      client.close();
+      await s.close();
+      await own.close();
+    }
+  });
 });
 
 describe('shutdown', () => {
