@@ -20,7 +20,9 @@ const IMAGE = 'mlserve:test';
 const DOCKER = spawnSync('test', ['-x', '/usr/bin/docker']).status === 0 ? '/usr/bin/docker' : 'docker';
 const MB = 1024 * 1024;
 
-function docker(args: string[], timeoutMs = 120_000): string {
+// Creating a container copies the image's file system with the vfs storage driver: minutes on a
+// loaded machine.
+function docker(args: string[], timeoutMs = 600_000): string {
   const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * MB });
   if (r.status !== 0) {
     throw new Error(`docker ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stderr}${r.stdout}`);

@@ -176,7 +176,7 @@ export default scenario({
           [two],
         ),
         '',
-        `Target: \`--processes 2\` >= 1.3x one process on 2 cores: **${ratio.toFixed(2)}x** (${ratio >= 1.3 ? 'met' : 'not met'}). CPU and peak RSS are the whole process tree's (peak RSS summed over the processes: each loads its own models). One process, by default, runs the model in one worker thread beside the event loop; each of two processes has a budget of one CPU and runs it in its own main thread: two event loops parse JSON in parallel where one process has one.`,
+        `Target: \`--processes 2\` >= 1.3x one process on 2 cores: **${ratio.toFixed(2)}x** (${ratio >= 1.3 ? 'met' : 'not met'}). CPU and peak RSS are the whole process tree's (peak RSS summed over the processes: each loads its own models). Both run the CLI's default placement for their CPU budget (see the CLI README, "Defaults, and why"): one process has a budget of both CPUs, each of two processes a budget of one. Two processes have two event loops parsing JSON in parallel where one process has one.`,
         '',
       ].join('\n');
     } finally {
