@@ -5,6 +5,7 @@ export * from './errors.js';
 export * from './function-model.js';
 export * from './graph.js';
 export * from './merge.js';
+export * from './narrow.js';
 export * from './optional.js';
 export * from './pipeline.js';
 export * from './registry.js';
