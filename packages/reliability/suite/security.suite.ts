@@ -240,6 +240,8 @@ const FS_ALLOWED: Record<string, string> = {
     "the monitor's file sink appends to the path its options name (operator config, never request data)",
   'packages/monitor/src/profile.ts':
     'profile() reads and writes the path its caller names (operator config, never request data)',
+  'packages/monitor/src/ingest.ts':
+    'ingestFeedbackFile() reads the labels file its caller names (operator config, never request data)',
 };
 
 describe('security: the source', () => {
