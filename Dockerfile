@@ -23,18 +23,23 @@ COPY . .
 # 1. every workspace's dependencies, to build. No install scripts: esbuild and turbo find their
 #    platform binaries through their optional packages without them;
 # 2. build the CLI and the packages it uses;
-# 3. the production tree in /app: the workspace manifests, the built code, and only what
-#    @mlserve/cli needs at run time (its dependencies and peers, from the same lockfile);
+# 3. the production tree in /app: each workspace's manifest and what it publishes (its "files":
+#    dist, assets such as .proto files), and only what @mlserve/cli needs at run time (its
+#    dependencies and peers, from the same lockfile);
 # 4. onnxruntime-node ships binaries for every platform (288 MB): keep linux-x64 (45 MB); the
 #    browser runtime, source maps and browser bundles never load in this server.
 RUN npm ci --ignore-scripts \
  && npx turbo run build --filter=@mlserve/cli... --output-logs=errors-only \
  && mkdir -p /app \
  && cp package.json package-lock.json /app/ \
- && for f in packages/*/package.json; do \
-      d="${f%package.json}"; mkdir -p "/app/$d" && cp "$f" "/app/$d"; \
-      if [ -d "$d/dist" ]; then cp -r "$d/dist" "/app/$d"; fi; \
-    done \
+ && node -e "const fs = require('fs'); \
+      for (const name of fs.readdirSync('packages')) { \
+        const dir = 'packages/' + name; \
+        if (!fs.existsSync(dir + '/package.json')) continue; \
+        const files = JSON.parse(fs.readFileSync(dir + '/package.json', 'utf8')).files || []; \
+        for (const f of ['package.json', ...files]) \
+          if (fs.existsSync(dir + '/' + f)) fs.cpSync(dir + '/' + f, '/app/' + dir + '/' + f, { recursive: true }); \
+      }" \
  && cd /app \
  && npm ci --omit=dev --ignore-scripts -w @mlserve/cli \
  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 ! -path '*/linux/x64' -exec rm -rf {} + \
