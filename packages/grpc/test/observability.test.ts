@@ -135,7 +135,15 @@ describe('observability', () => {
     try {
       const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
       const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] });
-      expect((await fetch(`${url}/v2/models/double/infer`, { method: 'POST', body })).status).toBe(200);
+      expect(
+        (
+          await fetch(`${url}/v2/models/double/infer`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+          })
+        ).status,
+      ).toBe(200);
       const res = await c.call<{ raw_output_contents: Buffer[] }>('ModelInfer', request('m1'));
       const y = res.raw_output_contents[0]!;
       expect([...new Float32Array(y.buffer.slice(y.byteOffset, y.byteOffset + y.byteLength))]).toEqual([

@@ -122,6 +122,7 @@ export function mlserveRouter(options: MlserveRouterOptions) {
       headers: req.headers,
       body,
       signal: disconnectSignal(req.socket),
+      localAddress: req.socket.localAddress,
       ...(options.logger ? { log: options.logger } : {}),
     });
     send(res, out);

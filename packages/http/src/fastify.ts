@@ -46,6 +46,7 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
       body: Buffer.isBuffer(request.body) ? request.body : undefined,
       signal: disconnectSignal(request.raw.socket),
       log: request.log,
+      localAddress: request.socket.localAddress,
     });
     return send(reply, res);
   };

@@ -19,7 +19,13 @@ import {
   parseJson,
   type V2Request,
 } from '@mlserve/protocol';
-import { createV2Service, type ManagementOptions, type ModelAction } from '@mlserve/protocol/server';
+import {
+  type CrossOriginOptions,
+  createV2Service,
+  crossOriginCheck,
+  type ManagementOptions,
+  type ModelAction,
+} from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
 
@@ -41,7 +47,7 @@ export interface MetricsSource {
   metrics(): Promise<string>;
 }
 
-export type { ManagementOptions };
+export type { CrossOriginOptions, ManagementOptions };
 
 /** Options shared by {@link mlservePlugin} and {@link mlserveRouter}. */
 export interface MlserveHttpOptions {
@@ -71,6 +77,17 @@ export interface MlserveHttpOptions {
    * `@mlserve/protocol/server`'s `ModelAction`.
    */
   modelActions?: Record<string, ModelAction>;
+  /**
+   * Cross-origin protection, on by default (`false` turns it off): requests a browser page on
+   * another origin sends (POST with `Sec-Fetch-Site` other than `same-origin`/`none`, or an
+   * `Origin` that is not this host) are 403 PERMISSION_DENIED unless the origin is in
+   * `trustedOrigins`; POSTs with a Content-Type a browser sends without a preflight (`text/plain`,
+   * `application/x-www-form-urlencoded`, `multipart/form-data`) are 415 UNSUPPORTED_MEDIA_TYPE; on
+   * a loopback connection, a `Host` other than localhost, 127.x.x.x, [::1] or `allowedHosts` is 403
+   * (DNS rebinding). Clients that send no Origin (curl, tritonclient, Node) are not affected.
+   * See `crossOriginCheck` in `@mlserve/protocol/server`.
+   */
+  crossOrigin?: CrossOriginOptions | false;
   /** `GET /v2` server name and version. */
   serverName?: string;
   serverVersion?: string;
@@ -87,6 +104,8 @@ export interface ProtocolRequest {
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   log?: Logger;
+  /** The server's address on this connection (`socket.localAddress`): loopback turns the Host check on. */
+  localAddress?: string | undefined;
 }
 
 /** What to send back. */
@@ -212,6 +231,7 @@ export function createProtocol(options: MlserveHttpOptions) {
   if (!Number.isSafeInteger(bodyLimit) || bodyLimit <= 0)
     throw new TypeError('options.bodyLimit must be a positive integer');
   const service = createV2Service(options);
+  const originCheck = crossOriginCheck(options.crossOrigin);
   const metadata = service.serverMetadata([
     'binary_tensor_data',
     'classification',
@@ -447,6 +467,7 @@ export function createProtocol(options: MlserveHttpOptions) {
       parent,
       async (span) => {
         try {
+          originCheck?.(req);
           const res = await route(req, requestId, span);
           res.headers[REQUEST_ID_HEADER] ??= requestId;
           span.setAttribute('http.response.status_code', res.status);

@@ -888,7 +888,12 @@ describe.each(SERVERS)('%s: options', (_kind, start) => {
       },
     });
     try {
-      const post = (path: string, body: string) => fetch(`${server.url}${path}`, { method: 'POST', body });
+      const post = (path: string, body: string) =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
       const res = await post('/v2/models/m/versions/1/feedback', '{"label":3}');
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ name: 'm', version: '1', got: 3 });
@@ -925,6 +930,7 @@ describe.each(SERVERS)('%s: options', (_kind, start) => {
     try {
       const inflight = fetch(`${server.url}/v2/models/held/infer`, {
         method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] }),
       });
       await new Promise((r) => setTimeout(r, 100));

@@ -19,6 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlservePlugin } from '../src/index.js';
 import { loadMnist, SERVERS } from './helpers.js';
 
+/** Node's fetch labels a string body text/plain, which the cross-origin protection refuses (415). */
+const JSON_CT = { 'content-type': 'application/json' };
+
 /** A span that records what was set on it (an OpenTelemetry SDK stand-in; the API is the real one). */
 interface Recorded {
   name: string;
@@ -108,9 +111,10 @@ describe.each(SERVERS)('%s observability', (_kind, start) => {
         inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 28, 28], data: new Array(1568).fill(0) }],
       });
       for (let i = 0; i < 2; i++) {
-        expect((await fetch(`${server.url}/v2/models/mnist/infer`, { method: 'POST', body })).status).toBe(
-          200,
-        );
+        expect(
+          (await fetch(`${server.url}/v2/models/mnist/infer`, { method: 'POST', headers: JSON_CT, body }))
+            .status,
+        ).toBe(200);
       }
       const res = await fetch(`${server.url}/metrics`);
       expect(res.headers.get('content-type')).toMatch(/text\/plain/);
@@ -133,7 +137,7 @@ describe.each(SERVERS)('%s observability', (_kind, start) => {
       const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
       const res = await fetch(`${server.url}/v2/models/mnist/infer`, {
         method: 'POST',
-        headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-request-id': 'trace-me' },
+        headers: { ...JSON_CT, traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-request-id': 'trace-me' },
         body: JSON.stringify({
           inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 28, 28], data: new Array(784).fill(0) }],
         }),
@@ -198,7 +202,7 @@ describe('fastify logs', () => {
   it('logs failures through request.log with the request id', async () => {
     const res = await fetch(`${url}/v2/models/boom/infer`, {
       method: 'POST',
-      headers: { 'x-request-id': 'log-me' },
+      headers: { ...JSON_CT, 'x-request-id': 'log-me' },
       body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] }),
     });
     expect(res.status).toBe(500);
