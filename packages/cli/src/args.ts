@@ -50,6 +50,10 @@ export interface ServeOptions {
   cacheRedisTimeoutMs?: number;
   /** Key prefix in Redis. Default `mlserve:cache:`. */
   cacheRedisPrefix?: string;
+  /** Web origins whose pages may POST to this server (`--trusted-origin`, repeatable). */
+  trustedOrigins?: string[];
+  /** Host names accepted on loopback besides localhost, 127.x.x.x and [::1] (`--allowed-host`, repeatable). */
+  allowedHosts?: string[];
 }
 
 /** A command-line mistake: printed with a hint, exit status 2. */
@@ -110,6 +114,13 @@ Options:
                           in Redis (redis://host:6379/0), shared by every process and replica.
   --cache-redis-timeout T Longest a cache lookup may take before it counts as a miss (default 50ms).
   --cache-redis-prefix P  Key prefix in Redis (default mlserve:cache:).
+  --trusted-origin O      Let pages on origin O (scheme://host[:port]) POST here from a browser;
+                          repeatable. Other web pages' requests are refused (403), and bodies
+                          typed text/plain, form or multipart are 415, so a site a user visits
+                          cannot drive this server. curl and API clients are not affected.
+  --allowed-host NAME     Accept Host NAME on loopback connections besides localhost, 127.0.0.1
+                          and [::1] (DNS rebinding protection; a local reverse proxy's name, say);
+                          repeatable.
   -h, --help              Show this help.
   -v, --version           Print the version.
 
@@ -226,6 +237,24 @@ export function parseCommandLine(argv: readonly string[]): Command {
     !options.cacheRedis
   )
     throw new UsageError('--cache-redis-timeout and --cache-redis-prefix need --cache-redis URL');
+  const trustedOrigins: string[] = [];
+  const allowedHosts: string[] = [];
+  for (const origin of values['trusted-origin'] ?? []) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, ''))
+      throw new UsageError(`--trusted-origin must be an origin, scheme://host[:port] (got "${origin}")`);
+    trustedOrigins.push(parsed.origin);
+  }
+  for (const host of values['allowed-host'] ?? []) {
+    if (!/^(\*|[a-z0-9.-]+|\[[0-9a-f:.]+\])$/i.test(host))
+      throw new UsageError(`--allowed-host must be a host name without port (got "${host}")`);
+    allowedHosts.push(host);
+  }
+  if (trustedOrigins.length > 0) options.trustedOrigins = trustedOrigins;
+  if (allowedHosts.length > 0) options.allowedHosts = allowedHosts;
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }
@@ -250,6 +279,8 @@ const OPTIONS = {
   'cache-redis': { type: 'string' },
   'cache-redis-timeout': { type: 'string' },
   'cache-redis-prefix': { type: 'string' },
+  'trusted-origin': { type: 'string', multiple: true },
+  'allowed-host': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;

@@ -184,6 +184,10 @@ export async function serve(
     registry,
     management,
     ...(prom && { metrics: hooks.metrics ? hooks.metrics(prom) : prom }),
+    crossOrigin: {
+      ...(options.trustedOrigins && { trustedOrigins: options.trustedOrigins }),
+      ...(options.allowedHosts && { allowedHosts: options.allowedHosts }),
+    },
     serverName: 'mlserve',
   });
   await app.listen({ port: options.port, host: options.host });
