@@ -84,7 +84,11 @@ describe('POST /v2/models/{name}/feedback over real HTTP (Fastify, mnist-cnn)', 
       status: 404,
       body: { code: 'NOT_FOUND' },
     });
-    const bad = await fetch(`${url}/v2/models/mnist/feedback`, { method: 'POST', body: '{"id": ' });
+    const bad = await fetch(`${url}/v2/models/mnist/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"id": ',
+    });
     expect(bad.status).toBe(400);
     const get = await fetch(`${url}/v2/models/mnist/feedback`);
     expect(get.status).toBe(405);
