@@ -228,7 +228,9 @@ describe('gated rollout on real onnxruntime', () => {
     await writeConfig(dir, 'mnist', {
       labels: { stable: '2' },
       warmup: { samples: digitSamples(), batchSizes: [] },
-      rollout: { gate: { maxP99Ratio: 3, shadowRequests: 40, maxShadowShare: 0.5 } },
+      // Sub-millisecond p99s of two equal versions differ by up to 3x on a loaded machine (3.03 seen);
+      // the 10x-slower model fails at 2 in the test above, so 5 still separates slow from equal.
+      rollout: { gate: { maxP99Ratio: 5, shadowRequests: 40, maxShadowShare: 0.5 } },
     });
     const { repo, events } = await open(dir);
     await addVersion(dir, 'mnist', '2');
