@@ -246,14 +246,15 @@ describe('the image', () => {
     await until('healthy (1 CPU)', () => (health(single) === 'healthy' ? true : undefined), 180_000);
     const singleLogs = spawnSync(DOCKER, ['logs', single], { encoding: 'utf8' });
     expect(singleLogs.stderr).not.toMatch(/processes on/);
-    // One node process in the container.
+    // One server process in the container (this shell's own command line names cli.js too: anchor
+    // the match at the start).
     expect(
       docker([
         'exec',
         single,
         'sh',
         '-c',
-        'ls /proc | grep -E "^[0-9]+$" | while read p; do cat /proc/$p/cmdline 2>/dev/null | tr "\\0" " "; echo; done | grep -c "cli.js serve"',
+        'ls /proc | grep -E "^[0-9]+$" | while read p; do cat /proc/$p/cmdline 2>/dev/null | tr "\\0" " "; echo; done | grep -c "^node /app/packages/cli/dist/cli.js serve"',
       ]),
     ).toBe('1');
     docker(['stop', '-t', '20', single], 60_000);
