@@ -54,7 +54,44 @@ export interface ServeOptions {
   trustedOrigins?: string[];
   /** Host names accepted on loopback besides localhost, 127.x.x.x and [::1] (`--allowed-host`, repeatable). */
   allowedHosts?: string[];
+  /**
+   * Longest a client may take to send a request's headers, ms, counted from the connection or
+   * the previous request (0: no limit). Default {@link HTTP_DEFAULTS}.headersTimeoutMs (10 s).
+   */
+  headersTimeoutMs?: number;
+  /** Longest a client may take to send a whole request, body included, ms (0: no limit). Default 60 s. */
+  requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open after a response, ms. Default 72 s. */
+  keepAliveTimeoutMs?: number;
+  /** Close a connection after this long with no bytes either way, ms (0: never). Default 0. */
+  connectionTimeoutMs?: number;
+  /** The largest request body, bytes, before and after decompression. Default 64 MiB. */
+  bodyLimit?: number;
 }
+
+/**
+ * The HTTP server's limits on slow and idle clients when no flag says otherwise. Node's own are
+ * 60 s for headers and 300 s for a request, and Fastify turns the request limit off (0): a client
+ * trickling a body one byte at a time would hold its connection for ever.
+ *
+ * @example
+ * ```ts
+ * import { HTTP_DEFAULTS } from '@mlserve/cli';
+ * console.log(HTTP_DEFAULTS.headersTimeoutMs); // 10000
+ * ```
+ */
+export const HTTP_DEFAULTS = {
+  /** Slowloris: headers sent a line at a time. Real clients send theirs in one packet. */
+  headersTimeoutMs: 10_000,
+  /** A 64 MiB body (the default limit) at about 1 MiB/s; a slow body is cut at this point. */
+  requestTimeoutMs: 60_000,
+  /** Fastify's: longer than the 60 s idle timeout of common load balancers, so they close first. */
+  keepAliveTimeoutMs: 72_000,
+  /** Off: a model computing for a long time sends nothing, and that is no reason to cut it. */
+  connectionTimeoutMs: 0,
+  /** @mlserve/http's default. */
+  bodyLimit: 64 * 1024 * 1024,
+} as const;
 
 /** A command-line mistake: printed with a hint, exit status 2. */
 export class UsageError extends Error {
@@ -121,6 +158,16 @@ Options:
   --allowed-host NAME     Accept Host NAME on loopback connections besides localhost, 127.0.0.1
                           and [::1] (DNS rebinding protection; a local reverse proxy's name, say);
                           repeatable.
+  --headers-timeout T     Close connections whose request headers have not all arrived within T
+                          (408; slowloris; default 10s; 0: no limit).
+  --request-timeout T     Close connections whose whole request, body included, has not arrived
+                          within T (408; a body trickled byte by byte; default 60s; 0: no limit).
+  --keep-alive-timeout T  Close idle keep-alive connections after T (default 72s: longer than the
+                          60s idle timeout of common load balancers, so they close first).
+  --connection-timeout T  Close a connection after T with no bytes either way (default 0: never;
+                          a long inference sends nothing while it computes).
+  --body-limit SIZE       Largest request body, before and after decompression (413 past it;
+                          e.g. 16mb, 512kb, bytes; default 64mb).
   -h, --help              Show this help.
   -v, --version           Print the version.
 
@@ -153,6 +200,16 @@ export function parseDuration(value: string, flag: string): number {
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
   return Math.round(unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000);
+}
+
+/** Parses `64mb`, `512kb`, `1gb` (binary multiples) or a bare number of bytes. */
+function parseSize(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(value.trim());
+  const unit = (m?.[2] ?? 'b').toLowerCase().replace('i', '');
+  const bytes = m ? Math.round(Number(m[1]) * 1024 ** ['b', 'kb', 'mb', 'gb'].indexOf(unit)) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new UsageError(`${flag} must be a size such as 16mb, 512kb or a number of bytes (got "${value}")`);
+  return bytes;
 }
 
 /** Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}. *
@@ -255,6 +312,24 @@ export function parseCommandLine(argv: readonly string[]): Command {
   }
   if (trustedOrigins.length > 0) options.trustedOrigins = trustedOrigins;
   if (allowedHosts.length > 0) options.allowedHosts = allowedHosts;
+  const durations = [
+    ['headers-timeout', 'headersTimeoutMs'],
+    ['request-timeout', 'requestTimeoutMs'],
+    ['keep-alive-timeout', 'keepAliveTimeoutMs'],
+    ['connection-timeout', 'connectionTimeoutMs'],
+  ] as const;
+  for (const [flag, key] of durations) {
+    const value = values[flag];
+    if (value !== undefined) options[key] = parseDuration(value, `--${flag}`);
+  }
+  if (options.keepAliveTimeoutMs === 0) throw new UsageError('--keep-alive-timeout must be more than 0');
+  const headersMs = options.headersTimeoutMs ?? HTTP_DEFAULTS.headersTimeoutMs;
+  const requestMs = options.requestTimeoutMs ?? HTTP_DEFAULTS.requestTimeoutMs;
+  if (requestMs > 0 && (headersMs === 0 || headersMs > requestMs))
+    throw new UsageError(
+      `--headers-timeout (${headersMs} ms) must be on and at most --request-timeout (${requestMs} ms)`,
+    );
+  if (values['body-limit'] !== undefined) options.bodyLimit = parseSize(values['body-limit'], '--body-limit');
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }
@@ -281,6 +356,11 @@ const OPTIONS = {
   'cache-redis-prefix': { type: 'string' },
   'trusted-origin': { type: 'string', multiple: true },
   'allowed-host': { type: 'string', multiple: true },
+  'headers-timeout': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'keep-alive-timeout': { type: 'string' },
+  'connection-timeout': { type: 'string' },
+  'body-limit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;

@@ -14,7 +14,7 @@ import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
+import { HTTP_DEFAULTS, LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
 import { redisCaches } from './redis-cache.js';
 
 /** Where `serve` writes: stdout for what a person reads, stderr for logs. */
@@ -172,7 +172,28 @@ export async function serve(
   repository.on('version', (e: VersionEvent) => progress(e, say, log, started));
 
   const token = process.env.MLSERVE_MANAGEMENT_TOKEN;
-  const app = Fastify({ logger: false, forceCloseConnections: 'idle', return503OnClosing: false });
+  // Slow and idle clients (see HTTP_DEFAULTS): Node checks the header and request limits on every
+  // connection each connectionsCheckingInterval (its default, 30 s, would let a slowloris client
+  // stay up to 30 s past the limit).
+  const limit = <K extends keyof typeof HTTP_DEFAULTS>(key: K): number => options[key] ?? HTTP_DEFAULTS[key];
+  const headersTimeout = limit('headersTimeoutMs');
+  const requestTimeout = limit('requestTimeoutMs');
+  const app = Fastify({
+    logger: false,
+    forceCloseConnections: 'idle',
+    return503OnClosing: false,
+    keepAliveTimeout: limit('keepAliveTimeoutMs'),
+    requestTimeout,
+    connectionTimeout: limit('connectionTimeoutMs'),
+    http: {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(1000, Math.round(Math.min(headersTimeout || Infinity, requestTimeout || Infinity) / 4)),
+      ),
+    },
+  });
   // Shutdown: a request that reached the server is still served (return503OnClosing off), but every
   // response from then on closes its connection, so keep-alive clients cannot hold the server open.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -183,6 +204,7 @@ export async function serve(
   await app.register(mlservePlugin, {
     registry,
     management,
+    bodyLimit: limit('bodyLimit'),
     ...(prom && { metrics: hooks.metrics ? hooks.metrics(prom) : prom }),
     crossOrigin: {
       ...(options.trustedOrigins && { trustedOrigins: options.trustedOrigins }),

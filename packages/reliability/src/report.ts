@@ -86,7 +86,15 @@ export function readRecords(dir: string): { cases: CaseRecord[]; notes: NoteReco
 }
 
 /** The sections in the order the report shows them; unknown areas follow. */
-export const AREAS = ['Hostile input', 'Fuzzing', 'Overload', 'Faults', 'Security'] as const;
+export const AREAS = [
+  'Hostile input',
+  'Fuzzing',
+  'Overload',
+  'Slow clients',
+  'Oversized headers',
+  'Faults',
+  'Security',
+] as const;
 
 /**
  * Escapes a value for one markdown table cell (pipes, newlines, over-long text).

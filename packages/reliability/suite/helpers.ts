@@ -218,3 +218,81 @@ export function percentile(values: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/** `mlserve serve` running as a child process (from packages/cli/dist). */
+export interface CliServer {
+  url: string;
+  /** Everything it printed so far, stdout and stderr. */
+  output(): string;
+  child: import('node:child_process').ChildProcess;
+  /** SIGTERM, then SIGKILL after 10 s; removes the model repository. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `mlserve serve` on a free port over a fresh repository holding mnist-cnn as `mnist/1`
+ * (plus what `setup` writes into the directory), waits until it prints its summary, and returns
+ * its URL. Extra flags are appended; `--port 0 --poll-interval 0 --no-warmup --intra-op-threads 1`
+ * come first.
+ */
+export async function startCli(
+  flags: readonly string[] = [],
+  setup?: (dir: string) => Promise<void>,
+  env: Record<string, string> = {},
+): Promise<CliServer> {
+  const { spawn } = await import('node:child_process');
+  const { copyFile, mkdir, mkdtemp, rm } = await import('node:fs/promises');
+  const { existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const cli = fileURLToPath(new URL('../../cli/dist/cli.js', import.meta.url));
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npm run test:reliability does)`);
+  const dir = await mkdtemp(join(tmpdir(), 'mlserve-rel-cli-'));
+  await mkdir(join(dir, 'mnist', '1'), { recursive: true });
+  await copyFile(modelPath('mnist-cnn.onnx'), join(dir, 'mnist', '1', 'model.onnx'));
+  await setup?.(dir);
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      'serve',
+      '--model-repository',
+      dir,
+      '--port',
+      '0',
+      '--poll-interval',
+      '0',
+      '--no-warmup',
+      '--intra-op-threads',
+      '1',
+      ...flags,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
+  );
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const t0 = performance.now();
+  while (!/Health/.test(out) && child.exitCode === null && performance.now() - t0 < 90_000) await sleep(50);
+  const url = /listening on (https?:\/\/[^\s]+:\d+)/.exec(out)?.[1];
+  if (!url || !/Health/.test(out)) {
+    await stop();
+    throw new Error(`mlserve serve did not start: ${out.slice(-400)}`);
+  }
+  return { url, output: () => out, child, stop };
+}
