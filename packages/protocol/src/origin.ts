@@ -1,4 +1,5 @@
 import { permissionDenied, unsupportedMediaType } from '@mlserve/core';
+import { normalizeOrigin } from './cors.js';
 
 /**
  * Cross-origin protection settings (on by default in `@mlserve/http`): which other web origins
@@ -7,7 +8,8 @@ import { permissionDenied, unsupportedMediaType } from '@mlserve/core';
 export interface CrossOriginOptions {
   /**
    * Origins whose pages may POST here from a browser, exactly as browsers send them in `Origin`:
-   * `scheme://host[:port]` (`https://app.example.com`, `http://localhost:5173`), no path.
+   * `scheme://host[:port]` (`https://app.example.com`, `http://localhost:5173`), no path; `'*'`
+   * trusts every origin (what CORS `origins: '*'` means).
    */
   trustedOrigins?: readonly string[];
   /**
@@ -56,27 +58,6 @@ function hostName(host: string): string {
   return colon < 0 ? h : h.slice(0, colon);
 }
 
-function normalizeOrigin(origin: string): string {
-  let url: URL;
-  try {
-    url = new URL(origin);
-  } catch {
-    throw new TypeError(`crossOrigin.trustedOrigins: "${origin}" is not a URL (scheme://host[:port])`);
-  }
-  if (
-    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
-    (url.pathname !== '/' && url.pathname !== '') ||
-    url.search ||
-    url.hash ||
-    url.username
-  ) {
-    throw new TypeError(
-      `crossOrigin.trustedOrigins: "${origin}" must be an origin, scheme://host[:port] with no path`,
-    );
-  }
-  return url.origin;
-}
-
 /**
  * Compiles the cross-origin check the HTTP adapters run before routing a request (modelled on Go
  * 1.25's `http.CrossOriginProtection`), or `undefined` when `options` is `false`. The returned
@@ -108,7 +89,14 @@ export function crossOriginCheck(
   options: CrossOriginOptions | false | undefined,
 ): ((req: OriginRequest) => void) | undefined {
   if (options === false) return undefined;
-  const trusted = new Set((options?.trustedOrigins ?? []).map(normalizeOrigin));
+  const anyOrigin = options?.trustedOrigins?.includes('*') ?? false;
+  const trusted = new Set(
+    (options?.trustedOrigins ?? [])
+      .filter((o) => o !== '*')
+      .map((o) => normalizeOrigin(o, 'crossOrigin.trustedOrigins')),
+  );
+  const isTrusted = (origin: string | undefined) =>
+    origin !== undefined && (anyOrigin || trusted.has(origin));
   const hosts = new Set((options?.allowedHosts ?? []).map((h) => hostName(h)));
   const anyHost = hosts.has('*');
   return (req) => {
@@ -130,9 +118,8 @@ export function crossOriginCheck(
     const origin = one(req.headers.origin);
     const site = one(req.headers['sec-fetch-site']);
     if (site !== undefined && site !== '') {
-      if (site !== 'same-origin' && site !== 'none' && !(origin !== undefined && trusted.has(origin)))
-        throw refused(origin);
-    } else if (origin !== undefined && !trusted.has(origin) && !sameHost(origin, host)) {
+      if (site !== 'same-origin' && site !== 'none' && !isTrusted(origin)) throw refused(origin);
+    } else if (origin !== undefined && !isTrusted(origin) && !sameHost(origin, host)) {
       throw refused(origin);
     }
     const type = one(req.headers['content-type']);
