@@ -50,11 +50,14 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
     });
     return send(reply, res);
   };
-  const methods = ['GET', 'HEAD', 'POST'] as const;
+  // OPTIONS only with CORS: the plugin answers preflights then (else Fastify's 404, or the app's own).
+  const methods = options.cors
+    ? (['GET', 'HEAD', 'POST', 'OPTIONS'] as const)
+    : (['GET', 'HEAD', 'POST'] as const);
   app.route({ method: [...methods], url: '/v2', handler, exposeHeadRoute: false });
   app.route({ method: [...methods], url: '/v2/*', handler, exposeHeadRoute: false });
   app.route({ method: [...methods], url: '/v1/*', handler, exposeHeadRoute: false });
-  if (options.metrics) app.get('/metrics', handler);
+  if (options.metrics) app.route({ method: [...methods], url: '/metrics', handler, exposeHeadRoute: false });
 }
 
 /**

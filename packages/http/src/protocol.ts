@@ -20,7 +20,13 @@ import {
   type V2Request,
 } from '@mlserve/protocol';
 import {
+  type Authenticator,
+  type AuthOptions,
+  type AuthScope,
+  type CorsOptions,
   type CrossOriginOptions,
+  corsPolicy,
+  createAuthenticator,
   createV2Service,
   crossOriginCheck,
   type ManagementOptions,
@@ -47,7 +53,7 @@ export interface MetricsSource {
   metrics(): Promise<string>;
 }
 
-export type { CrossOriginOptions, ManagementOptions };
+export type { Authenticator, AuthOptions, CorsOptions, CrossOriginOptions, ManagementOptions };
 
 /** Options shared by {@link mlservePlugin} and {@link mlserveRouter}. */
 export interface MlserveHttpOptions {
@@ -88,6 +94,26 @@ export interface MlserveHttpOptions {
    * See `crossOriginCheck` in `@mlserve/protocol/server`.
    */
   crossOrigin?: CrossOriginOptions | false;
+  /**
+   * CORS for browser clients on other origins: allowed `origins` (or `'*'`), `methods`, `headers`,
+   * `maxAgeSeconds`. Preflights (`OPTIONS`) are answered; answers to allowed origins carry
+   * `Access-Control-Allow-Origin`. The allowed origins are also trusted by the cross-origin check.
+   * Off by default (no CORS headers: other origins' pages cannot read answers). See `corsPolicy` in
+   * `@mlserve/protocol/server`.
+   */
+  cors?: CorsOptions;
+  /**
+   * API-key authentication: `{ keys }` (SHA-256 digests with scopes and rate limits, e.g. from
+   * `readKeysFile()`) or an `Authenticator` from `createAuthenticator()` (share one with
+   * `@mlserve/grpc` so rate limits count both). Keys come in `Authorization: Bearer <key>` or
+   * `x-api-key`. Scopes: `infer` (infer, :predict, model actions), `metadata` (`/v2`, model
+   * metadata and config, TF Serving status), `metrics` (`/metrics`, statistics), `management`
+   * (`/v2/repository/...`; replaces `management.token`, which cannot be combined with it). Health
+   * (`/v2/health/live`, `/v2/health/ready`, `/v2/models/{m}/ready`) and CORS preflights stay open.
+   * No key or an unknown one: 401 UNAUTHENTICATED; a missing scope: 403 PERMISSION_DENIED; over the
+   * key's rate limit: 429 RESOURCE_EXHAUSTED with Retry-After.
+   */
+  auth?: AuthOptions | Authenticator;
   /** `GET /v2` server name and version. */
   serverName?: string;
   serverVersion?: string;
@@ -230,8 +256,25 @@ export function createProtocol(options: MlserveHttpOptions) {
   const compressThreshold = options.compressThreshold ?? 1024;
   if (!Number.isSafeInteger(bodyLimit) || bodyLimit <= 0)
     throw new TypeError('options.bodyLimit must be a positive integer');
+  const auth = options.auth ? createAuthenticator(options.auth) : undefined;
+  const managed = typeof options.management === 'object' ? options.management : undefined;
+  if (auth && managed?.token)
+    throw new TypeError(
+      'options.auth and management.token cannot be combined: give keys the management scope',
+    );
   const service = createV2Service(options);
-  const originCheck = crossOriginCheck(options.crossOrigin);
+  const cors = options.cors ? corsPolicy(options.cors) : undefined;
+  const originCheck = crossOriginCheck(
+    options.crossOrigin === false
+      ? false
+      : {
+          ...options.crossOrigin,
+          trustedOrigins: [
+            ...(options.crossOrigin?.trustedOrigins ?? []),
+            ...(cors ? (cors.origins === '*' ? ['*'] : cors.origins) : []),
+          ],
+        },
+  );
   const metadata = service.serverMetadata([
     'binary_tensor_data',
     'classification',
@@ -466,10 +509,28 @@ export function createProtocol(options: MlserveHttpOptions) {
       },
       parent,
       async (span) => {
+        const corsHeaders = cors?.headers(req);
         try {
           originCheck?.(req);
+          const preflight = cors?.preflight(req);
+          if (preflight) {
+            span.setAttribute('http.response.status_code', 204);
+            return {
+              status: 204,
+              headers: { ...preflight, [REQUEST_ID_HEADER]: requestId },
+              body: undefined,
+            };
+          }
+          if (auth) {
+            const scope = scopeOf(req.path);
+            if (scope !== undefined) {
+              const who = auth.check(req.headers, scope);
+              span.setAttribute('mlserve.auth.key', who.name);
+            }
+          }
           const res = await route(req, requestId, span);
           res.headers[REQUEST_ID_HEADER] ??= requestId;
+          if (corsHeaders) Object.assign(res.headers, corsHeaders);
           span.setAttribute('http.response.status_code', res.status);
           return res;
         } catch (err) {
@@ -481,7 +542,9 @@ export function createProtocol(options: MlserveHttpOptions) {
           } else {
             req.log?.info({ requestId, code: e.code, status: e.status }, e.message);
           }
-          return errorResponse(e, requestId);
+          const res = errorResponse(e, requestId);
+          if (corsHeaders) Object.assign(res.headers, corsHeaders);
+          return res;
         } finally {
           span.end();
         }
@@ -490,6 +553,32 @@ export function createProtocol(options: MlserveHttpOptions) {
   }
 
   return { handle, bodyLimit, registry, service };
+}
+
+/**
+ * The scope a route needs (`undefined`: open, the health routes; `null`: any valid key, for paths
+ * no route serves, so an unauthenticated client learns nothing from 404s).
+ */
+function scopeOf(path: string): AuthScope | null | undefined {
+  if (path === '/v2/health/live' || path === '/v2/health/ready') return undefined;
+  if (path === '/v2' || path === '/v2/') return 'metadata';
+  if (path === '/v2/models/stats') return 'metrics';
+  if (path.startsWith('/v2/repository/')) return 'management';
+  if (path === '/metrics') return 'metrics';
+  const m = V2_MODEL.exec(path);
+  if (m) {
+    const action = m[3];
+    if (action === '/ready') return undefined;
+    if (action === undefined || action === '/config') return 'metadata';
+    if (action === '/stats') return 'metrics';
+    return 'infer';
+  }
+  const v1 = V1_MODEL.exec(path);
+  if (v1) {
+    const action = v1[4];
+    return action === ':predict' || action === ':classify' || action === ':regress' ? 'infer' : 'metadata';
+  }
+  return null;
 }
 
 function notAllowed(): ServeError {
