@@ -8,7 +8,14 @@ import {
   toServeError,
 } from '@mlserve/core';
 import { type RequestedOutput, reservedParameters } from '@mlserve/protocol';
-import { createV2Service, type ManagementOptions } from '@mlserve/protocol/server';
+import {
+  type Authenticator,
+  type AuthOptions,
+  type AuthScope,
+  createAuthenticator,
+  createV2Service,
+  type ManagementOptions,
+} from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
   type DecodedInputs,
@@ -58,6 +65,16 @@ export interface GrpcServerOptions {
   management?: boolean | ManagementOptions;
   /** When set, repository methods need the metadata `authorization: Bearer <token>` (else UNAUTHENTICATED). */
   token?: string;
+  /**
+   * API-key authentication, as `@mlserve/http`'s `auth` (pass the same `Authenticator` to both so a
+   * key's rate limit counts calls over either): the key in metadata `authorization: Bearer <key>`
+   * or `x-api-key`. Scopes: `infer` (ModelInfer, ModelStreamInfer), `metadata` (ServerMetadata,
+   * ModelMetadata, ModelConfig), `management` (Repository*). ServerLive, ServerReady and ModelReady
+   * stay open. UNAUTHENTICATED without a valid key, PERMISSION_DENIED without the scope,
+   * RESOURCE_EXHAUSTED (with `retry-after-ms`) over the key's rate limit; each message of a stream
+   * counts against it. Cannot be combined with a management `token`.
+   */
+  auth?: AuthOptions | Authenticator;
   /** Largest request message in bytes (default 64 MiB); larger gets RESOURCE_EXHAUSTED before decoding. */
   maxReceiveMessageLength?: number;
   /** Largest response message in bytes (default 64 MiB); larger fails with RESOURCE_EXHAUSTED. */
@@ -184,6 +201,11 @@ export function inferenceService(options: GrpcServerOptions): {
   const managed: ManagementOptions | undefined =
     options.management === true ? {} : options.management || undefined;
   const token = options.token ?? managed?.token;
+  const auth = options.auth ? createAuthenticator(options.auth) : undefined;
+  if (auth && token)
+    throw new TypeError(
+      'options.auth and a management token cannot be combined: give keys the management scope',
+    );
   const service = createV2Service({
     ...options,
     management: managed ? { ...managed, ...(token ? { token } : {}) } : false,
@@ -315,6 +337,31 @@ export function inferenceService(options: GrpcServerOptions): {
     return out;
   }
 
+  /** Checks the call's key for `scope` when `auth` is on (throws UNAUTHENTICATED / PERMISSION_DENIED / RESOURCE_EXHAUSTED). */
+  function authorize(metadata: grpc.Metadata, scope: AuthScope): void {
+    if (!auth) return;
+    const value = (key: string) => {
+      const v = metadata.get(key)[0];
+      return typeof v === 'string' ? v : undefined;
+    };
+    auth.check(
+      { authorization: value('authorization'), [auth.apiKeyHeader]: value(auth.apiKeyHeader) },
+      scope,
+    );
+  }
+
+  /** A unary method that needs `scope`. */
+  function guarded<Req, Res>(
+    method: string,
+    scope: AuthScope,
+    fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
+  ): grpc.handleUnaryCall<Req, Res> {
+    return unary<Req, Res>(method, (req, call) => {
+      authorize(call.metadata, scope);
+      return fn(req, call);
+    });
+  }
+
   function authorization(call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata'>): string | undefined {
     const auth = call.metadata.get('authorization')[0];
     return typeof auth === 'string' ? auth : undefined;
@@ -345,11 +392,11 @@ export function inferenceService(options: GrpcServerOptions): {
     ModelReady: unary('ModelReady', (req: { name?: string; version?: string }) => {
       return { ready: service.modelReady(req.name ?? '', req.version || undefined) };
     }),
-    ServerMetadata: unary('ServerMetadata', () => serverMetadata),
-    ModelMetadata: unary('ModelMetadata', (req: { name?: string; version?: string }) =>
+    ServerMetadata: guarded('ServerMetadata', 'metadata', () => serverMetadata),
+    ModelMetadata: guarded('ModelMetadata', 'metadata', (req: { name?: string; version?: string }) =>
       service.modelMetadata(req.name ?? '', req.version || undefined),
     ),
-    ModelConfig: unary('ModelConfig', (req: { name?: string; version?: string }) => {
+    ModelConfig: guarded('ModelConfig', 'metadata', (req: { name?: string; version?: string }) => {
       const meta = service.metadataOf(service.resolve(req.name ?? '', req.version || undefined));
       return { config: modelConfig(meta) };
     }),
@@ -362,6 +409,7 @@ export function inferenceService(options: GrpcServerOptions): {
       call.once('cancelled', onCancel);
       let work: Promise<InferResponseMessage>;
       try {
+        authorize(call.metadata, 'infer');
         work = tracedInfer('ModelInfer', call.request, call.metadata, controller.signal, deadlineOf(call));
       } catch (err) {
         work = Promise.reject(err);
@@ -404,14 +452,16 @@ export function inferenceService(options: GrpcServerOptions): {
           paused = true;
           call.pause();
         }
-        // Requests run concurrently (so a batching layer can merge them); answers go in order.
-        const answer = tracedInfer(
-          'ModelStreamInfer',
-          req,
-          call.metadata,
-          controller.signal,
-          callDeadline,
-        ).then(
+        // Requests run concurrently (so a batching layer can merge them); answers go in order. Each
+        // message is authorized (and counts against the key's rate limit) on its own.
+        let started: Promise<InferResponseMessage>;
+        try {
+          authorize(call.metadata, 'infer');
+          started = tracedInfer('ModelStreamInfer', req, call.metadata, controller.signal, callDeadline);
+        } catch (err) {
+          started = Promise.reject(err);
+        }
+        const answer = started.then(
           (res) => ({ error_message: '', infer_response: res }),
           (err) => {
             const e = toServeError(err);
@@ -444,12 +494,13 @@ export function inferenceService(options: GrpcServerOptions): {
       });
       call.on('error', () => controller.abort());
     },
-    RepositoryIndex: unary('RepositoryIndex', async (req: { ready?: boolean }, call) => {
+    RepositoryIndex: guarded('RepositoryIndex', 'management', async (req: { ready?: boolean }, call) => {
       const models = await service.repositoryIndex(authorization(call));
       return { models: req.ready ? models.filter((r) => r.state === 'READY') : models };
     }),
-    RepositoryModelLoad: unary(
+    RepositoryModelLoad: guarded(
       'RepositoryModelLoad',
+      'management',
       async (req: { model_name?: string; parameters?: Record<string, ParameterMessage> }, call) => {
         await service.repositoryLoad(
           authorization(call),
@@ -459,8 +510,9 @@ export function inferenceService(options: GrpcServerOptions): {
         return {};
       },
     ),
-    RepositoryModelUnload: unary(
+    RepositoryModelUnload: guarded(
       'RepositoryModelUnload',
+      'management',
       async (req: { model_name?: string; parameters?: Record<string, ParameterMessage> }, call) => {
         await service.repositoryUnload(
           authorization(call),

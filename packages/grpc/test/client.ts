@@ -5,9 +5,13 @@ import { loadInferenceProto } from '../src/proto.js';
 export type CallError = grpc.ServiceError;
 
 /** A promise-style client for the tests, built from the same proto as the server. */
-export function connect(port: number) {
+export function connect(
+  port: number,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  host = '127.0.0.1',
+) {
   const { GRPCInferenceService } = loadInferenceProto();
-  const client = new GRPCInferenceService(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+  const client = new GRPCInferenceService(`${host}:${port}`, credentials, {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
