@@ -237,8 +237,6 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
     const calls = new SharedCalls<Shared>();
     /** One scope object per model: cacheKey keeps the last request's header against it. */
     const scope = { name: inner.name, version: inner.version, ignoreParameters: ignored };
-    /** Keys whose shared call is running: joiners skip the store lookup. */
-    const running = new Set<string>();
     let hits = 0;
     let misses = 0;
     let coalesced = 0;
@@ -329,7 +327,7 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         const key = cacheKey(scope, inputs, options);
 
         let pending: Promise<Tensors | undefined> | undefined;
-        if (!coalesce || !running.has(key)) {
+        if (!coalesce || !calls.has(key)) {
           try {
             const found = store.get(key);
             if (isPromise<Tensors | undefined>(found)) pending = found;
@@ -352,30 +350,34 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
           return compute(key, inputs, options);
         }
 
-        // Identical requests share the lookup (for an asynchronous store) and the inference.
-        const { promise, joined } = calls.run(key, options, async (signal): Promise<Shared> => {
-          running.add(key);
-          try {
-            const found = pending ? await lookup(key, pending) : undefined;
-            if (found) return { outputs: found, hit: true, taken: false, context: undefined };
-            // The inner call has no deadline of its own: each waiter races its own, and the shared
-            // signal aborts the call once every waiter has gone (core's merging semantics).
-            const context: InferContext = options?.context ?? {};
-            let callOptions: InferOptions;
-            if (signal === NEVER_ABORTED) {
-              // Nothing can abort the call (its first waiter has no signal and no deadline): pass
-              // no signal, so the layers below need no abort listener.
-              callOptions = options?.context ? options : { ...options, context };
-            } else callOptions = { ...options, signal, deadline: undefined, context };
-            // compute(), inline: one promise turn fewer on every miss.
-            inferences++;
-            const outputs = await inner.infer(inputs, callOptions);
+        // Identical requests share the lookup (for an asynchronous store) and the inference. The
+        // shared call is a plain promise chain (no async frame): it runs on every miss.
+        const run = (signal: AbortSignal): Promise<Shared> => {
+          // The inner call has no deadline of its own: each waiter races its own, and the shared
+          // signal aborts the call once every waiter has gone (core's merging semantics).
+          const context: InferContext = options?.context ?? {};
+          let callOptions: InferOptions;
+          if (signal === NEVER_ABORTED) {
+            // Nothing can abort the call (its first waiter has no signal and no deadline): pass
+            // no signal, so the layers below need no abort listener.
+            callOptions = options?.context ? options : { ...options, context };
+          } else callOptions = { ...options, signal, deadline: undefined, context };
+          inferences++;
+          return inner.infer(inputs, callOptions).then((outputs) => {
             keep(key, inputs, outputs);
             return { outputs, hit: false, taken: false, context };
-          } finally {
-            running.delete(key);
-          }
-        });
+          });
+        };
+        const { promise, joined } = calls.run(
+          key,
+          options,
+          pending === undefined
+            ? run
+            : (signal) =>
+                lookup(key, pending).then((found) =>
+                  found ? { outputs: found, hit: true, taken: false, context: undefined } : run(signal),
+                ),
+        );
         // A joiner that looked up anyway (a race at the end of a call) drops its own lookup.
         if (joined && pending) pending.catch(() => {});
         const shared = await promise;

@@ -30,6 +30,8 @@ const oneShot: ((algorithm: string, data: Uint8Array, encoding: 'base64url') => 
 /** Small requests are laid out here and hashed in one call (a Hash object costs more than the copy). */
 const SCRATCH_BYTES = 4096;
 let scratch: Buffer | undefined;
+/** The view of the scratch last hashed: requests of one shape hash the same length (no view per call). */
+let scratchView: Buffer | undefined;
 
 /**
  * The header of a scope's last request (name, version, every input's name, type, dims and byte
@@ -151,7 +153,8 @@ export function cacheKey(scope: KeyScope, inputs: Tensors, options?: InferOption
         scratch.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), at);
         at += arr.byteLength;
       }
-      return oneShot('sha256', scratch.subarray(0, at), 'base64url');
+      if (scratchView === undefined || scratchView.byteLength !== at) scratchView = scratch.subarray(0, at);
+      return oneShot('sha256', scratchView, 'base64url');
     }
   }
   header ??= headerBytes!.toString('utf8', 0, headerBytes!.byteLength - 1);
