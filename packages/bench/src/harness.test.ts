@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { closedLoop, interleaved, openLoop, ratioTable, timePerCall } from './harness.js';
+import { closedLoop, interleaved, openLoop, perCpuRatio, ratioTable, timePerCall } from './harness.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,5 +58,9 @@ describe('bench harness', () => {
     const table = ratioTable('t', base, [other]);
     expect(table).toContain('| base (baseline) |');
     expect(table).toMatch(/\| other \| [\d,.]+ \| 2\.00 \|/);
+    // Same CPU, twice the throughput: twice the throughput per CPU-second.
+    expect(table).toContain('x baseline per CPU-s');
+    expect(perCpuRatio(other, base)).toBe('2.00');
+    expect(perCpuRatio({ ...other, cpuCores: 0 }, base)).toBe('-');
   });
 });

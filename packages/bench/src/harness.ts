@@ -283,13 +283,24 @@ function fmt(n: number, digits = 2): string {
 
 /**
  * A markdown table of results beside a baseline from the same run: throughput and p99 with
- * their ratios to the baseline, plus p50, p90, CPU and peak RSS.
+ * their ratios to the baseline, plus p50, p90, CPU, throughput per CPU-second against the
+ * baseline's, and peak RSS.
  *
  * @example
  * ```ts
  * console.log(ratioTable('mlp, 256 callers', unbatched, [batched]));
  * ```
  */
+/**
+ * Throughput per CPU-second against the baseline's: what a loaded machine disturbs far less than
+ * wall-clock throughput (a process that is not scheduled neither serves nor spends CPU). '-' when
+ * either side has no CPU figure.
+ */
+export function perCpuRatio(r: LoadResult, baseline: LoadResult): string {
+  if (!(r.cpuCores > 0) || !(baseline.cpuCores > 0) || !(baseline.throughput > 0)) return '-';
+  return fmt(r.throughput / r.cpuCores / (baseline.throughput / baseline.cpuCores));
+}
+
 export function ratioTable(title: string, baseline: LoadResult, results: LoadResult[]): string {
   const rows = [baseline, ...results];
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
@@ -303,6 +314,7 @@ export function ratioTable(title: string, baseline: LoadResult, results: LoadRes
     'p99 x baseline',
     'errors',
     'CPU (cores)',
+    'x baseline per CPU-s',
     'peak RSS (MiB)',
     ...extraKeys,
   ];
@@ -325,6 +337,7 @@ export function ratioTable(title: string, baseline: LoadResult, results: LoadRes
         isBase ? '1.00' : fmt(r.p99 / baseline.p99),
         String(r.errors),
         fmt(r.cpuCores),
+        isBase ? '1.00' : perCpuRatio(r, baseline),
         fmt(r.peakRssMb, 0),
         ...extraKeys.map((k) => String(r.extra?.[k] ?? '')),
       ].join(' | ')} |`,

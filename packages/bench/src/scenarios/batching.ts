@@ -1,5 +1,5 @@
 import { concat, type Model, type Tensor, type Tensors } from '@mlserve/core';
-import { closedLoop, type LoadResult, openLoop, ratioTable, scenario } from '../harness.js';
+import { closedLoop, type LoadResult, openLoop, perCpuRatio, ratioTable, scenario } from '../harness.js';
 
 /**
  * Like the harness's `interleaved`, but each round starts at a different configuration, so none
@@ -168,8 +168,10 @@ export default scenario({
         if (concurrency === levels[levels.length - 1]) {
           const one = fx[1]!;
           summary.push(
-            `${c.label} at ${concurrency} callers, \`maxBatchSize: ${c.max}, maxDelayMs: 1\`: ${(one.throughput / base.throughput).toFixed(2)}x one call per request` +
-              (minimal ? `; the minimal batcher ${(fx[2]!.throughput / base.throughput).toFixed(2)}x` : '') +
+            `${c.label} at ${concurrency} callers, \`maxBatchSize: ${c.max}, maxDelayMs: 1\`: ${(one.throughput / base.throughput).toFixed(2)}x one call per request (${perCpuRatio(one, base)}x per CPU-second)` +
+              (minimal
+                ? `; the minimal batcher ${(fx[2]!.throughput / base.throughput).toFixed(2)}x (${perCpuRatio(fx[2]!, base)}x per CPU-second)`
+                : '') +
               '.',
           );
         }
@@ -179,13 +181,13 @@ export default scenario({
             `${c.label} ${(b.throughput / base.throughput).toFixed(2)}x (p99 ${b.p99.toFixed(1)} vs ${base.p99.toFixed(1)} ms)`,
           );
           summary.push(
-            `${c.label} at ${concurrency} callers: ${(b.throughput / base.throughput).toFixed(2)}x the throughput ` +
+            `${c.label} at ${concurrency} callers: ${(b.throughput / base.throughput).toFixed(2)}x the throughput (${perCpuRatio(b, base)}x per CPU-second) ` +
               `(${Math.round(b.throughput)} vs ${Math.round(base.throughput)} req/s), p99 ${b.p99.toFixed(1)} ms vs ${base.p99.toFixed(1)} ms.`,
           );
         }
         if (concurrency === 1) {
           summary.push(
-            `${c.label}, a lone sequential caller: 'auto' gives ${(b.throughput / base.throughput).toFixed(2)}x the throughput of no batching; batching costs ${(((b.p50 - base.p50) / base.p50) * 100).toFixed(0)}% on the median ` +
+            `${c.label}, a lone sequential caller: 'auto' gives ${(b.throughput / base.throughput).toFixed(2)}x the throughput of no batching (${perCpuRatio(b, base)}x per CPU-second); batching costs ${(((b.p50 - base.p50) / base.p50) * 100).toFixed(0)}% on the median ` +
               `(${(b.p50 * 1000).toFixed(0)} us vs ${(base.p50 * 1000).toFixed(0)} us).`,
           );
         }

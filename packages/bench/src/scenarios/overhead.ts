@@ -8,6 +8,11 @@ import { interleaved, type LoadResult, ratioTable, scenario, timePerCall } from 
  * `session.run` loop on the same kind of session (1 intra-op thread). mlp (compute is almost
  * nothing, so this is the overhead in full) and mnist-cnn (a small real model).
  */
+/** CPU time per call in microseconds (process CPU over the window, every thread). */
+function cpuPerCall(r: LoadResult): number {
+  return (r.cpuCores * r.durationMs * 1000) / Math.max(1, r.requests);
+}
+
 export default scenario({
   name: 'overhead',
   title: 'Overhead: the full pipeline on a cache miss against a raw session.run loop',
@@ -81,7 +86,8 @@ export default scenario({
       summary.push(
         `${c.file}: the full pipeline takes ${(full.mean / raw.mean).toFixed(2)}x the time of raw session.run ` +
           `(mean ${(full.mean * 1000).toFixed(1)} us vs ${(raw.mean * 1000).toFixed(1)} us, ` +
-          `+${((full.mean - raw.mean) * 1000).toFixed(1)} us per request; median ${(full.p50 * 1000).toFixed(1)} vs ${(raw.p50 * 1000).toFixed(1)} us)` +
+          `+${((full.mean - raw.mean) * 1000).toFixed(1)} us per request; median ${(full.p50 * 1000).toFixed(1)} vs ${(raw.p50 * 1000).toFixed(1)} us, ${(full.p50 / raw.p50).toFixed(2)}x; ` +
+          `CPU per call ${cpuPerCall(full).toFixed(1)} vs ${cpuPerCall(raw).toFixed(1)} us, ${(cpuPerCall(full) / cpuPerCall(raw)).toFixed(2)}x)` +
           `${hits > 0 ? `; ${hits} cache hits (expected none)` : ''}.`,
       );
       heads.push(
