@@ -1,8 +1,9 @@
 import { type ErrorCode, ServeError, STATUS_BY_CODE } from '@mlserve/core';
 
-const CODE_BY_STATUS = new Map<number, ErrorCode>(
-  Object.entries(STATUS_BY_CODE).map(([code, status]) => [status, code as ErrorCode]),
-);
+// The first code of each status wins (400 is INVALID_ARGUMENT, not FAILED_PRECONDITION).
+const CODE_BY_STATUS = new Map<number, ErrorCode>();
+for (const [code, status] of Object.entries(STATUS_BY_CODE))
+  if (!CODE_BY_STATUS.has(status)) CODE_BY_STATUS.set(status, code as ErrorCode);
 
 /** True for one of core's error codes. */
 export function isErrorCode(v: unknown): v is ErrorCode {

@@ -61,7 +61,7 @@ const CODE_OF_GRPC: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
   [grpc.status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
   [grpc.status.UNIMPLEMENTED]: 'UNIMPLEMENTED',
-  [grpc.status.FAILED_PRECONDITION]: 'INVALID_ARGUMENT',
+  [grpc.status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
   [grpc.status.OUT_OF_RANGE]: 'INVALID_ARGUMENT',
   [grpc.status.ALREADY_EXISTS]: 'INVALID_ARGUMENT',
   [grpc.status.UNAUTHENTICATED]: 'UNAUTHENTICATED',

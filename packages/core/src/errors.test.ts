@@ -8,6 +8,7 @@ describe('ServeError', () => {
       ['UNAUTHENTICATED', 401],
       ['PERMISSION_DENIED', 403],
       ['NOT_FOUND', 404],
+      ['FAILED_PRECONDITION', 400],
       ['METHOD_NOT_ALLOWED', 405],
       ['UNSUPPORTED_MEDIA_TYPE', 415],
       ['PAYLOAD_TOO_LARGE', 413],
@@ -23,7 +24,7 @@ describe('ServeError', () => {
       expect(e.status).toBe(status);
       expect(e).toBeInstanceOf(Error);
     }
-    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(13);
+    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(14);
   });
 
   it('lets RESOURCE_EXHAUSTED be a 503 and carry a retry hint', () => {

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'NOT_FOUND'
+  | 'FAILED_PRECONDITION'
   | 'METHOD_NOT_ALLOWED'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
@@ -25,6 +26,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   UNAUTHENTICATED: 401,
   PERMISSION_DENIED: 403,
   NOT_FOUND: 404,
+  FAILED_PRECONDITION: 400,
   METHOD_NOT_ALLOWED: 405,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
@@ -95,6 +97,8 @@ export const unauthenticated = factory('UNAUTHENTICATED');
 /** A valid credential that may not do this (403; gRPC PERMISSION_DENIED). */
 export const permissionDenied = factory('PERMISSION_DENIED');
 export const notFound = factory('NOT_FOUND');
+/** The request is valid but the state it needs is not there (a sequence that is not open; 400; gRPC FAILED_PRECONDITION). */
+export const failedPrecondition = factory('FAILED_PRECONDITION');
 /** An HTTP method the route does not take (405). */
 export const methodNotAllowed = factory('METHOD_NOT_ALLOWED');
 /** A Content-Type or Content-Encoding the server does not take (415). */

@@ -9,6 +9,7 @@ export * from './narrow.js';
 export * from './optional.js';
 export * from './pipeline.js';
 export * from './registry.js';
+export * from './sequences.js';
 export * from './tensor.js';
 export * from './timeout.js';
 export * from './types.js';

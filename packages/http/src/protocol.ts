@@ -280,6 +280,7 @@ export function createProtocol(options: MlserveHttpOptions) {
     'classification',
     'statistics',
     'model_configuration',
+    'sequence',
   ]);
 
   /** `x-request-timeout-ms` in ms (0 or absent: none); INVALID_ARGUMENT when it is not a number. */

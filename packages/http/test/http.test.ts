@@ -186,7 +186,13 @@ describe.each(SERVERS)('%s', (_kind, start) => {
       expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
       const meta = await (await fetch(`${url}/v2`)).json();
       expect(meta.extensions).toEqual(
-        expect.arrayContaining(['binary_tensor_data', 'classification', 'model_repository']),
+        expect.arrayContaining([
+          'binary_tensor_data',
+          'classification',
+          'model_repository',
+          'statistics',
+          'sequence',
+        ]),
       );
     });
 
