@@ -50,6 +50,12 @@ export interface WorkerPoolOptions extends ModelDescription {
   /** How long every thread may take to load the model, ms. Default 120000. */
   loadTimeoutMs?: number;
   /**
+   * How long the pool remembers which worker a sequence (`options.sequence`) runs on after its
+   * last request, ms. Default 600000. Keep it at least the model's own idle timeout: a sequence
+   * the pool forgot goes to any worker, where its state is not.
+   */
+  sequenceIdleTimeoutMs?: number;
+  /**
    * `'thread'` (default): Piscina worker threads, tensors moved without copies. `'process'`: child
    * processes, so a native crash in the backend fails one request instead of the whole server, at
    * the cost of a copy of every tensor each way.
@@ -60,7 +66,10 @@ export interface WorkerPoolOptions extends ModelDescription {
 /** What runs the tasks: Piscina threads or child processes. @internal */
 interface Engine {
   metadata: ModelMetadata;
-  run(task: InferTask, transferList: ArrayBuffer[]): Promise<InferResult>;
+  /** Runs a task; `pin` (a worker id) keeps it on that worker while the worker lives. */
+  run(task: InferTask, transferList: ArrayBuffer[], pin?: number): Promise<InferResult>;
+  /** The ids of the workers that can take tasks now (threadIds, or pids). */
+  ids(): number[];
   destroy(): Promise<void>;
   utilization(): number;
   deaths(): number;
@@ -84,6 +93,36 @@ export interface WorkerPoolStats {
   liveWorkers: number;
   /** Piscina's utilization: the share of thread time spent running tasks. */
   utilization: number;
+  /** Sequences the pool routes to one worker each (`options.sequence`), by worker id. */
+  sequences: { open: number; byWorker: Record<string, number> };
+}
+
+type PiscinaLoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
+
+/** A sequence the pool keeps on one worker. */
+interface Pin {
+  worker: number;
+  /** The sequence's last request: its requests go to the worker one at a time, in order. */
+  tail: Promise<unknown>;
+  pending: number;
+  lastUsed: number;
+}
+
+/**
+ * Piscina's balancer with sticky tasks: a task that names a worker (a sequence's) runs there once it
+ * is free, or anywhere if that worker is gone; others go to an idle worker.
+ */
+function stickyBalancer(
+  task: Parameters<PiscinaLoadBalancer>[0],
+  workers: Parameters<PiscinaLoadBalancer>[1],
+): ReturnType<PiscinaLoadBalancer> {
+  const pin = (task[Piscina.queueOptionsSymbol as keyof typeof task] as { worker?: number } | null)?.worker;
+  if (pin !== undefined) {
+    const w = workers.find((x) => x.id === pin && !x.terminating && !x.destroyed);
+    if (w !== undefined) return w.currentUsage === 0 ? w : null;
+  }
+  for (const w of workers) if (w.currentUsage === 0 && !w.terminating) return w;
+  return null;
 }
 
 function positiveInt(name: string, v: unknown): void {
@@ -186,6 +225,7 @@ async function startThreads(
     concurrentTasksPerWorker: 1,
     idleTimeout: options.idleTimeout ?? Number.POSITIVE_INFINITY,
     workerData: data,
+    loadBalancer: stickyBalancer,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
   });
   // A worker that dies between tasks is replaced by Piscina; count it instead of crashing the process.
@@ -240,11 +280,17 @@ async function startThreads(
   }
   return {
     metadata: first.metadata,
-    run: (task, transferList) =>
-      (piscina.run(task, { transferList }) as Promise<InferResult>).catch((err: unknown) => {
+    run: (task, transferList, pin) =>
+      (
+        piscina.run(
+          pin === undefined ? task : Object.assign(task, { [Piscina.queueOptionsSymbol]: { worker: pin } }),
+          { transferList },
+        ) as Promise<InferResult>
+      ).catch((err: unknown) => {
         if (isWorkerDeath(err)) deaths++;
         throw err;
       }),
+    ids: () => piscina.threads.map((t) => t.threadId),
     destroy: () => piscina.destroy(),
     utilization: () => piscina.utilization,
     deaths: () => deaths,
@@ -286,7 +332,8 @@ async function startProcesses(
   const metadata = await pool.start();
   return {
     metadata,
-    run: (task) => pool.run(task),
+    run: (task, _transferList, pin) => pool.run(task, pin),
+    ids: () => pool.ids(),
     destroy: () => pool.destroy(),
     utilization: () => pool.utilization,
     deaths: () => pool.deaths,
@@ -324,6 +371,9 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
     positiveInt(k, options[k]);
   if (options.maxQueue !== undefined && !(Number.isSafeInteger(options.maxQueue) && options.maxQueue >= 0)) {
     throw new TypeError('options.maxQueue must be a non-negative integer');
+  }
+  if (options.sequenceIdleTimeoutMs !== undefined && !(options.sequenceIdleTimeoutMs > 0)) {
+    throw new TypeError('options.sequenceIdleTimeoutMs must be a positive number of milliseconds');
   }
   if (options.idleTimeout !== undefined && !(options.idleTimeout >= 0)) {
     throw new TypeError('options.idleTimeout must be a non-negative number of milliseconds');
@@ -374,7 +424,65 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
       },
     );
 
-  async function workerPoolInfer(inputs: Tensors, opts: InferOptions = {}): Promise<Tensors> {
+  // Sticky routing: each open sequence runs on one worker, its requests one at a time in order.
+  const sequenceIdleTimeoutMs = options.sequenceIdleTimeoutMs ?? 600_000;
+  const pins = new Map<string, Pin>();
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  function sweepPins(): void {
+    const limit = performance.now() - sequenceIdleTimeoutMs;
+    for (const [k, p] of pins) if (p.pending === 0 && p.lastUsed <= limit) pins.delete(k);
+    if (pins.size === 0 && sweeper !== undefined) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }
+  /** The worker with the fewest open sequences (a new sequence goes there). */
+  function leastPinned(): number | undefined {
+    const ids = engine.ids();
+    if (ids.length === 0) return undefined;
+    const counts = new Map(ids.map((id) => [id, 0]));
+    for (const p of pins.values()) if (counts.has(p.worker)) counts.set(p.worker, counts.get(p.worker)! + 1);
+    let best = ids[0]!;
+    for (const id of ids) if (counts.get(id)! < counts.get(best)!) best = id;
+    return best;
+  }
+  function pinnedInfer(inputs: Tensors, opts: InferOptions): Promise<Tensors> {
+    const seq = opts.sequence!;
+    const key = typeof seq.id === 'string' ? `s:${seq.id}` : `n:${String(seq.id)}`;
+    let pin = pins.get(key);
+    const live = engine.ids();
+    if (pin === undefined || !live.includes(pin.worker)) {
+      const worker = leastPinned();
+      if (worker === undefined) return workerPoolRun(inputs, opts, undefined);
+      const tail = pin?.tail ?? Promise.resolve();
+      pin = { worker, tail, pending: pin?.pending ?? 0, lastUsed: performance.now() };
+      pins.set(key, pin);
+      if (sweeper === undefined) {
+        sweeper = setInterval(sweepPins, Math.max(10, Math.min(sequenceIdleTimeoutMs / 4, 60_000)));
+        sweeper.unref?.();
+      }
+    }
+    const p = pin;
+    p.pending++;
+    const run = p.tail.then(() => workerPoolRun(inputs, opts, p.worker));
+    p.tail = run.catch(() => {});
+    return run.finally(() => {
+      p.pending--;
+      p.lastUsed = performance.now();
+      if (seq.end && p.pending === 0 && pins.get(key) === p) pins.delete(key);
+    });
+  }
+
+  function workerPoolInfer(inputs: Tensors, opts: InferOptions = {}): Promise<Tensors> {
+    if (opts.sequence !== undefined && !disposing) return pinnedInfer(inputs, opts);
+    return workerPoolRun(inputs, opts, undefined);
+  }
+
+  async function workerPoolRun(
+    inputs: Tensors,
+    opts: InferOptions,
+    pin: number | undefined,
+  ): Promise<Tensors> {
     if (disposing) throw unavailable(`model "${name}" is disposed`);
     throwIfExpired(opts);
     if (typeof inputs !== 'object' || inputs === null)
@@ -395,7 +503,7 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
         if (opts[k] !== undefined) (wire as Record<string, unknown>)[k] = opts[k];
       }
       const task: InferTask = { kind: 'infer', inputs: tensors, options: wire };
-      run = engine.run(task, transferList);
+      run = engine.run(task, transferList, pin);
     } catch (err) {
       release();
       failures++;
@@ -432,6 +540,8 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
     dispose() {
       disposing ??= (async () => {
         drain(slot, () => unavailable(`model "${name}" is disposed`));
+        if (sweeper !== undefined) clearInterval(sweeper);
+        pins.clear();
         await engine.destroy();
       })();
       return disposing;
@@ -452,6 +562,13 @@ export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
         workerDeaths: engine.deaths(),
         liveWorkers: engine.live(),
         utilization: engine.utilization(),
+        sequences: {
+          open: pins.size,
+          byWorker: [...pins.values()].reduce<Record<string, number>>((acc, p) => {
+            acc[p.worker] = (acc[p.worker] ?? 0) + 1;
+            return acc;
+          }, {}),
+        },
       } satisfies WorkerPoolStats,
     }),
   };

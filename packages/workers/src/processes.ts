@@ -24,6 +24,8 @@ export type ChildMessage =
 
 interface Pending {
   task: InferTask;
+  /** The pid of the child this task must run on (a sequence's), if any. */
+  pin?: number | undefined;
   resolve: (r: InferResult) => void;
   reject: (e: unknown) => void;
 }
@@ -157,35 +159,56 @@ export class ProcessPool {
   }
 
   #dispatch(): void {
-    for (const child of this.#children) {
-      if (this.#waiting.length === 0) return;
-      if (!child.ready || child.current) continue;
-      const pending = this.#waiting.shift()!;
-      const id = this.#nextId++;
-      child.current = { id, pending };
-      child.proc.ref();
-      (child.proc.channel as { ref?: () => void } | undefined)?.ref?.();
-      const t0 = performance.now();
-      const done = () => {
-        this.#busyMs += performance.now() - t0;
-      };
-      const { resolve, reject } = pending;
-      pending.resolve = (r) => {
-        done();
-        resolve(r);
-      };
-      pending.reject = (e) => {
-        done();
-        reject(e);
-      };
-      child.proc.send({ kind: 'task', id, task: pending.task } satisfies ParentMessage);
+    if (this.#waiting.length === 0) return;
+    const idle = [...this.#children].filter((c) => c.ready && !c.current);
+    if (idle.length === 0) return;
+    const alive = new Set([...this.#children].map((c) => c.proc.pid));
+    // In order, except that a task pinned to a busy child lets the next ones pass.
+    for (let i = 0; i < this.#waiting.length && idle.length > 0; ) {
+      const pending = this.#waiting[i]!;
+      const pin = pending.pin !== undefined && alive.has(pending.pin) ? pending.pin : undefined;
+      const at = pin === undefined ? 0 : idle.findIndex((c) => c.proc.pid === pin);
+      if (at < 0) {
+        i++;
+        continue;
+      }
+      this.#waiting.splice(i, 1);
+      const child = idle.splice(at, 1)[0]!;
+      this.#send(child, pending);
     }
   }
 
-  run(task: InferTask): Promise<InferResult> {
+  #send(child: Child, pending: Pending): void {
+    const id = this.#nextId++;
+    child.current = { id, pending };
+    child.proc.ref();
+    (child.proc.channel as { ref?: () => void } | undefined)?.ref?.();
+    const t0 = performance.now();
+    const done = () => {
+      this.#busyMs += performance.now() - t0;
+    };
+    const { resolve, reject } = pending;
+    pending.resolve = (r) => {
+      done();
+      resolve(r);
+    };
+    pending.reject = (e) => {
+      done();
+      reject(e);
+    };
+    child.proc.send({ kind: 'task', id, task: pending.task } satisfies ParentMessage);
+  }
+
+  /** The ids (pids) of the children ready now. */
+  ids(): number[] {
+    return [...this.#children].filter((c) => c.ready && c.proc.pid !== undefined).map((c) => c.proc.pid!);
+  }
+
+  /** Runs a task; `pin` (a child's pid) keeps it on that child while the child lives. */
+  run(task: InferTask, pin?: number): Promise<InferResult> {
     if (this.#destroyed) return Promise.reject(unavailable('the worker pool is disposed'));
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ task, resolve, reject });
+      this.#waiting.push({ task, resolve, reject, pin });
       this.#dispatch();
     });
   }
