@@ -121,6 +121,8 @@ class Batcher {
   #rejected = { queueFull: 0, deadline: 0, cancelled: 0, invalid: 0, failed: 0 };
   #avgQueueMs = 0;
   #avgComputeMs = 0;
+  /** Successful inner calls by batch size (rows): how many, and their compute time in total, ms. */
+  readonly #bySize = new Map<number, { count: number; computeMs: number }>();
 
   constructor(inner: Model, options: BatchingOptions) {
     this.#inner = inner;
@@ -163,7 +165,20 @@ class Batcher {
       busyMs: this.#est.busyMs(now),
       maxBatchSize: this.#plan.maxBatch,
       maxConcurrentBatches: this.#plan.maxConcurrent,
+      batchSizes: [...this.#bySize]
+        .sort((a, b) => a[0] - b[0])
+        .map(([size, s]) => ({ size, count: s.count, computeMs: s.computeMs })),
     };
+  }
+
+  /** Counts one successful inner call of `rows` rows. */
+  #countSize(rows: number, computeMs: number): void {
+    const s = this.#bySize.get(rows);
+    if (s === undefined) this.#bySize.set(rows, { count: 1, computeMs });
+    else {
+      s.count++;
+      s.computeMs += computeMs;
+    }
   }
 
   infer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
@@ -532,6 +547,7 @@ class Batcher {
       est.countBatch(1);
       this.#batches++;
       this.#items += rows;
+      if (!error) this.#countSize(rows, computeMs);
       this.#requests++;
       this.#releases.idle++;
       this.#avgQueueMs = this.#batches === 1 ? 0 : this.#avgQueueMs * 0.9;
@@ -657,6 +673,7 @@ class Batcher {
     } finally {
       this.#batches++;
       this.#items += items;
+      if (!error) this.#countSize(items, computeMs);
       this.#requests += n;
       est.countBatch(n);
       const meanWait = waitSum / n;

@@ -97,6 +97,11 @@ export interface BatchingStats {
   /** Effective limits. */
   maxBatchSize: number;
   maxConcurrentBatches: number;
+  /**
+   * Successful inner calls by the rows they carried (ascending): how many, and their compute time
+   * in total, ms. The source of Triton's per-batch-size statistics (`batch_stats`).
+   */
+  batchSizes: { size: number; count: number; computeMs: number }[];
 }
 
 /**

@@ -35,6 +35,7 @@ export const GRPC_STATUS: Readonly<Record<ErrorCode, grpc.status>> = Object.free
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   NOT_FOUND: grpc.status.NOT_FOUND,
+  FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
   // gRPC has no HTTP methods or media types: a method a route does not take is one the service does
   // not implement, a payload encoding it does not take is a bad argument.
   METHOD_NOT_ALLOWED: grpc.status.UNIMPLEMENTED,
@@ -210,7 +211,12 @@ export function inferenceService(options: GrpcServerOptions): {
     ...options,
     management: managed ? { ...managed, ...(token ? { token } : {}) } : false,
   });
-  const serverMetadata = service.serverMetadata(['classification', 'sequence']);
+  const serverMetadata = service.serverMetadata([
+    'classification',
+    'sequence',
+    'statistics',
+    'model_configuration',
+  ]);
 
   function report(err: unknown, method: string): grpc.StatusObject | Partial<grpc.StatusObject> {
     const status = toGrpcStatus(err);
@@ -400,6 +406,10 @@ export function inferenceService(options: GrpcServerOptions): {
       const meta = service.metadataOf(service.resolve(req.name ?? '', req.version || undefined));
       return { config: modelConfig(meta) };
     }),
+    // Triton's statistics extension; an empty name means every model.
+    ModelStatistics: unary('ModelStatistics', (req: { name?: string; version?: string }) =>
+      service.modelStats(req.name || undefined, req.version || undefined),
+    ),
     ModelInfer: (
       call: grpc.ServerUnaryCall<InferRequestMessage, InferResponseMessage>,
       callback: grpc.sendUnaryData<InferResponseMessage>,

@@ -185,7 +185,43 @@ describe('health and metadata', () => {
     const meta = await c.call('ServerMetadata', {});
     expect(meta.name).toBe('mlserve');
     expect(meta.extensions).toContain('model_repository');
+    expect(meta.extensions).toEqual(expect.arrayContaining(['sequence', 'statistics', 'classification']));
     expect((await plain.call('ServerMetadata', {})).extensions).not.toContain('model_repository');
+  });
+
+  it("answers ModelStatistics in Triton's shape, per batch size, for one model or all", async () => {
+    const before = await c.call<{ model_stats: Msg[] }>('ModelStatistics', { name: 'id_float32' });
+    const prev = (before.model_stats[0] as { inference_count?: string } | undefined)?.inference_count ?? '0';
+    const x = (n: number) => ({
+      model_name: 'id_float32',
+      inputs: [
+        { name: 'x', datatype: 'FP32', shape: [n, 2], contents: { fp32_contents: new Array(2 * n).fill(1) } },
+      ],
+    });
+    await c.call('ModelInfer', x(1));
+    await c.call('ModelInfer', x(4));
+    const res = await c.call<{ model_stats: Msg[] }>('ModelStatistics', { name: 'id_float32', version: '' });
+    const s = res.model_stats[0] as {
+      name: string;
+      version: string;
+      inference_count: string;
+      execution_count: string;
+      last_inference: string;
+      inference_stats: { success: { count: string; ns: string } };
+      batch_stats: { batch_size: string; compute_infer: { count: string; ns: string } }[];
+    };
+    expect(s.name).toBe('id_float32');
+    expect(s.version).toBe('1');
+    expect(Number(s.inference_count) - Number(prev)).toBe(5);
+    expect(Number(s.last_inference)).toBeGreaterThan(Date.now() - 600_000);
+    expect(Number(s.inference_stats.success.count)).toBeGreaterThanOrEqual(2);
+    const four = s.batch_stats.find((b) => b.batch_size === '4');
+    expect(Number(four?.compute_infer.count)).toBeGreaterThanOrEqual(1);
+    expect(Number(four?.compute_infer.ns)).toBeGreaterThan(0);
+    const all = await c.call<{ model_stats: { name: string }[] }>('ModelStatistics', {});
+    expect(all.model_stats.map((m) => m.name)).toContain('id_float32');
+    const err = await rejection(c.call('ModelStatistics', { name: 'nope' }));
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
   });
 
   it('answers ModelReady, NOT_FOUND for an unknown model or version', async () => {

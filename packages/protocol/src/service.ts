@@ -15,7 +15,7 @@ import {
 } from '@mlserve/core';
 import { ROOT_CONTEXT, type Span, trace } from '@opentelemetry/api';
 import { checkBearer, type ManagementOptions } from './auth.js';
-import { ServerStats, tritonConfig } from './stats.js';
+import { batchSizesOf, ServerStats, tritonConfig } from './stats.js';
 import { classificationLabels, classify, type RequestedOutput, v2ModelMetadata } from './v2.js';
 
 /** Options of {@link createV2Service}: what both transports share. */
@@ -305,7 +305,15 @@ export function createV2Service(options: V2ServiceOptions) {
     /** Triton's statistics extension, for every model or one. */
     modelStats(name?: string, version?: string) {
       if (name !== undefined && !registry.status(name, version)) throw notFound(`unknown model "${name}"`);
-      return stats.get(name, version);
+      return stats.get(name, version, (n, v) => {
+        let model: Model;
+        try {
+          model = registry.get(n, v);
+        } catch {
+          return undefined;
+        }
+        return batchSizesOf(model.stats?.());
+      });
     },
     /** RepositoryIndex: loaded versions plus what the repository could load. */
     async repositoryIndex(authorization: string | undefined) {

@@ -24,10 +24,42 @@ export interface ModelStats {
     | 'cache_miss',
     Stat
   >;
-  batch_stats: never[];
+  batch_stats: BatchStat[];
+}
+
+/** Triton's per-batch-size statistic: executions of `batch_size` rows and their time. */
+export interface BatchStat {
+  batch_size: number;
+  compute_input: Stat;
+  compute_infer: Stat;
+  compute_output: Stat;
+}
+
+/**
+ * Executions by batch size, as a batching layer counts them (`stats().batching.batchSizes` of
+ * @mlserve/batching): how many calls of `size` rows ran, and their compute time in total, ms.
+ */
+export type BatchSizeCounts = readonly { size: number; count: number; computeMs: number }[];
+
+/** Where {@link ServerStats.get} reads a model version's executions when a layer counts them. */
+export type BatchSizeSource = (name: string, version: string) => BatchSizeCounts | undefined;
+
+/** The executed batch sizes a model's layers report (`stats().batching.batchSizes`), if any. */
+export function batchSizesOf(stats: Record<string, unknown> | undefined): BatchSizeCounts | undefined {
+  const b = stats?.batching as { batchSizes?: unknown } | undefined;
+  return Array.isArray(b?.batchSizes) ? (b.batchSizes as BatchSizeCounts) : undefined;
 }
 
 const stat = (): Stat => ({ count: 0, ns: 0 });
+
+function batchStat(size: number, count: number, ns: number): BatchStat {
+  return {
+    batch_size: size,
+    compute_input: { count, ns: 0 },
+    compute_infer: { count, ns },
+    compute_output: { count, ns: 0 },
+  };
+}
 
 /**
  * Per-model counters of the requests this server handled, in the shape of Triton's statistics
@@ -42,6 +74,8 @@ const stat = (): Stat => ({ count: 0, ns: 0 });
  */
 export class ServerStats {
   readonly #models = new Map<string, ModelStats>();
+  /** Executions seen from here (each request one call of its rows), for models no layer counts. */
+  readonly #sizes = new Map<ModelStats, Map<number, Stat>>();
 
   #entry(name: string, version: string): ModelStats {
     const key = `${name}\u0000${version}`;
@@ -97,6 +131,21 @@ export class ServerStats {
       return;
     }
     if (ctx.cacheHit === false) s.cache_miss.count++;
+    if (ctx.batchSize === undefined) {
+      // No batching layer: the request ran as one call of its own rows.
+      let sizes = this.#sizes.get(e);
+      if (sizes === undefined) {
+        sizes = new Map();
+        this.#sizes.set(e, sizes);
+      }
+      let b = sizes.get(rows);
+      if (b === undefined) {
+        b = stat();
+        sizes.set(rows, b);
+      }
+      b.count++;
+      b.ns += Math.round((typeof ctx.computeMs === 'number' ? ctx.computeMs : durationMs) * 1e6);
+    }
     const batch = typeof ctx.batchSize === 'number' && ctx.batchSize > 0 ? ctx.batchSize : rows;
     e.execution_count += batch > 0 ? Math.min(1, rows / batch) : 1;
     if (typeof ctx.queueMs === 'number') {
@@ -109,13 +158,33 @@ export class ServerStats {
     }
   }
 
-  /** The statistics response for every model, one model, or one version. */
-  get(name?: string, version?: string): { model_stats: ModelStats[] } {
+  /**
+   * The statistics response for every model, one model, or one version. `batch_stats` come from
+   * `source` where it knows the model version (a batching layer counts each merged call once),
+   * else from the requests seen here.
+   */
+  get(name?: string, version?: string, source?: BatchSizeSource): { model_stats: ModelStats[] } {
     const out: ModelStats[] = [];
     for (const e of this.#models.values()) {
       if (name !== undefined && e.name !== name) continue;
       if (version !== undefined && e.version !== version) continue;
-      out.push({ ...e, execution_count: Math.round(e.execution_count) });
+      let batchStats: BatchStat[];
+      let executions = Math.round(e.execution_count);
+      const counted = source?.(e.name, e.version);
+      if (counted !== undefined && counted.length > 0) {
+        batchStats = counted.map((b) => batchStat(b.size, b.count, Math.round(b.computeMs * 1e6)));
+        executions = counted.reduce((n, b) => n + b.count, 0);
+      } else {
+        batchStats = [...(this.#sizes.get(e) ?? [])]
+          .sort((a, b) => a[0] - b[0])
+          .map(([size, s]) => batchStat(size, s.count, s.ns));
+      }
+      out.push({
+        ...e,
+        inference_stats: structuredClone(e.inference_stats),
+        execution_count: executions,
+        batch_stats: batchStats,
+      });
     }
     return { model_stats: out };
   }

@@ -171,3 +171,52 @@ describe('createV2Service', () => {
     ).toBeTypeOf('function');
   });
 });
+
+describe('statistics: batch_stats', () => {
+  it('counts each request as one call of its rows when no layer counts batches', async () => {
+    registry = new ModelRegistry();
+    registry.add(model());
+    const service = createV2Service({ registry });
+    const rows = (n: number) => ({
+      x: { type: 'float32' as const, dims: [n, 2], data: new Float32Array(2 * n) },
+    });
+    await service.infer(call({ inputs: rows(1) }));
+    await service.infer(call({ inputs: rows(1) }));
+    await service.infer(call({ inputs: rows(3) }));
+    const s = service.modelStats('m').model_stats[0]!;
+    expect(s.batch_stats.map((b) => [b.batch_size, b.compute_infer.count])).toEqual([
+      [1, 2],
+      [3, 1],
+    ]);
+    expect(s.batch_stats.every((b) => b.compute_infer.ns > 0)).toBe(true);
+    expect(s.execution_count).toBe(3);
+    expect(s.inference_count).toBe(5);
+  });
+
+  it("takes a batching layer's executed sizes (stats().batching.batchSizes) where the model has one", async () => {
+    registry = new ModelRegistry();
+    const sizes = [
+      { size: 2, count: 1, computeMs: 1.5 },
+      { size: 8, count: 3, computeMs: 6 },
+    ];
+    registry.add(wrap(model(), { layer: 'batching', stats: () => ({ batchSizes: sizes }) }));
+    const service = createV2Service({ registry });
+    await service.infer(call());
+    const s = service.modelStats('m', '1').model_stats[0]!;
+    expect(s.batch_stats).toEqual([
+      {
+        batch_size: 2,
+        compute_input: { count: 1, ns: 0 },
+        compute_infer: { count: 1, ns: 1_500_000 },
+        compute_output: { count: 1, ns: 0 },
+      },
+      {
+        batch_size: 8,
+        compute_input: { count: 3, ns: 0 },
+        compute_infer: { count: 3, ns: 6_000_000 },
+        compute_output: { count: 3, ns: 0 },
+      },
+    ]);
+    expect(s.execution_count).toBe(4);
+  });
+});
