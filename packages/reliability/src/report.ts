@@ -92,6 +92,7 @@ export const AREAS = [
   'Overload',
   'Slow clients',
   'Oversized headers',
+  'Access control',
   'Faults',
   'Security',
 ] as const;
