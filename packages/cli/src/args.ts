@@ -54,6 +54,14 @@ export interface ServeOptions {
   trustedOrigins?: string[];
   /** Host names accepted on loopback besides localhost, 127.x.x.x and [::1] (`--allowed-host`, repeatable). */
   allowedHosts?: string[];
+  /** Origins (or `*`) whose pages may call this server and read answers: CORS (`--cors-origin`, repeatable). */
+  corsOrigins?: string[];
+  /** A keys file (JSON lines of SHA-256 digests with scopes and rate limits): every route but health needs a key. */
+  authKeys?: string;
+  /** PEM certificate (chain) file: serve HTTPS and gRPC over TLS (with {@link ServeOptions.tlsKey}). */
+  tlsCert?: string;
+  /** PEM private key file of {@link ServeOptions.tlsCert}. */
+  tlsKey?: string;
   /**
    * Longest a client may take to send a request's headers, ms, counted from the connection or
    * the previous request (0: no limit). Default {@link HTTP_DEFAULTS}.headersTimeoutMs (10 s).
@@ -98,16 +106,33 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/** `mlserve keys create`'s options. */
+export interface KeysCreateOptions {
+  /** The key's name (unique in a keys file). */
+  name: string;
+  /** Its scopes: infer, metadata, metrics, management. */
+  scopes: ('infer' | 'metadata' | 'metrics' | 'management')[];
+  /** Requests per second (both transports together); absent: unlimited. */
+  perSecond?: number;
+  /** Bucket size (default: perSecond). */
+  burst?: number;
+  /** Append the keys-file line to this file (created 0600) instead of printing it. */
+  append?: string;
+}
+
 /** What the command line asks for. */
 export type Command =
   | { command: 'serve'; options: ServeOptions }
   | { command: 'help'; topic?: string }
+  | { command: 'keys-create'; options: KeysCreateOptions }
   | { command: 'version' };
 
 export const HELP = `mlserve: serve a model repository over HTTP (KServe V2 and TF Serving REST)
 
 Usage:
   mlserve serve --model-repository DIR [options]
+  mlserve keys create --name NAME --scopes infer[,metadata,metrics,management]
+                      [--rate-limit N] [--burst N] [--append FILE]
   mlserve --help | --version
 
 Options:
@@ -158,6 +183,17 @@ Options:
   --allowed-host NAME     Accept Host NAME on loopback connections besides localhost, 127.0.0.1
                           and [::1] (DNS rebinding protection; a local reverse proxy's name, say);
                           repeatable.
+  --cors-origin O         CORS: let pages on origin O (scheme://host[:port], or * for any) call
+                          this server and read the answers (preflights answered; O is also a
+                          trusted origin); repeatable. Default: no CORS.
+  --auth-keys FILE        Require an API key (Authorization: Bearer KEY or x-api-key: KEY) on
+                          every route but health (/v2/health/*, model ready), HTTP and gRPC.
+                          FILE: JSON lines {"sha256", "name", "scopes", "rateLimit"} (make one
+                          with mlserve keys create). 401 without a valid key, 403 without the
+                          scope (infer, metadata, metrics, management), 429 over its rate limit.
+                          Replaces MLSERVE_MANAGEMENT_TOKEN (give a key the management scope).
+  --tls-cert FILE         Serve HTTPS and gRPC over TLS with this PEM certificate (chain) and
+  --tls-key FILE          its PEM private key (both needed). The --metrics-port server stays HTTP.
   --headers-timeout T     Close connections whose request headers have not all arrived within T
                           (408; slowloris; default 10s; 0: no limit).
   --request-timeout T     Close connections whose whole request, body included, has not arrived
@@ -232,6 +268,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (values.help || command === 'help')
     return { command: 'help', ...(rest[0] !== undefined && { topic: rest[0] }) };
   if (command === undefined) throw new UsageError('no command given');
+  if (command === 'keys') return keysCommand(rest, values);
   if (command !== 'serve') throw new UsageError(`unknown command "${command}"`);
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (!values['model-repository']) throw new UsageError('--model-repository DIR is required');
@@ -310,6 +347,26 @@ export function parseCommandLine(argv: readonly string[]): Command {
       throw new UsageError(`--allowed-host must be a host name without port (got "${host}")`);
     allowedHosts.push(host);
   }
+  const corsOrigins: string[] = [];
+  for (const origin of values['cors-origin'] ?? []) {
+    if (origin === '*') {
+      corsOrigins.push(origin);
+      continue;
+    }
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, ''))
+      throw new UsageError(`--cors-origin must be an origin, scheme://host[:port], or * (got "${origin}")`);
+    corsOrigins.push(parsed.origin);
+  }
+  if (corsOrigins.length > 0) options.corsOrigins = corsOrigins;
+  if (values['auth-keys'] !== undefined) options.authKeys = values['auth-keys'];
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
+  if (values['tls-cert'] !== undefined) options.tlsCert = values['tls-cert'];
+  if (values['tls-key'] !== undefined) options.tlsKey = values['tls-key'];
   if (trustedOrigins.length > 0) options.trustedOrigins = trustedOrigins;
   if (allowedHosts.length > 0) options.allowedHosts = allowedHosts;
   const durations = [
@@ -356,6 +413,15 @@ const OPTIONS = {
   'cache-redis-prefix': { type: 'string' },
   'trusted-origin': { type: 'string', multiple: true },
   'allowed-host': { type: 'string', multiple: true },
+  'cors-origin': { type: 'string', multiple: true },
+  'auth-keys': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  name: { type: 'string' },
+  scopes: { type: 'string' },
+  'rate-limit': { type: 'string' },
+  burst: { type: 'string' },
+  append: { type: 'string' },
   'headers-timeout': { type: 'string' },
   'request-timeout': { type: 'string' },
   'keep-alive-timeout': { type: 'string' },
@@ -364,3 +430,39 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
+
+const SCOPES = ['infer', 'metadata', 'metrics', 'management'] as const;
+
+function positiveNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${flag} must be a number above 0 (got "${value}")`);
+  return n;
+}
+
+/** `mlserve keys create --name NAME --scopes a,b [--rate-limit N] [--burst N] [--append FILE]`. */
+function keysCommand(rest: string[], values: Record<string, unknown>): Command {
+  if (rest[0] !== 'create') throw new UsageError('usage: mlserve keys create --name NAME --scopes infer,...');
+  if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}"`);
+  const name = values.name;
+  if (typeof name !== 'string' || name.length === 0 || name.length > 128)
+    throw new UsageError('--name NAME is required (who holds the key; unique in the keys file)');
+  const scopes = String(values.scopes ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (scopes.length === 0) throw new UsageError(`--scopes is required: a comma list of ${SCOPES.join(', ')}`);
+  for (const s of scopes) {
+    if (!(SCOPES as readonly string[]).includes(s))
+      throw new UsageError(`--scopes: "${s}" is not one of ${SCOPES.join(', ')}`);
+  }
+  const options: KeysCreateOptions = { name, scopes: scopes as KeysCreateOptions['scopes'] };
+  if (typeof values['rate-limit'] === 'string')
+    options.perSecond = positiveNumber(values['rate-limit'], '--rate-limit');
+  if (typeof values.burst === 'string') {
+    if (options.perSecond === undefined) throw new UsageError('--burst needs --rate-limit');
+    options.burst = positiveNumber(values.burst, '--burst');
+  }
+  if (typeof values.append === 'string') options.append = values.append;
+  return { command: 'keys-create', options };
+}

@@ -9,6 +9,7 @@ import {
   startClusterPrimary,
   startMetricsPort,
 } from './cluster.js';
+import { createKeyCommand } from './keys.js';
 import { exitWithParent } from './parent.js';
 import { serve } from './serve.js';
 
@@ -41,6 +42,21 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
   }
   if (command.command === 'version') {
     process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (command.command === 'keys-create') {
+    const { key, line } = await createKeyCommand(command.options);
+    if (command.options.append !== undefined) {
+      process.stdout.write(`${key}\n`);
+      process.stderr.write(
+        `mlserve: key "${command.options.name}" added to ${command.options.append}; the key above is shown only this once\n`,
+      );
+    } else {
+      process.stdout.write(`${key}\n${line}\n`);
+      process.stderr.write(
+        'mlserve: line 1 is the key (shown only this once: give it to the client); add line 2 to the --auth-keys file\n',
+      );
+    }
     return 0;
   }
   const options = command.options;

@@ -1,4 +1,5 @@
 export * from './args.js';
 export * from './cluster.js';
+export * from './keys.js';
 export * from './parent.js';
 export * from './serve.js';

@@ -1,6 +1,7 @@
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import {
   type ModelMetadata,
   ModelRegistry,
@@ -9,7 +10,13 @@ import {
   toServeError,
 } from '@mlserve/core';
 import { type GrpcServing, serveGrpc } from '@mlserve/grpc';
-import { mlservePlugin, V2_DATATYPE } from '@mlserve/http';
+import {
+  type Authenticator,
+  createAuthenticator,
+  mlservePlugin,
+  parseKeys,
+  V2_DATATYPE,
+} from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -172,28 +179,32 @@ export async function serve(
   repository.on('version', (e: VersionEvent) => progress(e, say, log, started));
 
   const token = process.env.MLSERVE_MANAGEMENT_TOKEN;
+  const { auth, tls } = await security(options, token);
   // Slow and idle clients (see HTTP_DEFAULTS): Node checks the header and request limits on every
   // connection each connectionsCheckingInterval (its default, 30 s, would let a slowloris client
   // stay up to 30 s past the limit).
   const limit = <K extends keyof typeof HTTP_DEFAULTS>(key: K): number => options[key] ?? HTTP_DEFAULTS[key];
   const headersTimeout = limit('headersTimeoutMs');
   const requestTimeout = limit('requestTimeoutMs');
+  const httpOptions = {
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.max(
+      100,
+      Math.min(1000, Math.round(Math.min(headersTimeout || Infinity, requestTimeout || Infinity) / 4)),
+    ),
+  };
+  // With TLS, Fastify builds an https server from `https` (its `http` options are not used then).
   const app = Fastify({
+    ...(tls ? { https: { ...httpOptions, cert: tls.cert, key: tls.key } } : {}),
     logger: false,
     forceCloseConnections: 'idle',
     return503OnClosing: false,
     keepAliveTimeout: limit('keepAliveTimeoutMs'),
     requestTimeout,
     connectionTimeout: limit('connectionTimeoutMs'),
-    http: {
-      headersTimeout,
-      requestTimeout,
-      connectionsCheckingInterval: Math.max(
-        100,
-        Math.min(1000, Math.round(Math.min(headersTimeout || Infinity, requestTimeout || Infinity) / 4)),
-      ),
-    },
-  });
+    http: httpOptions,
+  }) as unknown as FastifyInstance;
   // Shutdown: a request that reached the server is still served (return503OnClosing off), but every
   // response from then on closes its connection, so keep-alive clients cannot hold the server open.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -210,12 +221,16 @@ export async function serve(
       ...(options.trustedOrigins && { trustedOrigins: options.trustedOrigins }),
       ...(options.allowedHosts && { allowedHosts: options.allowedHosts }),
     },
+    ...(options.corsOrigins && {
+      cors: { origins: options.corsOrigins.includes('*') ? '*' : options.corsOrigins },
+    }),
+    ...(auth && { auth }),
     serverName: 'mlserve',
   });
   await app.listen({ port: options.port, host: options.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  const url = `http://${displayHost(options.host)}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${displayHost(options.host)}:${port}`;
   say(`mlserve: listening on ${url} (loading models from ${dir})`);
   // gRPC over the same registry: the same model handles, so the same batching, cache and metrics.
   let grpc: RunningServer['grpc'];
@@ -227,6 +242,8 @@ export async function serve(
         host: options.host,
         port: options.grpcPort,
         management,
+        ...(auth && { auth }),
+        ...(tls && { tls }),
         serverName: 'mlserve',
       });
     } catch (err) {
@@ -234,7 +251,7 @@ export async function serve(
       throw err;
     }
     grpc = { address: `${displayHost(options.host)}:${serving.port}`, serving };
-    say(`mlserve: gRPC on ${grpc.address} (KServe V2 inference.GRPCInferenceService)`);
+    say(`mlserve: gRPC${tls ? ' (TLS)' : ''} on ${grpc.address} (KServe V2 inference.GRPCInferenceService)`);
   }
 
   let closing: Promise<void> | undefined;
@@ -279,6 +296,47 @@ export async function serve(
     return closing;
   };
   return { url, repository, app, ...(grpc && { grpc }), ...(prom && { metrics: prom }), loaded, close };
+}
+
+/**
+ * Reads `--auth-keys` and `--tls-cert`/`--tls-key` (UsageError naming the file when one is
+ * missing or malformed). One Authenticator serves HTTP and gRPC, so a key's rate limit counts both.
+ */
+async function security(
+  options: ServeOptions,
+  token: string | undefined,
+): Promise<{ auth?: Authenticator; tls?: { cert: Buffer; key: Buffer } }> {
+  const read = (file: string, flag: string) =>
+    readFile(file).catch((err: Error) => {
+      throw new UsageError(`${flag} ${file}: ${err.message}`);
+    });
+  let auth: Authenticator | undefined;
+  if (options.authKeys !== undefined) {
+    if (token)
+      throw new UsageError(
+        '--auth-keys replaces MLSERVE_MANAGEMENT_TOKEN: unset it and give a key the management scope',
+      );
+    const text = (await read(options.authKeys, '--auth-keys')).toString('utf8');
+    try {
+      auth = createAuthenticator({ keys: parseKeys(text, options.authKeys) });
+    } catch (err) {
+      throw new UsageError(`--auth-keys ${(err as Error).message}`);
+    }
+  }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (options.tlsCert !== undefined && options.tlsKey !== undefined) {
+    const [cert, key] = await Promise.all([
+      read(options.tlsCert, '--tls-cert'),
+      read(options.tlsKey, '--tls-key'),
+    ]);
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      throw new UsageError(`--tls-cert/--tls-key: ${(err as Error).message}`);
+    }
+    tls = { cert, key };
+  }
+  return { ...(auth && { auth }), ...(tls && { tls }) };
 }
 
 /** Prints a version's progress; warmup steps only once a load has taken over a second. */
@@ -377,7 +435,10 @@ async function summary(
     requestFiles.push(file);
     say('');
     say('Get a prediction:');
-    say(`  curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json' -d @${file}`);
+    const key = options.authKeys !== undefined ? ` -H "x-api-key: $MLSERVE_KEY"` : '';
+    say(
+      `  curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json'${key} -d @${file}`,
+    );
   }
   say('');
 }

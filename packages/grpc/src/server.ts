@@ -573,8 +573,13 @@ export interface ServeGrpcOptions extends GrpcServerOptions {
   host?: string;
   /** Port (default 0: any free port; the bound one is returned). */
   port?: number;
-  /** Default: insecure (plain HTTP/2), as Triton's default gRPC port. */
+  /** Default: insecure (plain HTTP/2), as Triton's default gRPC port; see also `tls`. */
   credentials?: grpc.ServerCredentials;
+  /**
+   * Serve over TLS with this PEM certificate (chain) and private key (no client certificates), a
+   * shorthand for `credentials: grpc.ServerCredentials.createSsl(null, [{ cert_chain, private_key }])`.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** How long `close()` lets calls in flight finish before cancelling them, ms (default 10 000). */
   shutdownTimeoutMs?: number;
 }
@@ -604,12 +609,19 @@ export async function serveGrpc(options: ServeGrpcOptions): Promise<GrpcServing>
   const { host = '127.0.0.1', port = 0, shutdownTimeoutMs = 10_000 } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new TypeError('options.port must be an integer from 0 to 65535');
+  if (options.tls && options.credentials)
+    throw new TypeError('options.tls and options.credentials: give one');
+  const credentials = options.tls
+    ? grpc.ServerCredentials.createSsl(
+        null,
+        [{ cert_chain: Buffer.from(options.tls.cert), private_key: Buffer.from(options.tls.key) }],
+        false,
+      )
+    : (options.credentials ?? grpc.ServerCredentials.createInsecure());
   const server = createGrpcServer(options);
   const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    );
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   }).catch((err: Error) => {
     server.forceShutdown();
     throw new ServeError('UNAVAILABLE', `cannot bind gRPC to ${address}: ${err.message}`, { cause: err });

@@ -1,5 +1,18 @@
 export * from '@mlserve/protocol';
-export { ServerStats, tritonConfig } from '@mlserve/protocol/server';
+export {
+  AUTH_SCOPES,
+  type AuthScope,
+  corsPolicy,
+  createAuthenticator,
+  createKey,
+  keyDigest,
+  parseKeys,
+  type RateLimit,
+  readKeysFile,
+  ServerStats,
+  type StoredKey,
+  tritonConfig,
+} from '@mlserve/protocol/server';
 export * from './express.js';
 export * from './fastify.js';
 export * from './protocol.js';
