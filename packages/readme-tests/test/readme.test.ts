@@ -15,6 +15,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
+  copyFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -266,12 +268,15 @@ async function checkServer(b: Block, port: number): Promise<void> {
   }
 }
 
-async function runBlock(b: Block): Promise<{ ran: Ran; served?: string }> {
+async function runBlock(
+  b: Block,
+  script = join(app, 'out', `${idOf(b)}.js`),
+): Promise<{ ran: Ran; served?: string }> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), NODE_ENV: 'test' };
   if (redis) env.REDIS_URL = redis.url;
   delete env.NODE_OPTIONS; // vitest's own loader options are not the user's
-  const child: ChildProcess = spawn(process.execPath, [join(app, 'out', `${idOf(b)}.js`)], {
+  const child: ChildProcess = spawn(process.execPath, [script], {
     cwd: fixtureDir(idOf(b)),
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -314,6 +319,50 @@ async function runBlock(b: Block): Promise<{ ran: Ran; served?: string }> {
 }
 
 // ------------------------------------------------------------------------------------------------
+// An app that installed only what one README install line names: those packages, the packed
+// @mlserve packages they depend on, and the dependencies and required peers of those (what npm
+// installs for that line). Packed @mlserve packages are copied, so their imports resolve here only.
+function strictApp(name: string, packages: string[]): string {
+  const dir = join(work, name);
+  const modules = join(dir, 'node_modules');
+  mkdirSync(join(dir, 'out'), { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: 'module' }));
+  const queue = [...packages];
+  const seen = new Set<string>();
+  while (queue.length > 0) {
+    const pkg = queue.shift()!;
+    if (seen.has(pkg)) continue;
+    seen.add(pkg);
+    mkdirSync(join(modules, pkg, '..'), { recursive: true });
+    if (!pkg.startsWith('@mlserve/')) {
+      if (existsSync(join(root, 'node_modules', pkg)))
+        symlinkSync(join(root, 'node_modules', pkg), join(modules, pkg));
+      continue;
+    }
+    const packed = join(app, 'node_modules', pkg);
+    if (!existsSync(packed)) throw new Error(`${pkg} is not a public package of this repository`);
+    cpSync(packed, join(modules, pkg), { recursive: true });
+    const json = JSON.parse(readFileSync(join(packed, 'package.json'), 'utf8'));
+    const optional = json.peerDependenciesMeta ?? {};
+    queue.push(
+      ...Object.keys(json.dependencies ?? {}),
+      ...Object.keys(json.peerDependencies ?? {}).filter((peer) => !optional[peer]?.optional),
+    );
+  }
+  return dir;
+}
+
+/** The packages an `npm install ...` line of a sh block names. */
+function installLine(b: Block, pick: (names: string[]) => boolean): string[] {
+  for (const line of b.code.split('\n')) {
+    const m = /^npm install ([^#]+)/.exec(line.trim());
+    const names = (m?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
+    if (names.length > 0 && pick(names)) return names;
+  }
+  throw new Error(`${where(b)}: no matching npm install line`);
+}
+
+// ------------------------------------------------------------------------------------------------
 describe('README code blocks', () => {
   it('finds the blocks, and tsc itself reports nothing outside them', () => {
     expect(tsBlocks.length).toBeGreaterThan(15);
@@ -353,6 +402,20 @@ describe('README code blocks', () => {
       expect(() => JSON.parse(b.code), `${where(b)}: not valid JSON`).not.toThrow();
     },
   );
+
+  it('README.md: the headline example runs in an app that installed only the Fastify line', async () => {
+    const root = blocks.filter((b) => b.file === 'README.md');
+    const install = root.find((b) => b.lang === 'sh' && /npm install .*fastify/.test(b.code));
+    const headline = root.find((b) => TS.has(b.lang) && b.mode === 'run');
+    expect(install, 'README.md has an npm install line for Fastify').toBeDefined();
+    expect(headline, 'README.md has a headline ts block').toBeDefined();
+    const packages = installLine(install!, (names) => names.includes('fastify'));
+    const dir = strictApp('fastify-app', packages);
+    copyFileSync(join(app, 'out', `${idOf(headline!)}.js`), join(dir, 'out', 'headline.js'));
+    const { ran, served } = await runBlock(headline!, join(dir, 'out', 'headline.js'));
+    expect(served, `${where(headline!)}: never answered on PORT\n${tail(ran.output)}`).toBeDefined();
+    expect(ran.code, `${where(headline!)} (installed: ${packages.join(' ')})\n${tail(ran.output)}`).toBe(0);
+  });
 
   describe.concurrent('ts', () => {
     it.each(
