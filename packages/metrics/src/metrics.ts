@@ -207,16 +207,25 @@ function seriesObserver(h: Histogram<'model' | 'version'>, labels: { model: stri
   };
   let record: SeriesRecord | undefined;
   let key = '';
+  // The bounds as numbers and as the property names prom-client's bucketValues uses (String(b)),
+  // laid out once: converting a fractional bound to its name on every observe is most of its cost.
+  let bounds: readonly number[] | undefined;
+  let names: string[] = [];
   return (value: number): void => {
     const map = inside.hashMap;
-    if (record !== undefined && map !== undefined && map[key] === record && Number.isFinite(value)) {
+    if (
+      record !== undefined &&
+      map !== undefined &&
+      map[key] === record &&
+      inside.upperBounds === bounds &&
+      Number.isFinite(value)
+    ) {
       record.sum += value;
       record.count += 1;
-      const bounds = inside.upperBounds!;
-      for (let i = 0; i < bounds.length; i++) {
-        const b = bounds[i]!;
-        if (value <= b) {
-          record.bucketValues[b]! += 1;
+      const b = bounds!;
+      for (let i = 0; i < b.length; i++) {
+        if (value <= b[i]!) {
+          record.bucketValues[names[i]!]! += 1;
           break;
         }
       }
@@ -241,6 +250,8 @@ function seriesObserver(h: Histogram<'model' | 'version'>, labels: { model: stri
       ) {
         record = r;
         key = k;
+        bounds = inside.upperBounds;
+        names = bounds.map(String);
         return;
       }
     }
@@ -336,12 +347,6 @@ export function metrics({
       }
       set.add(flush);
     }
-    /** Adds to a counter or the pending gauge: deferred, or at once when not deferrable. */
-    const add = (key: keyof typeof d, value: number) => {
-      d[key] += value;
-      if (key === 'pending') served = true;
-      if (!live) flush();
-    };
     const layer = wrap(inner, {
       layer: 'metrics',
       infer: async function metricsInfer(inputs, options: InferOptions = {}) {
@@ -349,7 +354,11 @@ export function metrics({
         const startedAt = performance.now();
         context.startedAt ??= startedAt;
         pending++;
-        add('pending', 1);
+        // Deferred deltas are plain field updates (no keyed access by a varying name): this runs
+        // on every request. Without deferral, flush() applies them at once.
+        d.pending += 1;
+        served = true;
+        if (!live) flush();
         try {
           const outputs = await inner.infer(inputs, options.context ? options : { ...options, context });
           const seconds = (performance.now() - startedAt) / 1000;
@@ -357,28 +366,29 @@ export function metrics({
           batched ??= inner.metadata().maxBatchSize > 0;
           const rows = batched ? rowsOf(inputs) : 1;
           success++;
-          add('success', 1);
-          add('inferences', rows);
-          add('requestUs', seconds * 1e6);
+          d.success += 1;
+          d.inferences += rows;
+          d.requestUs += seconds * 1e6;
           observeRequest(seconds);
           if (context.cacheHit === true) {
-            add('cacheHits', 1);
+            d.cacheHits += 1;
           } else {
-            if (context.cacheHit === false) add('cacheMisses', 1);
+            if (context.cacheHit === false) d.cacheMisses += 1;
             // This request's share of one execution: its rows over the rows of its batch, so the
             // shares of a batch's requests add up to one execution.
             const batch =
               typeof context.batchSize === 'number' && context.batchSize > 0 ? context.batchSize : rows;
-            add('executions', batch > 0 ? Math.min(1, rows / batch) : 1);
+            d.executions += batch > 0 ? Math.min(1, rows / batch) : 1;
             if (typeof context.computeMs === 'number') {
-              add('computeUs', context.computeMs * 1000);
+              d.computeUs += context.computeMs * 1000;
               observeCompute(context.computeMs / 1000);
             }
           }
           if (typeof context.queueMs === 'number') {
-            add('queueUs', context.queueMs * 1000);
+            d.queueUs += context.queueMs * 1000;
             observeQueue(context.queueMs / 1000);
           }
+          if (!live) flush();
           return outputs;
         } catch (err) {
           const e = toServeError(err);
@@ -387,7 +397,9 @@ export function metrics({
           throw e;
         } finally {
           pending--;
-          add('pending', -1);
+          d.pending -= 1;
+          served = true;
+          if (!live) flush();
         }
       },
       stats: () => ({ success, failure, pending }),
