@@ -227,6 +227,7 @@ function pickEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefine
 
 const V2_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/[a-z][a-z0-9_-]*)?$/;
 const V2_REPO = /^\/v2\/repository\/models\/([^/]+)\/(load|unload)$/;
+const V2_REPO_ROLLOUT = /^\/v2\/repository\/models\/([^/]+)\/versions\/([^/]+)\/(promote|reject)$/;
 const V1_MODEL =
   /^\/v1\/models\/([^/:]+)(?:\/(versions|labels)\/([^/:]+))?(\/metadata|:predict|:classify|:regress)?$/;
 
@@ -457,6 +458,18 @@ export function createProtocol(options: MlserveHttpOptions) {
         const params = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
         if (m[2] === 'unload') await service.repositoryUnload(auth, name, params);
         else await service.repositoryLoad(auth, name, params);
+        return json(200, {});
+      }
+      m = V2_REPO_ROLLOUT.exec(path);
+      if (m) {
+        // A gated rollout's manual decision; reject takes an optional { "reason": "..." }.
+        const body = await readBody(req);
+        const parsed = body.byteLength === 0 ? {} : parseJson(body);
+        const reason = (parsed as { reason?: unknown } | null)?.reason;
+        if (reason !== undefined && typeof reason !== 'string')
+          throw invalidArgument('"reason" must be a string');
+        const action = m[3] as 'promote' | 'reject';
+        await service.repositoryRollout(auth, decodeSegment(m[1])!, decodeSegment(m[2])!, action, reason);
         return json(200, {});
       }
     }

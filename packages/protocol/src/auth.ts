@@ -15,8 +15,24 @@ export interface ManagementOptions {
    * unloaded across polls); without it, the registry's `remove(name)`.
    */
   unload?: (name: string, parameters: Record<string, unknown>) => Promise<void>;
-  /** Lists models the repository could load but has not, for `POST /v2/repository/index`. */
+  /**
+   * Lists models the repository could load but has not, for `POST /v2/repository/index`. A row
+   * naming a version the registry serves adds to that version's row instead (its state, when
+   * given, and its reason: loaded or not under a memory budget, say).
+   */
   index?: () => Promise<{ name: string; version?: string; state?: string; reason?: string }[]>;
+  /**
+   * Promotes a version held by a gated rollout (`POST /v2/repository/models/{name}/versions/{v}/promote`,
+   * or gRPC RepositoryModelLoad with the parameters `rollout: "promote"` and `version`); without
+   * it, those answer 501. `@mlserve/repository` provides one.
+   */
+  promote?: (name: string, version: string) => Promise<void>;
+  /**
+   * Rejects a version in a gated rollout (`POST /v2/repository/models/{name}/versions/{v}/reject`
+   * with an optional JSON body `{ "reason": "..." }`, or gRPC RepositoryModelLoad with the parameters
+   * `rollout: "reject"`, `version` and optionally `reason`); without it, those answer 501.
+   */
+  reject?: (name: string, version: string, reason?: string) => Promise<void>;
 }
 
 /**

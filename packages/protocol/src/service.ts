@@ -9,6 +9,7 @@ import {
   notFound,
   type ParameterValue,
   type RequestValidator,
+  type RolloutStatus,
   raceExpiry,
   type Tensors,
   unimplemented,
@@ -259,6 +260,24 @@ export function createV2Service(options: V2ServiceOptions) {
     return management;
   }
 
+  /** Promotes or rejects a version held by a gated rollout (see `ManagementOptions.promote`). */
+  async function repositoryRollout(
+    authorization: string | undefined,
+    name: string,
+    version: string,
+    action: 'promote' | 'reject',
+    reason?: string,
+  ): Promise<void> {
+    const m = needManagement();
+    checkBearer(m.token, authorization);
+    if (!name) throw invalidArgument('model_name is required');
+    if (!version) throw invalidArgument('a version is required to promote or reject');
+    const hook = action === 'promote' ? m.promote : m.reject;
+    if (!hook) throw unimplemented(`this server was given no rollout hooks: ${action} is not available`);
+    if (action === 'promote') await m.promote!(name, version);
+    else await m.reject!(name, version, reason);
+  }
+
   return {
     registry,
     stats,
@@ -315,21 +334,32 @@ export function createV2Service(options: V2ServiceOptions) {
         return batchSizesOf(model.stats?.());
       });
     },
-    /** RepositoryIndex: loaded versions plus what the repository could load. */
+    /**
+     * RepositoryIndex: loaded versions (with a gated rollout's phase and figures in `reason`, and
+     * over HTTP as `rollout`) plus what the repository could load.
+     */
     async repositoryIndex(authorization: string | undefined) {
       const m = needManagement();
       checkBearer(m.token, authorization);
-      const rows: { name: string; version: string; state: string; reason: string }[] = registry
-        .list()
-        .map((s) => ({
+      const rows: IndexRow[] = registry.list().map((s) => {
+        const row: IndexRow = {
           name: s.name,
           version: s.version,
           state: s.state.toUpperCase(),
-          reason: s.error ?? '',
-        }));
+          reason: s.error ?? (s.rollout ? rolloutReason(s.rollout) : ''),
+        };
+        if (s.rollout) row.rollout = s.rollout;
+        return row;
+      });
       if (m.index) {
         const known = new Set(rows.map((r) => r.name));
         for (const r of await m.index()) {
+          const row = r.version ? rows.find((x) => x.name === r.name && x.version === r.version) : undefined;
+          if (row) {
+            if (r.state) row.state = r.state;
+            if (r.reason) row.reason = row.reason ? `${row.reason}; ${r.reason}` : r.reason;
+            continue;
+          }
           if (known.has(r.name)) continue;
           rows.push({
             name: r.name,
@@ -341,7 +371,11 @@ export function createV2Service(options: V2ServiceOptions) {
       }
       return rows;
     },
-    /** RepositoryModelLoad: the loader's load, UNIMPLEMENTED without one. */
+    /**
+     * RepositoryModelLoad: the loader's load, UNIMPLEMENTED without one. With the parameter
+     * `rollout` (`promote` or `reject`) and `version` (and optionally `reason`), it promotes or
+     * rejects that version instead: KServe's gRPC API has no method for it.
+     */
     async repositoryLoad(
       authorization: string | undefined,
       name: string,
@@ -350,6 +384,18 @@ export function createV2Service(options: V2ServiceOptions) {
       const m = needManagement();
       checkBearer(m.token, authorization);
       if (!name) throw invalidArgument('model_name is required');
+      if (parameters.rollout !== undefined) {
+        const action = parameters.rollout;
+        if (action !== 'promote' && action !== 'reject')
+          throw invalidArgument('parameter "rollout" must be "promote" or "reject"');
+        const version = parameters.version;
+        if (typeof version !== 'string' || version === '')
+          throw invalidArgument('parameter "version" (a string) is required with "rollout"');
+        const reason = parameters.reason;
+        if (reason !== undefined && typeof reason !== 'string')
+          throw invalidArgument('parameter "reason" must be a string');
+        return repositoryRollout(authorization, name, version, action, reason);
+      }
       if (!m.load) throw unimplemented('this server was given no loader: load is not available');
       await m.load(name, parameters);
     },
@@ -365,12 +411,37 @@ export function createV2Service(options: V2ServiceOptions) {
       if (m.unload) await m.unload(name, parameters);
       else await registry.remove(name);
     },
+    /**
+     * Promotes or rejects a version held by a gated rollout (the management hooks' `promote` /
+     * `reject`; UNIMPLEMENTED without them).
+     */
+    repositoryRollout,
     /** The management token check alone (constant time), for routes that check before reading a body. */
     checkToken(authorization: string | undefined): void {
       needManagement();
       checkBearer(management?.token, authorization);
     },
   };
+}
+
+/** One row of the repository index (`POST /v2/repository/index`, gRPC RepositoryIndex). */
+export interface IndexRow {
+  name: string;
+  version: string;
+  state: string;
+  reason: string;
+  /** A gated rollout's phase and figures (sent over HTTP; gRPC has `reason` only). */
+  rollout?: RolloutStatus;
+}
+
+/** A rollout as one line: `shadow (agreement 0.98, p99Ratio 1.05)`, `rejected: agreement 0.75 < 0.99`. */
+function rolloutReason(r: RolloutStatus): string {
+  const head = r.phase === 'canary' && r.weight !== undefined ? `canary ${r.weight}%` : r.phase;
+  const figures = Object.entries(r.figures ?? {})
+    .filter(([, v]) => Number.isFinite(v))
+    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toPrecision(3)}`)
+    .join(', ');
+  return `rollout ${head}${r.reason ? `: ${r.reason}` : ''}${figures ? ` (${figures})` : ''}`;
 }
 
 /** The object {@link createV2Service} returns. */
