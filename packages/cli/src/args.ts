@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { parseBytes } from '@mlserve/repository';
 
 /** Log levels, most severe first. */
 export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
@@ -75,6 +76,12 @@ export interface ServeOptions {
   connectionTimeoutMs?: number;
   /** The largest request body, bytes, before and after decompression. Default 64 MiB. */
   bodyLimit?: number;
+  /**
+   * Serve models on demand under this memory budget, bytes (`--model-memory-budget 2GiB`): the
+   * least recently used idle models are unloaded to make room and load again on their next request.
+   * Per server process. Default: none (every model stays loaded).
+   */
+  modelMemoryBudget?: number;
 }
 
 /**
@@ -204,6 +211,12 @@ Options:
                           a long inference sends nothing while it computes).
   --body-limit SIZE       Largest request body, before and after decompression (413 past it;
                           e.g. 16mb, 512kb, bytes; default 64mb).
+  --model-memory-budget S Load models on demand within S of memory (e.g. 2GiB, 500MB), per
+                          process: each model's cost is measured at its first load; the least
+                          recently used idle ones are unloaded to make room (never one serving
+                          a request, never one with "pinned": true in its config.json) and load
+                          again on their next request (503 with Retry-After when that cannot
+                          finish within the request's timeout). Default: every model stays loaded.
   -h, --help              Show this help.
   -v, --version           Print the version.
 
@@ -390,6 +403,13 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (values['intra-op-threads'] !== undefined) {
     options.intraOpThreads = integer(values['intra-op-threads'], '--intra-op-threads', 1);
   }
+  if (values['model-memory-budget'] !== undefined) {
+    try {
+      options.modelMemoryBudget = parseBytes(values['model-memory-budget'], '--model-memory-budget');
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   return { command: 'serve', options };
 }
 
@@ -427,6 +447,7 @@ const OPTIONS = {
   'keep-alive-timeout': { type: 'string' },
   'connection-timeout': { type: 'string' },
   'body-limit': { type: 'string' },
+  'model-memory-budget': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;

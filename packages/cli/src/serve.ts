@@ -20,7 +20,7 @@ import {
 import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HTTP_DEFAULTS, LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
 import { redisCaches } from './redis-cache.js';
 
@@ -170,6 +170,7 @@ export async function serve(
     warmup: !options.noWarmup,
     cacheStore: caches.cacheStore,
     ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
+    ...(options.modelMemoryBudget !== undefined && { modelMemoryBudget: options.modelMemoryBudget }),
     // Outermost on every version: request counts, latencies, queue/compute time, batch sizes, cache hits.
     ...(prom && { middleware: () => [metrics({ registry: prom, prefix: 'mlserve_' })] }),
   });
@@ -388,6 +389,12 @@ function progress(
     case 'rejected':
       say(`  ${e.phase.padEnd(8)} ${id}: ${rolloutCell(e.rollout)}`);
       break;
+    case 'coldStart':
+      log.info?.(`loaded ${id} on demand in ${Math.round(e.ms ?? 0)} ms (${mib(e.bytes)})`);
+      break;
+    case 'evicted':
+      log.info?.(`unloaded ${id} to make room (${mib(e.bytes)}; memory budget)`);
+      break;
   }
 }
 
@@ -399,16 +406,25 @@ async function summary(
   requestFiles: string[],
 ): Promise<void> {
   const rows = repository.versions();
+  const memory = repository.memory();
   const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS', 'ROLLOUT']];
+  if (memory) table[0]!.push('MEMORY');
   for (const v of rows) {
-    table.push([
+    const row = [
       v.name,
       v.version,
       v.state,
       v.backend ?? '-',
       v.labels.join(',') || '-',
       rolloutCell(v.rollout),
-    ]);
+    ];
+    // Under a budget: loaded now, or available (loads on its next request), with its measured cost.
+    const m = memory?.versions.find((x) => x.name === v.name && x.version === v.version);
+    if (memory)
+      row.push(
+        m ? `${m.resident ? 'loaded' : 'available'} ${mib(m.bytes)}${m.pinned ? ' pinned' : ''}` : '-',
+      );
+    table.push(row);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   say('');
@@ -420,6 +436,12 @@ async function summary(
   say(`Health         ${url}/v2/health/ready`);
   if (options.metrics) say(`Metrics        ${url}/metrics`);
   if (options.management) say(`Management     ${url}/v2/repository/index`);
+  if (memory) {
+    const loaded = memory.versions.filter((m) => m.resident).length;
+    say(
+      `Memory budget  ${mib(memory.budget)}: ${loaded} of ${memory.versions.length} loaded (${mib(memory.used)}); the others load on demand`,
+    );
+  }
   const ready = rows.find((v) => v.state === 'ready');
   if (ready) {
     const meta = repository.registry.get(ready.name, ready.version).metadata();
@@ -470,6 +492,58 @@ function registerRepositoryMetrics(prom: Registry, repository: Repository, regis
     }
   });
   repository.on('configError', (name) => events.inc({ model: name, event: 'config_error' }));
+  // Under a memory budget: loads (at a scan and on demand), evictions, cold-start time, costs.
+  if (repository.memory()) {
+    const loads = new Counter({
+      name: 'mlserve_model_loads_total',
+      help: 'Model version loads under the memory budget: at a scan (start) or on a request (demand)',
+      labelNames: ['model', 'cause'],
+      registers: [prom],
+    });
+    const evictions = new Counter({
+      name: 'mlserve_model_evictions_total',
+      help: 'Model versions unloaded to make room under the memory budget',
+      labelNames: ['model'],
+      registers: [prom],
+    });
+    const coldStart = new Histogram({
+      name: 'mlserve_model_cold_start_seconds',
+      help: 'Time a version took to load on demand (load and warmup), seconds',
+      labelNames: ['model'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [prom],
+    });
+    repository.on('version', (e) => {
+      if (e.phase === 'ready') loads.inc({ model: e.name, cause: 'start' });
+      else if (e.phase === 'coldStart') {
+        loads.inc({ model: e.name, cause: 'demand' });
+        coldStart.observe({ model: e.name }, (e.ms ?? 0) / 1000);
+      } else if (e.phase === 'evicted') evictions.inc({ model: e.name });
+    });
+    new Gauge({
+      name: 'mlserve_model_memory_bytes',
+      help: 'Measured memory cost of each model version (RSS growth at its load), and whether it is loaded now',
+      labelNames: ['model', 'version', 'loaded'],
+      registers: [prom],
+      collect() {
+        this.reset();
+        for (const v of repository.memory()?.versions ?? [])
+          this.set({ model: v.name, version: v.version, loaded: String(v.resident) }, v.bytes);
+      },
+    });
+    new Gauge({
+      name: 'mlserve_model_memory_budget_bytes',
+      help: 'The model memory budget (limit) and what the loaded versions use (used)',
+      labelNames: ['kind'],
+      registers: [prom],
+      collect() {
+        const m = repository.memory();
+        if (!m) return;
+        this.set({ kind: 'limit' }, m.budget);
+        this.set({ kind: 'used' }, m.used);
+      },
+    });
+  }
   new Gauge({
     name: 'mlserve_rollout_gate',
     help: 'Figures of gated rollouts (agreement, p99_ms, baseline_p99_ms, p99_ratio, requests, weight) by model, version and phase',
@@ -488,6 +562,11 @@ function registerRepositoryMetrics(prom: Registry, repository: Repository, regis
       }
     },
   });
+}
+
+/** Bytes as MiB for people: `12.3 MiB`. */
+function mib(bytes: number | undefined): string {
+  return `${((bytes ?? 0) / 2 ** 20).toFixed(1)} MiB`;
 }
 
 /** The ROLLOUT column: `shadow`, `canary 25%`, `rejected: agreement 0.75 < 0.99`, `-`. */

@@ -85,6 +85,10 @@ describe('parseCommandLine', () => {
       [['serve', '--model-repository', 'm', '--grpc-port', '65536'], /--grpc-port must be at most 65535/],
       [['serve', '--model-repository', 'm', '--grpc-port', 'x'], /--grpc-port must be an integer/],
       [['serve', '--model-repository', 'm', '--grpc-port', '8000'], /--grpc-port must differ from --port/],
+      [
+        ['serve', '--model-repository', 'm', '--model-memory-budget', 'lots'],
+        /--model-memory-budget "lots" is not a size such as 2GiB/,
+      ],
     ];
     for (const [args, message] of bad) {
       expect(() => parseCommandLine(args), args.join(' ')).toThrow(UsageError);

@@ -172,6 +172,63 @@ describe('mlserve', () => {
     expect(await r.exited).toBe(0);
   });
 
+  it('--model-memory-budget loads models on demand: the table, a cold start, the metrics and the index', async () => {
+    // Two MobileNetV2 copies (14 MB of weights each: a measured cost well above the noise) under a
+    // budget of one byte: each load unloads the other.
+    const dir = await mkdtemp(join(tmpdir(), 'mlserve-cli-budget-'));
+    try {
+      for (const name of ['mn-a', 'mn-b']) {
+        await mkdir(join(dir, name, '1'), { recursive: true });
+        await copyFile(modelPath('mobilenetv2.onnx'), join(dir, name, '1', 'model.onnx'));
+      }
+      const r = run([
+        'serve',
+        '--model-repository',
+        dir,
+        '--port',
+        '0',
+        '--metrics',
+        '--management',
+        '--no-warmup',
+        '--intra-op-threads',
+        '1',
+        '--model-memory-budget',
+        '1B',
+      ]);
+      const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      await r.waitFor(/Memory budget {2}0\.0 MiB: 1 of 2 loaded/);
+      const [, cold] = await r.waitFor(/(mn-[ab])\s+1\s+ready\s+\S+\s+-\s+-\s+available \d+\.\d MiB/);
+      expect(r.stdout()).toMatch(/mn-[ab]\s+1\s+ready\s+\S+\s+-\s+-\s+loaded \d+\.\d MiB/);
+      const body = JSON.stringify({
+        inputs: [
+          {
+            name: 'input',
+            shape: [1, 3, 224, 224],
+            datatype: 'FP32',
+            data: new Array(3 * 224 * 224).fill(0),
+          },
+        ],
+      });
+      const res = await post(`${url}/v2/models/${cold}/infer`, body);
+      expect(res.status).toBe(200);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toContain(`mlserve_model_loads_total{model="${cold}",cause="demand"} 1`);
+      expect(metrics).toMatch(/mlserve_model_evictions_total\{model="mn-[ab]"\} [1-9]/);
+      expect(metrics).toContain(`mlserve_model_cold_start_seconds_count{model="${cold}"} 1`);
+      expect(metrics).toMatch(/mlserve_model_memory_budget_bytes\{kind="limit"\} 1\b/);
+      const index = (await (await fetch(`${url}/v2/repository/index`, { method: 'POST' })).json()) as {
+        name: string;
+        reason: string;
+      }[];
+      expect(index.find((x) => x.name === cold)!.reason).toMatch(/^loaded/);
+      expect(index.find((x) => x.name !== cold)!.reason).toMatch(/loads on its next request/);
+      r.child.kill('SIGTERM');
+      expect(await r.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--shutdown-delay keeps serving after SIGTERM while readiness is already 503', async () => {
     const r = run(['serve', '--model-repository', repo, '--port', '0', '--shutdown-delay', '1500ms']);
     const [, url] = await r.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);

@@ -88,7 +88,15 @@ export interface BuiltPipeline {
  * ```
  */
 export function pipelineKey(config: ModelConfig): string {
-  const { labels: _l, traffic: _t, rollout: _r, versionPolicy: _v, description: _d, ...rest } = config;
+  const {
+    labels: _l,
+    traffic: _t,
+    rollout: _r,
+    versionPolicy: _v,
+    description: _d,
+    pinned: _p,
+    ...rest
+  } = config;
   return JSON.stringify(rest);
 }
 

@@ -96,6 +96,11 @@ export interface CacheRedisConfig {
 export interface ModelConfig {
   /** Free text for people reading the repository. */
   description?: string;
+  /**
+   * Under a model memory budget (`modelMemoryBudget`, `--model-memory-budget`), never unload this
+   * model's versions to make room for others (default false). Without a budget it changes nothing.
+   */
+  pinned?: boolean;
   /** `onnx` or `tfjs`; inferred from the files when absent. */
   backend?: 'onnx' | 'tfjs';
   /** The model file inside a version directory (default `model.onnx` / `model.json` / `saved_model.pb`). */
@@ -155,6 +160,7 @@ const TOP_LEVEL = new Set([
   'labelsFile',
   'validation',
   'description',
+  'pinned',
 ]);
 
 const FILE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -210,6 +216,10 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   if (raw.description !== undefined) {
     if (typeof raw.description !== 'string') throw fail('description', 'must be a string');
     config.description = raw.description;
+  }
+  if (raw.pinned !== undefined) {
+    if (typeof raw.pinned !== 'boolean') throw fail('pinned', 'must be true or false');
+    if (raw.pinned) config.pinned = true;
   }
   if (raw.backend !== undefined) {
     if (raw.backend !== 'onnx' && raw.backend !== 'tfjs') throw fail('backend', 'must be "onnx" or "tfjs"');

@@ -1,3 +1,4 @@
+export * from './budget.js';
 export * from './build.js';
 export * from './config.js';
 export * from './defaults.js';

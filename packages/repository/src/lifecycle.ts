@@ -4,6 +4,7 @@
  */
 import { relative } from 'node:path';
 import { invalidArgument, type Model, type ModelRegistry, toServeError, unavailable } from '@mlserve/core';
+import type { MemoryBudget } from './budget.js';
 import type { BuiltPipeline } from './build.js';
 import type { ModelConfig } from './config.js';
 import type { ModelView, VersionView } from './reconcile.js';
@@ -23,6 +24,8 @@ export interface VersionRecord extends VersionView {
   handle?: Swappable;
   /** The innermost model (no validation, cache or batching): what shadow comparisons time. */
   base?: Model;
+  /** Under a memory budget: what a load on demand builds from (a reload updates it). */
+  source?: { sv: ScannedVersion; config: ModelConfig };
 }
 
 /** What the repository holds of one model. */
@@ -75,6 +78,10 @@ export interface LifecycleHost {
   admit?(state: ModelState, rec: VersionRecord, config: ModelConfig): void;
   /** A version left the registry (retired, unloaded, or failed while loading). */
   gone?(name: string, version: string): void;
+  /** With a memory budget: versions load through it, and load again on demand after it unloads them. */
+  budget?: MemoryBudget;
+  /** Under a budget: whether a model's versions must stay loaded (config.json `pinned`, a rollout). */
+  pinned?(name: string): boolean;
 }
 
 /**
@@ -154,12 +161,30 @@ export class VersionLifecycle {
         await this.#acquire();
         try {
           if (host.closed()) throw unavailable('the repository is closing');
-          const built = await host.build(name, sv, config, rec.file);
-          rec.backend = built.backend;
-          rec.platform = built.platform;
-          rec.pipelineKey = built.key;
-          rec.base = built.base;
-          rec.handle = swappable(built.model);
+          if (host.budget) {
+            rec.source = { sv, config };
+            rec.handle = await host.budget.add(
+              name,
+              version,
+              () => host.pinned?.(name) ?? false,
+              async () => {
+                const source = rec.source!;
+                const built = await host.build(name, source.sv, source.config, rec.file);
+                rec.backend = built.backend;
+                rec.platform = built.platform;
+                rec.pipelineKey = built.key;
+                rec.base = built.base;
+                return built.model;
+              },
+            );
+          } else {
+            const built = await host.build(name, sv, config, rec.file);
+            rec.backend = built.backend;
+            rec.platform = built.platform;
+            rec.pipelineKey = built.key;
+            rec.base = built.base;
+            rec.handle = swappable(built.model);
+          }
           host.admit?.(state, rec, config);
           return host.serve ? host.serve(name, version, rec.handle) : rec.handle;
         } finally {
@@ -236,6 +261,7 @@ export class VersionLifecycle {
           return;
         }
         // The old implementation finishes its requests in flight, then is disposed.
+        if (rec.source) rec.source = { sv, config };
         const retired = handle.swap(built.model);
         rec.base = built.base;
         rec.fp = sv.fp;

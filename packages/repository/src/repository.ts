@@ -12,6 +12,7 @@ import {
   unavailable,
   wrap,
 } from '@mlserve/core';
+import { MemoryBudget, type MemoryReport, parseBytes } from './budget.js';
 import { buildPipeline } from './build.js';
 import type { CacheRedisConfig, ModelConfig } from './config.js';
 import { type ModelState, newModelState, VersionLifecycle, type VersionRecord } from './lifecycle.js';
@@ -75,6 +76,22 @@ export interface RepositoryOptions {
    * 10 minutes. `mlserve serve --cache-redis` sets it.
    */
   cacheStore?: (name: string, redis: CacheRedisConfig | undefined) => object | undefined;
+  /**
+   * Serve models on demand under this memory budget (bytes, or a size such as `'2GiB'`; `mlserve
+   * serve --model-memory-budget 2GiB`). Each version is loaded once at its first scan, one load at
+   * a time, to measure its cost (process RSS after load and warmup minus before) and read its
+   * metadata; when a load would go over the budget, the least recently used idle versions are
+   * unloaded first (never one with requests in flight, never a `pinned` one or one in a rollout),
+   * and an unloaded version loads again on its next request, which waits within its deadline or
+   * gets UNAVAILABLE (503) with a retry hint. Absent: every version stays loaded (as before).
+   */
+  modelMemoryBudget?: number | string;
+  /**
+   * What a version counts against the budget, given its measured cost in bytes (default: the
+   * measured cost). For tests and for operators who know better than RSS (a model that maps its
+   * weights, say).
+   */
+  memoryCost?: (name: string, version: string, measuredBytes: number) => number;
 }
 
 /**
@@ -137,6 +154,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   #polling: Promise<PollReport> | undefined;
   #closing: Promise<void> | undefined;
   #polledOnce = false;
+  readonly #budget: MemoryBudget | undefined;
 
   /** Use {@link loadRepository}; the constructor does no I/O (call `poll()` to load). */
   constructor(dir: string, options: RepositoryOptions = {}) {
@@ -145,6 +163,33 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     this.#options = options;
     this.#ownsRegistry = options.registry === undefined;
     this.registry = options.registry ?? new ModelRegistry();
+    if (options.modelMemoryBudget !== undefined) {
+      this.#budget = new MemoryBudget(parseBytes(options.modelMemoryBudget, 'modelMemoryBudget'), {
+        ...(options.memoryCost && { cost: options.memoryCost }),
+        event: (e) => {
+          // Loads at a scan report `ready` through the lifecycle; here only what the budget adds.
+          if (e.kind === 'loaded' && e.cause === 'start') return;
+          const rec = this.#models.get(e.name)?.versions.get(e.version);
+          this.#emitVersion({
+            name: e.name,
+            version: e.version,
+            phase: e.kind === 'evicted' ? 'evicted' : 'coldStart',
+            ...(rec && { file: rec.file }),
+            ...(rec?.backend && { backend: rec.backend }),
+            ...(e.ms !== undefined && { ms: e.ms }),
+            bytes: e.bytes,
+          });
+          this.#log(
+            'info',
+            e.kind === 'evicted'
+              ? `${e.name}/${e.version} unloaded to make room (memory budget)`
+              : `${e.name}/${e.version} loaded on demand in ${Math.round(e.ms ?? 0)} ms`,
+            { model: e.name, version: e.version, bytes: e.bytes },
+          );
+        },
+        warn: (message) => this.#log('warn', message),
+      });
+    }
     this.#lifecycle = new VersionLifecycle(
       {
         registry: this.registry,
@@ -182,6 +227,11 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         serve: (name, version, model) => this.#tap(name, version, model),
         admit: (state, rec, config) => this.#admit(state, rec, config),
         gone: (name, version) => this.#gone(name, version),
+        ...(this.#budget && {
+          budget: this.#budget,
+          pinned: (name: string) =>
+            this.#models.get(name)?.config?.pinned === true || this.#rollouts.has(name),
+        }),
       },
       options.loadConcurrency ?? 2,
     );
@@ -244,13 +294,26 @@ export class Repository extends EventEmitter<RepositoryEvents> {
       index: async () => {
         const names = await listModels(await this.#rootDir());
         const loaded = new Set(this.registry.names());
-        return names
+        const rows: { name: string; version?: string; state: string; reason: string }[] = names
           .filter((n) => !loaded.has(n))
           .map((n) => ({
             name: n,
             state: 'UNAVAILABLE',
             reason: this.#models.get(n)?.disabled ? 'unloaded' : 'not loaded',
           }));
+        // Under a memory budget: which served versions are loaded now, which load on demand.
+        for (const v of this.#budget?.report().versions ?? []) {
+          const mib = (v.bytes / 2 ** 20).toFixed(1);
+          rows.push({
+            name: v.name,
+            version: v.version,
+            state: 'READY',
+            reason: v.resident
+              ? `loaded (${mib} MiB of the memory budget${v.pinned ? ', pinned' : ''})`
+              : `not loaded: loads on its next request (${mib} MiB)`,
+          });
+        }
+        return rows;
       },
     };
   }
@@ -263,6 +326,20 @@ export class Repository extends EventEmitter<RepositoryEvents> {
   /** Counters: polls, loads, failures, retirements. */
   stats(): RepositoryStats {
     return { ...this.#stats };
+  }
+
+  /**
+   * The memory budget's figures (`modelMemoryBudget`): what each version costs, which are loaded,
+   * loads, cold starts, evictions. Undefined without a budget.
+   *
+   * @example
+   * ```ts
+   * const m = repo.memory();
+   * if (m) console.log(`${m.used} of ${m.budget} bytes, ${m.evictions} evictions`);
+   * ```
+   */
+  memory(): MemoryReport | undefined {
+    return this.#budget?.report();
   }
 
   /** A model's validated config (the last valid one), undefined for an unknown model. */
@@ -288,6 +365,8 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         if (rec.error) info.error = rec.error;
         const rollout = this.registry.status(state.name, rec.version)?.rollout;
         if (rollout) info.rollout = rollout;
+        const resident = this.#budget?.resident(state.name, rec.version);
+        if (resident !== undefined) info.resident = resident;
         out.push(info);
       }
     }

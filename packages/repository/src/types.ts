@@ -12,7 +12,10 @@ export interface RepositoryLogger {
 export interface VersionEvent {
   name: string;
   version: string;
-  /** `reloaded` / `reloadFailed`: a served version was rebuilt in place (config or files changed). */
+  /**
+   * `reloaded` / `reloadFailed`: a served version was rebuilt in place (config or files changed).
+   * `coldStart` / `evicted`: under a memory budget, loaded on a request / unloaded to make room.
+   */
   phase:
     | 'waiting'
     | 'loading'
@@ -26,7 +29,9 @@ export interface VersionEvent {
     | 'shadow'
     | 'canary'
     | 'promoted'
-    | 'rejected';
+    | 'rejected'
+    | 'coldStart'
+    | 'evicted';
   /** What runs it (`onnxruntime-node/cpu`, `worker-pool(onnx)`), once known. */
   backend?: string;
   /** The model file, relative to the repository. */
@@ -37,6 +42,8 @@ export interface VersionEvent {
   error?: string;
   /** `shadow`, `canary`, `promoted`, `rejected`: the rollout's status, with the gate's figures. */
   rollout?: RolloutStatus;
+  /** `coldStart` / `evicted` (under a memory budget): the version's measured cost, bytes. */
+  bytes?: number;
   /** Warmup progress: `{ done, total, batchSize }`. */
   progress?: { done: number; total: number; batchSize: number };
 }
@@ -68,6 +75,8 @@ export interface VersionInfo {
   error?: string;
   /** Its place in a gated rollout (`shadow`, `canary`, `promoted`, `rejected`) with the figures. */
   rollout?: RolloutStatus;
+  /** Under a memory budget: loaded now (else it loads on its next request). */
+  resident?: boolean;
 }
 
 /** Counters of a repository. */
