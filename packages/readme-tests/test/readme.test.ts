@@ -179,8 +179,9 @@ function buildApp(): void {
 }
 
 /** The paths the READMEs name, linked into a fresh directory for each block. */
+let runs = 0;
 function fixtureDir(id: string): string {
-  const dir = join(work, 'run', id);
+  const dir = join(work, 'run', `${id}-${++runs}`);
   const link = (path: string, target: string) => {
     mkdirSync(join(dir, path, '..'), { recursive: true });
     symlinkSync(target, join(dir, path));
