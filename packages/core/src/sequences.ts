@@ -88,6 +88,8 @@ function checkLimits(options: SequenceOptions): void {
  * - a request for a sequence that is not open and does not start it: FAILED_PRECONDITION (400).
  * - `sequence.end`: frees the state once the request has run (whether it succeeded or not).
  * - idle longer than `idleTimeoutMs`: freed (a later request without start is FAILED_PRECONDITION).
+ *   An unref'd timer sweeps, and every request checks too: a Piscina worker thread runs no timers
+ *   while it waits for a task, so there expiry happens when the next request arrives.
  * - a start while `maxSequences` are open: RESOURCE_EXHAUSTED (429).
  * - a failed request leaves the state as it was.
  *
@@ -112,6 +114,8 @@ export class SequenceStore<S> {
   readonly #open = new Map<string, Entry<S>>();
   readonly #stats: SequenceStats = { open: 0, started: 0, ended: 0, expired: 0, rejected: 0 };
   #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #sweepEvery: number;
+  #lastSweep = 0;
   #closed = false;
 
   constructor(options: SequenceStoreOptions<S>) {
@@ -124,6 +128,7 @@ export class SequenceStore<S> {
     this.#unsequenced = options.unsequenced ?? 'single';
     this.#initialState = options.initialState;
     this.#onFree = options.onFree;
+    this.#sweepEvery = Math.max(10, Math.min(this.#idleTimeoutMs / 4, 1000));
   }
 
   /** Sequences open now. */
@@ -179,7 +184,15 @@ export class SequenceStore<S> {
     if (!(typeof id === 'string' || typeof id === 'bigint' || Number.isSafeInteger(id)))
       throw invalidArgument('sequence id must be a string or an integer');
     const key = keyOf(id);
+    // Timers may not run (a Piscina worker blocks between tasks): expiry is also checked here.
+    const now = performance.now();
+    if (now - this.#lastSweep >= this.#sweepEvery) this.#sweep(now);
     let entry = this.#open.get(key);
+    if (entry !== undefined && entry.pending === 0 && entry.lastUsed <= now - this.#idleTimeoutMs) {
+      this.#stats.expired++;
+      this.#close(entry);
+      entry = undefined;
+    }
     if (entry === undefined) {
       if (!seq.start) throw this.#notOpen(id);
       entry = this.#add(key);
@@ -287,8 +300,7 @@ export class SequenceStore<S> {
 
   #startTimer(): void {
     if (this.#timer !== undefined) return;
-    const every = Math.max(10, Math.min(this.#idleTimeoutMs / 4, 1000));
-    this.#timer = setInterval(() => this.#sweep(), every);
+    this.#timer = setInterval(() => this.#sweep(performance.now()), this.#sweepEvery);
     this.#timer.unref?.();
   }
 
@@ -297,8 +309,9 @@ export class SequenceStore<S> {
     this.#timer = undefined;
   }
 
-  #sweep(): void {
-    const limit = performance.now() - this.#idleTimeoutMs;
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    const limit = now - this.#idleTimeoutMs;
     for (const e of [...this.#open.values()]) {
       if (e.pending === 0 && e.lastUsed <= limit) {
         this.#stats.expired++;

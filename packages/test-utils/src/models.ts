@@ -11,12 +11,20 @@ export type TestModel =
   | 'mnist-noisy.onnx'
   | 'mnist-slow.onnx'
   | 'tiny-text.onnx'
-  | 'mobilenetv2.onnx';
+  | 'mobilenetv2.onnx'
+  | 'gru-cell.onnx';
 
 /** Absolute path of a bundled test model. */
 export function modelPath(name: TestModel): string {
   return `${MODELS_DIR}${name}`;
 }
+
+/**
+ * A workerPool loader module (`{ module: STATEFUL_LOADER, export: 'loadAccumulator' }`): an
+ * accumulator `statefulModel` whose state lives in the worker, answering `total` and `worker` (the
+ * worker's id), so tests see that a sequence stays on one worker.
+ */
+export const STATEFUL_LOADER = fileURLToPath(new URL('../fixtures/stateful-loader.mjs', import.meta.url));
 
 /** The 200 held-out MNIST digits: images as float32 [200,1,28,28] in [0,1], and their labels. */
 export interface MnistHoldout {

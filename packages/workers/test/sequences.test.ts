@@ -1,10 +1,9 @@
-import { fileURLToPath } from 'node:url';
 import type { Model, SequenceInfo, Tensors } from '@mlserve/core';
+import { STATEFUL_LOADER as STATEFUL } from '@mlserve/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
 import { workerPool } from '../src/index.js';
 import type { WorkerPoolStats } from '../src/pool.js';
 
-const STATEFUL = fileURLToPath(new URL('./fixtures/stateful-loader.mjs', import.meta.url));
 const x = (v: number): Tensors => ({ x: { type: 'float32', dims: [1], data: new Float32Array([v]) } });
 
 async function step(model: Model, v: number, sequence: SequenceInfo) {
