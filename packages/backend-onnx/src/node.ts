@@ -1,6 +1,11 @@
-import type { Model } from '@mlserve/core';
+import type { Model, TensorTypes } from '@mlserve/core';
 import { nodeRuntime } from './node-runtime.js';
-import { loadWithRuntime, type OnnxModelOptions, type OnnxModelSource } from './session-model.js';
+import {
+  loadWithRuntime,
+  type OnnxModelOptions,
+  type OnnxModelSource,
+  withSignature,
+} from './session-model.js';
 
 /**
  * Loads an ONNX model on onnxruntime-node and returns it as a {@link Model}: metadata from the
@@ -11,16 +16,28 @@ import { loadWithRuntime, type OnnxModelOptions, type OnnxModelSource } from './
  * with NOT_FOUND (no such file), INVALID_ARGUMENT (not a model), or UNAVAILABLE (a requested
  * execution provider cannot load, unless `fallbackToCpu` is set).
  *
+ * With `signature`, the model is typed: `infer` takes and returns exactly the declared tensors
+ * (`out.logits.data` is a `Float32Array`; `out.logitz` fails to compile), checked against the
+ * session at load (INVALID_ARGUMENT on a difference). Without it the model is an untyped `Model`.
+ *
  * @example
  * ```ts
  * import { loadOnnxModel } from '@mlserve/backend-onnx';
  * import { tensor } from '@mlserve/core';
  *
- * const model = await loadOnnxModel('models/mnist-cnn.onnx', { name: 'mnist', intraOpNumThreads: 1 });
+ * const model = await loadOnnxModel('models/mnist-cnn.onnx', {
+ *   name: 'mnist',
+ *   intraOpNumThreads: 1,
+ *   signature: { inputs: { image: 'float32' }, outputs: { logits: 'float32' } },
+ * });
  * const { logits } = await model.infer({ image: tensor('float32', new Float32Array(784), [1, 1, 28, 28]) });
+ * logits.data; // Float32Array
  * await model.dispose();
  * ```
  */
-export async function loadOnnxModel(source: OnnxModelSource, options?: OnnxModelOptions): Promise<Model> {
-  return loadWithRuntime(await nodeRuntime(), source, options);
+export async function loadOnnxModel<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>(
+  source: OnnxModelSource,
+  options?: OnnxModelOptions<I, O>,
+): Promise<Model<I, O>> {
+  return withSignature(await loadWithRuntime(await nodeRuntime(), source, options), options?.signature);
 }

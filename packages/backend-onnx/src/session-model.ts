@@ -1,5 +1,6 @@
 import {
   cancelledFrom,
+  checkSignature,
   compileValidator,
   deadlineExceeded,
   expiredError,
@@ -9,7 +10,9 @@ import {
   type ModelMetadata,
   type RequestValidator,
   raceExpiry,
+  type Signature,
   type Tensors,
+  type TensorTypes,
   TYPED_ARRAY,
   unavailable,
 } from '@mlserve/core';
@@ -21,10 +24,18 @@ import { fromOrtOutputs, toFeeds } from './tensors.js';
 /** Where a model comes from: a file path (Node), a URL, or the model's bytes. */
 export type OnnxModelSource = string | URL | Uint8Array | ArrayBuffer;
 
-/** Options of `loadOnnxModel` (both entries). */
-export interface OnnxModelOptions {
+/** Options of `loadOnnxModel` (both entries). `I` and `O` are the declared {@link signature}'s. */
+export interface OnnxModelOptions<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
   /** The model's name in registries and URLs. Default: the file name without `.onnx`; required for bytes. */
   name?: string;
+  /**
+   * The model's inputs and outputs by name and element type, `{ inputs: { image: 'float32' },
+   * outputs: { logits: 'float32' } }`: types the model as `Model<I, O>` (so `infer` returns
+   * `{ logits: Tensor<'float32'> }` and a misspelt name fails to compile) and is checked against the
+   * session's metadata at load: INVALID_ARGUMENT naming the first difference (an input the model has
+   * that the signature leaves out, a name it lacks, another element type). Outputs may be left out.
+   */
+  signature?: Signature<I, O>;
   /** The model's version. Default `'1'`. */
   version?: string;
   /**
@@ -139,6 +150,26 @@ export function nameFromSource(source: OnnxModelSource): string | undefined {
   const base = path.split(/[\\/]/).pop() ?? '';
   const name = base.replace(/\.onnx$/i, '');
   return name.length > 0 ? name : undefined;
+}
+
+/**
+ * Checks a declared signature against a loaded model (disposing the model on a difference) and
+ * types the model by it.
+ * @internal
+ */
+export async function withSignature<I extends TensorTypes, O extends TensorTypes>(
+  model: Model,
+  signature: Signature<I, O> | undefined,
+): Promise<Model<I, O>> {
+  if (signature !== undefined) {
+    try {
+      checkSignature(model.metadata(), signature);
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+  }
+  return model as unknown as Model<I, O>;
 }
 
 /**

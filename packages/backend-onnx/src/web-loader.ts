@@ -1,7 +1,12 @@
-import type { Model } from '@mlserve/core';
+import type { Model, TensorTypes } from '@mlserve/core';
 import * as ort from 'onnxruntime-web';
 import type { OrtModule } from './ort.js';
-import { loadWithRuntime, type OnnxModelOptions, type OnnxModelSource } from './session-model.js';
+import {
+  loadWithRuntime,
+  type OnnxModelOptions,
+  type OnnxModelSource,
+  withSignature,
+} from './session-model.js';
 import { webRuntime } from './web-runtime.js';
 
 const runtime = webRuntime(
@@ -24,6 +29,9 @@ const runtime = webRuntime(
  * const { logits } = await model.infer({ image: { type: 'float32', dims: [1, 1, 28, 28], data: pixels } });
  * ```
  */
-export function loadOnnxModel(source: OnnxModelSource, options?: OnnxModelOptions): Promise<Model> {
-  return loadWithRuntime(runtime, source, options);
+export async function loadOnnxModel<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>(
+  source: OnnxModelSource,
+  options?: OnnxModelOptions<I, O>,
+): Promise<Model<I, O>> {
+  return withSignature(await loadWithRuntime(runtime, source, options), options?.signature);
 }

@@ -15,6 +15,7 @@ import {
   SharedSignal,
   sliceRows,
   type Tensors,
+  type TensorTypes,
   toServeError,
   unavailable,
   validateRequest,
@@ -34,7 +35,7 @@ export interface BatchingEvents {
 }
 
 /**
- * The model {@link batching} returns: a Model plus its `events`.
+ * The model {@link batching} returns: a Model plus its `events`, with the inner model's signature.
  *
  * @example
  * ```ts
@@ -42,7 +43,8 @@ export interface BatchingEvents {
  * served.events.on('batch', (b) => console.log(b.size, b.reason));
  * ```
  */
-export interface BatchingModel extends Model {
+export interface BatchingModel<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>
+  extends Model<I, O> {
   /** Emits `batch` after every batch, with its size, release reason, queue wait and compute time. */
   readonly events: EventEmitter<BatchingEvents>;
 }
@@ -65,9 +67,14 @@ export interface BatchingModel extends Model {
  * const { scores } = await served.infer({ features }); // merged with whatever else is in flight
  * ```
  */
-export function batching(options: BatchingOptions = {}): (inner: Model) => BatchingModel {
+export function batching(
+  options: BatchingOptions = {},
+): <I extends TensorTypes, O extends TensorTypes>(inner: Model<I, O>) => BatchingModel<I, O> {
   validateOptions(options);
-  return (inner) => new Batcher(inner, options).model;
+  // The batcher is signature-blind (it merges and splits whatever tensors pass): the layer keeps
+  // the inner model's signature.
+  return <I extends TensorTypes, O extends TensorTypes>(inner: Model<I, O>) =>
+    new Batcher(inner as Model, options).model as unknown as BatchingModel<I, O>;
 }
 
 class Batcher {

@@ -1,10 +1,11 @@
-import { fromFunction, type Tensors, validateRequest } from '@mlserve/core';
+import { fromFunction, type Model, type Tensor, type Tensors, validateRequest } from '@mlserve/core';
 import fc from 'fast-check';
-import { expect, test } from 'vitest';
-import { batching } from '../src/index.js';
+import { expect, expectTypeOf, test } from 'vitest';
+import { type BatchingModel, batching } from '../src/index.js';
 import { codeOf, probe, rowsOf } from './helpers.js';
 
-const model = () =>
+/** Untyped on purpose: the property sends arbitrary tensor records. */
+const model = (): Model =>
   fromFunction({
     name: 'two',
     inputs: [
@@ -121,4 +122,21 @@ test('a throwing batch listener breaks neither the batch nor the other listeners
   const out = await served.infer({ x: rowsOf(1, 3) });
   expect((out.y!.data as Float32Array)[0]).toBe(6);
   expect(seen).toBe(1);
+});
+
+test('keeps a typed model typed (and an untyped one untyped)', async () => {
+  const typed = fromFunction({
+    name: 'typed',
+    inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+    outputs: [{ name: 'y', type: 'float32', dims: [-1, 2] }],
+    infer: ({ x }) => ({ y: x }),
+  });
+  const served = batching({ maxDelayMs: 0 })(typed);
+  expectTypeOf(served.infer).returns.resolves.toEqualTypeOf<{ y: Tensor<'float32'> }>();
+  const out = await served.infer({ x: { type: 'float32', dims: [1, 2], data: new Float32Array([1, 2]) } });
+  expect(Array.from(out.y.data)).toEqual([1, 2]);
+  // @ts-expect-error a misspelt output fails to compile
+  expect(out.z).toBeUndefined();
+  expectTypeOf(batching()(model())).toEqualTypeOf<BatchingModel>();
+  await served.dispose();
 });

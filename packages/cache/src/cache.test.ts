@@ -380,7 +380,7 @@ describe('responseCache: in process', () => {
   it('rejects bad input with INVALID_ARGUMENT, never a crash', async () => {
     const { model, calls } = doubler();
     const served = pipeline(model, responseCache({ max: 10 }));
-    const bad = { x: { type: 'float32', dims: [1, 3], data: new Float32Array(2) } } as unknown as Tensors;
+    const bad = { x: { type: 'float32', dims: [1, 3], data: new Float32Array(2) } } as const;
     expect((await rejectionOf(served.infer(bad))).code).toBe('INVALID_ARGUMENT');
     expect((await rejectionOf(served.infer(null as never))).code).toBe('INVALID_ARGUMENT');
     expect(calls).toHaveLength(0);

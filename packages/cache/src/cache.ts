@@ -1,11 +1,12 @@
 import {
   cloneTensor,
   expiredError,
+  type GenericMiddleware,
   type InferContext,
   type InferOptions,
-  type Middleware,
   type Model,
   NEVER_ABORTED,
+  preserveSignature,
   SharedCalls,
   type Tensors,
   unavailable,
@@ -162,7 +163,7 @@ function copyOf(outputs: Tensors): Tensors {
  * await served.infer({ image }); // answered from the cache
  * ```
  */
-export function responseCache(options: ResponseCacheOptions): Middleware {
+export function responseCache(options: ResponseCacheOptions): GenericMiddleware {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(
       'responseCache: options are required: { max } or { maxSize } (or a store with ttlMs)',
@@ -211,7 +212,7 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
   }
   const ignored = new Set([...ignoreParameters, bypassParameter]);
 
-  return (inner: Model): Model => {
+  return preserveSignature((inner: Model): Model => {
     let emit: (event: CacheEvent) => void = () => {};
     if (onEvent) {
       emit = (event) => {
@@ -420,5 +421,5 @@ export function responseCache(options: ResponseCacheOptions): Middleware {
         };
       },
     });
-  };
+  });
 }

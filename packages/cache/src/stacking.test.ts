@@ -1,5 +1,5 @@
 import { batching } from '@mlserve/batching';
-import { fromFunction, type InferContext, pipeline, type Tensors } from '@mlserve/core';
+import { fromFunction, type InferContext, pipeline } from '@mlserve/core';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,8 +39,8 @@ describe('responseCache outside @mlserve/batching, on onnxruntime mnist-cnn', ()
         };
       },
     });
-  const digit = (i: number): Tensors => ({
-    image: { type: 'float32', dims: [1, 1, 28, 28], data: mnistHoldout().image(i) },
+  const digit = (i: number) => ({
+    image: { type: 'float32' as const, dims: [1, 1, 28, 28], data: mnistHoldout().image(i) },
   });
 
   it('answers hits without waiting for the batch window, and batches only the misses', async () => {

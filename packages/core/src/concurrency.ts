@@ -1,7 +1,7 @@
 import { cancelledFrom, expiredError, remainingMs } from './deadline.js';
 import { deadlineExceeded, ServeError, unavailable } from './errors.js';
-import { wrap } from './pipeline.js';
-import type { InferOptions, Middleware, Tensors } from './types.js';
+import { preserveSignature, wrap } from './pipeline.js';
+import type { GenericMiddleware, InferOptions, Model, Tensors } from './types.js';
 
 /** Options of {@link concurrencyLimit}. */
 export interface ConcurrencyLimitOptions {
@@ -44,14 +44,14 @@ export function concurrencyLimit({
   maxConcurrent,
   maxQueue = 0,
   status = 429,
-}: ConcurrencyLimitOptions): Middleware {
+}: ConcurrencyLimitOptions): GenericMiddleware {
   if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
     throw new TypeError('options.maxConcurrent must be a positive integer');
   }
   if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) {
     throw new TypeError('options.maxQueue must be a non-negative integer');
   }
-  return (inner) => {
+  return preserveSignature((inner: Model) => {
     let inFlight = 0;
     let admitted = 0;
     let rejected = 0;
@@ -154,5 +154,5 @@ export function concurrencyLimit({
       },
       stats: (): ConcurrencyStats => ({ inFlight, queued: queue.length, admitted, rejected }),
     });
-  };
+  });
 }

@@ -1,26 +1,58 @@
 import { throwIfExpired } from './deadline.js';
 import { deadlineExceeded, invalidArgument, toServeError, unavailable } from './errors.js';
 import { pickOutputs } from './merge.js';
-import type { DataType, InferOptions, Model, ModelMetadata, TensorInfo, Tensors } from './types.js';
+import type {
+  DataType,
+  InferOptions,
+  Model,
+  ModelMetadata,
+  TensorInfo,
+  Tensors,
+  TensorTypes,
+  TypedTensors,
+} from './types.js';
 
 /** A tensor in a declared signature; `batched` defaults to true when dim 0 is -1. */
-export interface TensorSpec {
-  name: string;
-  type: DataType;
+export interface TensorSpec<N extends string = string, T extends DataType = DataType> {
+  name: N;
+  type: T;
   dims: number[];
   batched?: boolean;
   padValue?: number | bigint;
   dimNames?: (string | null)[];
 }
 
-/** Options of {@link fromFunction}. */
-export interface FunctionModelOptions {
+/**
+ * The {@link TensorTypes} a list of specs declares: `[{ name: 'x', type: 'float32', ... }]` gives
+ * `{ x: 'float32' }`; specs whose names are plain `string`s give the untyped `TensorTypes`.
+ */
+export type SpecTypes<S extends readonly TensorSpec[]> = string extends S[number]['name']
+  ? TensorTypes
+  : { [Spec in S[number] as Spec['name']]: Spec['type'] };
+
+/**
+ * Options of {@link fromFunction}. `IS` and `OS` are the declared input and output specs; the
+ * model's signature (and `infer`'s argument and result types) follow from their names and types.
+ */
+export interface FunctionModelOptions<
+  IS extends readonly TensorSpec[] = TensorSpec[],
+  OS extends readonly TensorSpec[] = TensorSpec[],
+> {
   name: string;
   version?: string;
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-  /** The function that computes outputs from inputs. It receives the request's options. */
-  infer: (inputs: Tensors, options: InferOptions) => Promise<Tensors> | Tensors;
+  inputs: IS;
+  outputs: OS;
+  /**
+   * The function that computes outputs from inputs. It receives the request's options. Its inputs
+   * are typed by the declared specs (and stay indexable by any name); it returns the declared
+   * outputs, or any `Tensors` record (what an untyped model it calls returns).
+   */
+  infer: NoInfer<
+    (
+      inputs: TypedTensors<SpecTypes<IS>> & Tensors,
+      options: InferOptions,
+    ) => Promise<TypedTensors<SpecTypes<OS>> | Tensors> | TypedTensors<SpecTypes<OS>> | Tensors
+  >;
   /** Rows per call; defaults to unlimited (2^31-1) when every input is batched, else 0. */
   maxBatchSize?: number;
   /** Calls it can run at once (default 1). */
@@ -49,18 +81,30 @@ export function toTensorInfo(spec: TensorSpec): TensorInfo {
  * pure-JS models, test doubles. Requests that were aborted or are past their deadline do not run;
  * the outputs are checked against the declared names; thrown errors become ServeErrors.
  *
+ * The model is typed by the specs written in the call: `inputs: [{ name: 'x', type: 'float32', ... }]`
+ * makes `infer` take `{ x: Tensor<'float32'> }` (in the function too); specs held in a
+ * `TensorSpec[]` variable give an untyped model.
+ *
  * @example
  * ```ts
  * const double = fromFunction({
  *   name: 'double',
  *   inputs: [{ name: 'x', type: 'float32', dims: [-1, 4] }],
  *   outputs: [{ name: 'y', type: 'float32', dims: [-1, 4] }],
- *   infer: ({ x }) => ({ y: { type: 'float32', dims: x!.dims, data: (x!.data as Float32Array).map((v) => v * 2) } }),
- * });
+ *   infer: ({ x }) => ({ y: { type: 'float32', dims: x.dims, data: x.data.map((v) => v * 2) } }),
+ * }); // Model<{ x: 'float32' }, { y: 'float32' }>
  * ```
  */
-export function fromFunction(options: FunctionModelOptions): Model {
-  const { name, version = '1', infer, concurrency = 1 } = options;
+export function fromFunction<
+  const IS extends readonly TensorSpec[] = TensorSpec[],
+  const OS extends readonly TensorSpec[] = TensorSpec[],
+>(options: FunctionModelOptions<IS, OS>): Model<SpecTypes<IS>, SpecTypes<OS>> {
+  const { name, version = '1', concurrency = 1 } = options;
+  // The runtime is signature-blind: the declared specs type the function, not the checks.
+  const infer = options.infer as unknown as (
+    inputs: Tensors,
+    options: InferOptions,
+  ) => Promise<Tensors> | Tensors;
   if (typeof name !== 'string' || name.length === 0)
     throw new TypeError('options.name must be a non-empty string');
   if (typeof infer !== 'function') throw new TypeError('options.infer must be a function');
@@ -78,7 +122,7 @@ export function fromFunction(options: FunctionModelOptions): Model {
     concurrency,
   };
   let disposed: Promise<void> | undefined;
-  return {
+  const model: Model = {
     name,
     version,
     metadata: () => structuredClone(meta),
@@ -107,4 +151,5 @@ export function fromFunction(options: FunctionModelOptions): Model {
     },
     isReady: () => !disposed,
   };
+  return model as unknown as Model<SpecTypes<IS>, SpecTypes<OS>>;
 }

@@ -1,7 +1,16 @@
 import { throwIfExpired } from './deadline.js';
 import { internal, invalidArgument, unavailable } from './errors.js';
 import { pickOutputs } from './merge.js';
-import type { InferOptions, Model, ModelMetadata, TensorInfo, Tensors } from './types.js';
+import { checkSignature } from './signature.js';
+import type {
+  InferOptions,
+  Model,
+  ModelMetadata,
+  Signature,
+  TensorInfo,
+  Tensors,
+  TensorTypes,
+} from './types.js';
 
 /** One step of a {@link graph}: a model and how its tensors map to the graph's tensor names. */
 export interface GraphStep {
@@ -15,8 +24,15 @@ export interface GraphStep {
 }
 
 /** Options of {@link graph}. */
-export interface GraphOptions {
+export interface GraphOptions<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
   name: string;
+  /**
+   * The graph's inputs and outputs by name and element type (`{ inputs: { raw: 'uint8' }, outputs:
+   * { label: 'int64' } }`): types the graph as `Model<I, O>` and is checked against the derived
+   * metadata when the graph is built (INVALID_ARGUMENT on a difference). Without it the graph is
+   * an untyped `Model`.
+   */
+  signature?: Signature<I, O>;
   version?: string;
   steps: GraphStep[];
   /** Graph tensor names the graph returns. Defaults to every tensor no step consumes. */
@@ -47,10 +63,13 @@ interface PlannedStep {
  *     { model: softmax, inputs: { logits: 'logits' }, outputs: { probs: 'probabilities' } },
  *   ],
  *   outputs: ['probabilities'],
- * });
+ *   signature: { inputs: { image_bytes: 'uint8' }, outputs: { probabilities: 'float32' } },
+ * }); // Model<{ image_bytes: 'uint8' }, { probabilities: 'float32' }>
  * ```
  */
-export function graph(options: GraphOptions): Model {
+export function graph<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>(
+  options: GraphOptions<I, O>,
+): Model<I, O> {
   const { name, version = '1', disposeSteps = true } = options;
   if (!options.steps.length) throw new TypeError('graph: options.steps must not be empty');
   const producers = new Map<string, { step: PlannedStep; info: TensorInfo }>();
@@ -124,9 +143,10 @@ export function graph(options: GraphOptions): Model {
     maxBatchSize: batched ? Math.min(...planned.map((s) => s.model.metadata().maxBatchSize)) : 0,
     concurrency: Math.max(1, Math.min(...planned.map((s) => s.model.metadata().concurrency))),
   };
+  if (options.signature !== undefined) checkSignature(meta, options.signature);
   let disposed: Promise<void> | undefined;
 
-  return {
+  const model: Model = {
     name,
     version,
     metadata: () => structuredClone(meta),
@@ -189,4 +209,5 @@ export function graph(options: GraphOptions): Model {
     },
     isReady: () => !disposed && planned.every((s) => (s.model.isReady ? s.model.isReady() : true)),
   };
+  return model as unknown as Model<I, O>;
 }

@@ -10,6 +10,7 @@ export * from './optional.js';
 export * from './pipeline.js';
 export * from './registry.js';
 export * from './sequences.js';
+export * from './signature.js';
 export * from './tensor.js';
 export * from './timeout.js';
 export * from './types.js';

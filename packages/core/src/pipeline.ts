@@ -1,11 +1,23 @@
-import type { InferOptions, Middleware, Model, ModelMetadata, Tensors } from './types.js';
+import type {
+  GenericMiddleware,
+  InferOptions,
+  Middleware,
+  Model,
+  ModelMetadata,
+  Outputs,
+  TensorTypes,
+  TypedTensors,
+} from './types.js';
 
-/** What {@link wrap} lets a layer replace; everything else is forwarded to the inner model. */
-export interface LayerOverrides {
+/**
+ * What {@link wrap} lets a layer replace; everything else is forwarded to the inner model. `I` and
+ * `O` are the inner model's signature (untyped by default).
+ */
+export interface LayerOverrides<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
   /** The layer's name, used as its key in `stats()`. */
   layer?: string;
   metadata?: () => ModelMetadata;
-  infer?: (inputs: Tensors, options?: InferOptions) => Promise<Tensors>;
+  infer?: (inputs: TypedTensors<I>, options?: InferOptions) => Promise<Outputs<O>>;
   /** Runs before the inner model is disposed (once, however often dispose is called). */
   dispose?: () => Promise<void> | void;
   /** Combined with the inner model's readiness (both must be ready). */
@@ -19,11 +31,11 @@ export interface LayerOverrides {
 /**
  * Builds a layer over `inner` that forwards everything it does not override, so no layer loses
  * what the layers below offer (readiness, warmup, stats). `dispose()` is idempotent and reaches
- * the inner model exactly once.
+ * the inner model exactly once. The layer has the inner model's signature.
  *
  * @example
  * ```ts
- * const logging: Middleware = (inner) =>
+ * const logging: GenericMiddleware = (inner) =>
  *   wrap(inner, {
  *     layer: 'logging',
  *     infer: async function loggingInfer(inputs, options) {
@@ -33,7 +45,13 @@ export interface LayerOverrides {
  *   });
  * ```
  */
-export function wrap(inner: Model, overrides: LayerOverrides = {}): Model {
+export function wrap<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>(
+  typedInner: Model<I, O>,
+  typedOverrides: LayerOverrides<I, O> = {},
+): Model<I, O> {
+  // The layer's runtime is signature-blind: it forwards whatever tensors pass.
+  const inner = typedInner as unknown as Model;
+  const overrides = typedOverrides as LayerOverrides;
   let disposing: Promise<void> | undefined;
   const layer = overrides.layer ?? 'layer';
   const model: Model = {
@@ -71,13 +89,11 @@ export function wrap(inner: Model, overrides: LayerOverrides = {}): Model {
       return { ...below, [layer]: overrides.stats() };
     },
   };
-  return model;
+  return model as unknown as Model<I, O>;
 }
 
 /** Turns a synchronous throw into a rejected promise, so `infer` always returns a promise. */
-function guard(
-  infer: (inputs: Tensors, options?: InferOptions) => Promise<Tensors>,
-): (inputs: Tensors, options?: InferOptions) => Promise<Tensors> {
+function guard(infer: NonNullable<LayerOverrides['infer']>): NonNullable<LayerOverrides['infer']> {
   return function guardedInfer(inputs, options) {
     try {
       return infer(inputs, options);
@@ -92,11 +108,20 @@ function guard(
  * listed is the outermost layer. Nested pipelines compose: `pipeline(pipeline(m, a), b)` is
  * `pipeline(m, b, a)`.
  *
+ * A typed model stays typed when every layer keeps its signature (every mlserve middleware is a
+ * {@link GenericMiddleware}); a layer typed only as the untyped {@link Middleware} makes the result
+ * an untyped `Model`.
+ *
  * @example
  * ```ts
  * const served = pipeline(model, metrics(), validation(), responseCache({ max: 10_000 }), batching({ maxBatchSize: 64 }));
  * ```
  */
+export function pipeline<I extends TensorTypes, O extends TensorTypes>(
+  model: Model<I, O>,
+  ...middleware: Middleware<I, O>[]
+): Model<I, O>;
+export function pipeline(model: Model, ...middleware: Middleware[]): Model;
 export function pipeline(model: Model, ...middleware: Middleware[]): Model {
   let current = model;
   for (let i = middleware.length - 1; i >= 0; i--) {
@@ -108,6 +133,30 @@ export function pipeline(model: Model, ...middleware: Middleware[]): Model {
 }
 
 /**
+ * Declares that a layer written over the untyped `Model` keeps its model's signature (it passes the
+ * same input and output names and types through), so it can be used as a {@link GenericMiddleware}
+ * and a typed model stays typed through it. Costs nothing: it returns `layer` itself.
+ *
+ * @example
+ * ```ts
+ * import { fromFunction, pipeline, preserveSignature, wrap } from '@mlserve/core';
+ *
+ * const counting = preserveSignature((inner) => wrap(inner, { layer: 'counting' }));
+ * const id = fromFunction({
+ *   name: 'id',
+ *   inputs: [{ name: 'x', type: 'float32', dims: [-1] }],
+ *   outputs: [{ name: 'y', type: 'float32', dims: [-1] }],
+ *   infer: ({ x }) => ({ y: x }),
+ * });
+ * const served = pipeline(id, counting); // still Model<{ x: 'float32' }, { y: 'float32' }>
+ * console.log(served.name); // id
+ * ```
+ */
+export function preserveSignature(layer: Middleware): GenericMiddleware {
+  return layer as unknown as GenericMiddleware;
+}
+
+/**
  * Folds several middleware into one, first listed outermost (koa-compose for models).
  *
  * @example
@@ -116,6 +165,10 @@ export function pipeline(model: Model, ...middleware: Middleware[]): Model {
  * const served = pipeline(model, standard, batching());
  * ```
  */
+export function compose(...middleware: GenericMiddleware[]): GenericMiddleware;
+export function compose<I extends TensorTypes, O extends TensorTypes>(
+  ...middleware: Middleware<I, O>[]
+): Middleware<I, O>;
 export function compose(...middleware: Middleware[]): Middleware {
   return (inner) => pipeline(inner, ...middleware);
 }

@@ -1,7 +1,7 @@
 import { cancelledFrom, raceExpiry } from './deadline.js';
 import { deadlineExceeded } from './errors.js';
-import { wrap } from './pipeline.js';
-import type { InferOptions, Middleware } from './types.js';
+import { preserveSignature, wrap } from './pipeline.js';
+import type { GenericMiddleware, InferOptions, Model } from './types.js';
 
 /** Options of {@link timeout}. */
 export interface TimeoutOptions {
@@ -21,12 +21,12 @@ export interface TimeoutOptions {
  * const served = pipeline(model, timeout({ defaultMs: 2_000, maxMs: 30_000 }), batching());
  * ```
  */
-export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): Middleware {
+export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): GenericMiddleware {
   for (const [k, v] of Object.entries({ defaultMs, maxMs })) {
     if (v !== undefined && !(Number.isFinite(v) && v > 0))
       throw new TypeError(`options.${k} must be a positive number`);
   }
-  return (inner) =>
+  return preserveSignature((inner: Model) =>
     wrap(inner, {
       layer: 'timeout',
       infer: function timeoutInfer(inputs, options: InferOptions = {}) {
@@ -49,5 +49,6 @@ export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): Middleware {
         // first and clear this one before it aborted anything).
         return raceExpiry(work, { signal }).finally(() => clearTimeout(handle));
       },
-    });
+    }),
+  );
 }

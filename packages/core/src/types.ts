@@ -57,6 +57,39 @@ export interface Tensor<T extends DataType = DataType> {
 /** Named tensors: a request's inputs or a response's outputs. */
 export type Tensors = Record<string, Tensor>;
 
+/**
+ * Tensor names to their element types: a model's inputs or outputs as TypeScript sees them
+ * (`{ image: 'float32' }`). The default, `Record<string, DataType>`, is the untyped case.
+ */
+export type TensorTypes = Record<string, DataType>;
+
+/**
+ * Named tensors whose types follow a {@link TensorTypes} record: `TypedTensors<{ logits: 'float32' }>`
+ * is `{ logits: Tensor<'float32'> }`. `TypedTensors<TensorTypes>` is {@link Tensors}.
+ */
+export type TypedTensors<T extends TensorTypes> = { [K in keyof T]: Tensor<T[K]> };
+
+/**
+ * What a model takes and gives, by name and element type: the declared signature that types a
+ * model (`loadOnnxModel(path, { signature })`, `graph({ signature })`, `client.model(name, { signature })`).
+ * Where a signature is given at run time it is checked against the model's metadata once, at load.
+ *
+ * @example
+ * ```ts
+ * import type { Signature } from '@mlserve/core';
+ *
+ * const mnist: Signature<{ image: 'float32' }, { logits: 'float32' }> = {
+ *   inputs: { image: 'float32' },
+ *   outputs: { logits: 'float32' },
+ * };
+ * console.log(Object.keys(mnist.outputs)); // [ 'logits' ]
+ * ```
+ */
+export interface Signature<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
+  inputs: I;
+  outputs: O;
+}
+
 /** What a model says about one input or output. */
 export interface TensorInfo {
   name: string;
@@ -143,19 +176,60 @@ export interface InferOptions {
   sequence?: SequenceInfo;
 }
 
+/** {@link InferOptions} whose `outputs` are the names `K` (so the result can be typed by them). */
+export type InferOptionsFor<K extends string> = Omit<InferOptions, 'outputs'> & {
+  /** The outputs wanted; all when absent. Only these come back (and the result's type says so). */
+  outputs?: readonly K[];
+};
+
+/**
+ * What a model of outputs `O` returns when `K` are asked for: `Pick<TypedTensors<O>, K>` for a typed
+ * model, {@link Tensors} for an untyped one.
+ */
+export type Outputs<O extends TensorTypes, K extends string = string> = string extends keyof O
+  ? Tensors
+  : Pick<TypedTensors<O>, K & keyof O>;
+
 /**
  * A servable model. Backends return one; middleware wraps one and is one.
  *
+ * `I` and `O` name the inputs and outputs with their element types where they are known
+ * (`Model<{ image: 'float32' }, { logits: 'float32' }>`): then `infer` takes exactly those inputs,
+ * returns `{ logits: Tensor<'float32'> }`, and `out.logitz` fails to compile. The defaults,
+ * `Model` alone, are the untyped model: any names, any types (`Record<string, Tensor>`).
+ * A typed model is also a `Model`, so everything that takes a `Model` takes it.
+ *
  * Buffer ownership: `infer` never keeps or mutates its inputs after it settles, and the tensors it
  * returns belong to the caller (they never keep a larger shared buffer alive).
+ *
+ * @example
+ * ```ts
+ * import { fromFunction, tensor } from '@mlserve/core';
+ *
+ * const double = fromFunction({
+ *   name: 'double',
+ *   inputs: [{ name: 'x', type: 'float32', dims: [-1] }],
+ *   outputs: [{ name: 'y', type: 'float32', dims: [-1] }],
+ *   infer: ({ x }) => ({ y: { type: 'float32', dims: x.dims, data: x.data.map((v) => v * 2) } }),
+ * }); // Model<{ x: 'float32' }, { y: 'float32' }>
+ * const out = await double.infer({ x: tensor('float32', [1, 2], [2]) });
+ * console.log(out.y.data); // Float32Array(2) [ 2, 4 ]
+ * ```
  */
-export interface Model {
+export interface Model<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
   readonly name: string;
   readonly version: string;
   /** Synchronous: what the model takes and gives. */
   metadata(): ModelMetadata;
-  /** Runs one request. Rejects with a {@link ServeError}. */
-  infer(inputs: Tensors, options?: InferOptions): Promise<Tensors>;
+  /**
+   * Runs one request. Rejects with a {@link ServeError}. With `options.outputs`, only the named
+   * outputs come back; on a typed model, naming them in the call (`{ outputs: ['probs'] }`) types
+   * the result with only those.
+   */
+  infer<K extends string = string>(
+    inputs: TypedTensors<I>,
+    options?: InferOptionsFor<K>,
+  ): Promise<Outputs<O, K>>;
   /** Releases resources. Idempotent; later infers reject with UNAVAILABLE. */
   dispose(): Promise<void>;
   /** Whether the model can take requests now (true when absent). */
@@ -168,5 +242,35 @@ export interface Model {
   readonly inner?: Model;
 }
 
-/** A layer: takes a model, returns a model. */
-export type Middleware = (inner: Model) => Model;
+/**
+ * A layer: takes a model, returns a model. `Middleware` alone is the untyped layer,
+ * `(inner: Model) => Model`, as it always was; `Middleware<I, O>` is one layer for a model of that
+ * signature.
+ */
+export type Middleware<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> = (
+  inner: Model<I, O>,
+) => Model<I, O>;
+
+/**
+ * A layer that keeps whatever signature its model has: what every mlserve middleware factory
+ * returns (`batching()`, `responseCache()`, `metrics()`, `timeout()`, ...), so a typed model stays
+ * typed through `pipeline()`. It is also a {@link Middleware}, so it goes wherever one goes.
+ *
+ * @example
+ * ```ts
+ * import { type GenericMiddleware, wrap } from '@mlserve/core';
+ *
+ * const logging: GenericMiddleware = (inner) =>
+ *   wrap(inner, {
+ *     layer: 'logging',
+ *     infer: (inputs, options) => {
+ *       console.log('infer', inner.name, options?.id);
+ *       return inner.infer(inputs, options);
+ *     },
+ *   });
+ * console.log(typeof logging); // function
+ * ```
+ */
+export type GenericMiddleware = <I extends TensorTypes, O extends TensorTypes>(
+  inner: Model<I, O>,
+) => Model<I, O>;

@@ -1,7 +1,7 @@
 import { invalidArgument } from './errors.js';
-import { wrap } from './pipeline.js';
+import { preserveSignature, wrap } from './pipeline.js';
 import { assertTensor, formatSignature, TYPED_ARRAY } from './tensor.js';
-import type { InferOptions, Middleware, ModelMetadata, Tensors } from './types.js';
+import type { GenericMiddleware, InferOptions, Model, ModelMetadata, Tensors } from './types.js';
 
 /** Options of {@link validation}. */
 export interface ValidationOptions {
@@ -26,8 +26,11 @@ export interface ValidationOptions {
  * const served = pipeline(model, validation(), batching());
  * ```
  */
-export function validation({ rejectUnknownInputs = true, maxBatchSize }: ValidationOptions = {}): Middleware {
-  return (inner) => {
+export function validation({
+  rejectUnknownInputs = true,
+  maxBatchSize,
+}: ValidationOptions = {}): GenericMiddleware {
+  return preserveSignature((inner: Model) => {
     let check: RequestValidator | undefined;
     return wrap(inner, {
       layer: 'validation',
@@ -37,7 +40,7 @@ export function validation({ rejectUnknownInputs = true, maxBatchSize }: Validat
         return inner.infer(inputs, options);
       },
     });
-  };
+  });
 }
 
 /** What {@link markValidated} records about an inputs record. */

@@ -55,6 +55,7 @@ console.log(
 );
 
 try {
+  // @ts-expect-error float64 where the model takes float32: the typed model refuses it at compile time too
   await served.infer({ features: tensor('float64', [1, 2, 3, 4], [1, 4]) });
 } catch (err) {
   const e = toServeError(err);

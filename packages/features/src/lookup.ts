@@ -110,6 +110,9 @@ const TIMEOUT = Symbol('timeout');
  * );
  * await served.infer({ user_id: tensor('string', ['u1', 'u2']) }); // the model sees features: float32[2, 3]
  * ```
+ *
+ * The layer changes what the model takes (keys in, looked-up features to the model), so it is an
+ * untyped {@link Middleware}: a pipeline through it is an untyped `Model` even over a typed model.
  */
 export function featureLookup(options: FeatureLookupOptions): Middleware {
   const {

@@ -1,8 +1,9 @@
 import {
+  type GenericMiddleware,
   type InferContext,
   type InferOptions,
-  type Middleware,
   type Model,
+  preserveSignature,
   type Tensors,
   toServeError,
   wrap,
@@ -287,9 +288,9 @@ export function metrics({
   registry = defaultRegistry,
   prefix = 'mlserve_',
   buckets = DEFAULT_BUCKETS,
-}: MetricsOptions = {}): Middleware {
+}: MetricsOptions = {}): GenericMiddleware {
   const m = instruments(registry, prefix, buckets);
-  return (inner) => {
+  return preserveSignature((inner: Model) => {
     const labels = { model: inner.name, version: inner.version };
     const observeRequest = seriesObserver(m.requestSeconds, labels);
     const observeQueue = seriesObserver(m.queueSeconds, labels);
@@ -413,7 +414,7 @@ export function metrics({
     });
     watchLayerStats(registry, layer);
     return layer;
-  };
+  });
 }
 
 /**

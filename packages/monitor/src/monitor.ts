@@ -1,9 +1,9 @@
 import { performance as eventLoop } from 'node:perf_hooks';
 import {
+  type GenericMiddleware,
   type InferOptions,
   importOptional,
   invalidArgument,
-  type Middleware,
   type Model,
   type Tensors,
   wrap,
@@ -159,8 +159,8 @@ export interface MonitorStats {
   feedback?: FeedbackStats;
 }
 
-/** The middleware plus the monitor's read side. */
-export interface Monitor extends Middleware {
+/** The middleware (it keeps its model's signature) plus the monitor's read side. */
+export interface Monitor extends GenericMiddleware {
   /** Scores over the current window (recomputed if new rows arrived). */
   drift(): DriftReport;
   /** Resolves once every queued request is measured and scores are fresh. */
@@ -592,7 +592,7 @@ export function monitor(options: MonitorOptions): Monitor {
         await sink?.close();
       },
     });
-  }) as Monitor;
+  }) as unknown as Monitor;
 
   /** One call in 32 of the feedback path is timed; it stands for all 32 in the budget. */
   function timedFeedback(ms: number): void {
