@@ -70,7 +70,7 @@ export interface GrpcServerOptions {
    * API-key authentication, as `@mlserve/http`'s `auth` (pass the same `Authenticator` to both so a
    * key's rate limit counts calls over either): the key in metadata `authorization: Bearer <key>`
    * or `x-api-key`. Scopes: `infer` (ModelInfer, ModelStreamInfer), `metadata` (ServerMetadata,
-   * ModelMetadata, ModelConfig), `management` (Repository*). ServerLive, ServerReady and ModelReady
+   * ModelMetadata, ModelConfig), `metrics` (ModelStatistics), `management` (Repository*). ServerLive, ServerReady and ModelReady
    * stay open. UNAUTHENTICATED without a valid key, PERMISSION_DENIED without the scope,
    * RESOURCE_EXHAUSTED (with `retry-after-ms`) over the key's rate limit; each message of a stream
    * counts against it. Cannot be combined with a management `token`.
@@ -407,7 +407,7 @@ export function inferenceService(options: GrpcServerOptions): {
       return { config: modelConfig(meta) };
     }),
     // Triton's statistics extension; an empty name means every model.
-    ModelStatistics: unary('ModelStatistics', (req: { name?: string; version?: string }) =>
+    ModelStatistics: guarded('ModelStatistics', 'metrics', (req: { name?: string; version?: string }) =>
       service.modelStats(req.name || undefined, req.version || undefined),
     ),
     ModelInfer: (

@@ -59,6 +59,7 @@ describe('gRPC auth (grpc-js client over loopback)', () => {
       ['ModelMetadata', { name: 'echo' }],
       ['ModelConfig', { name: 'echo' }],
       ['ModelInfer', REQUEST],
+      ['ModelStatistics', { name: 'echo' }],
       ['RepositoryIndex', {}],
     ] as const) {
       const err = await rejection(c.call(method, req));
