@@ -238,6 +238,15 @@ export class MemoryBudget {
   }
 
   /**
+   * Loads a version that is not loaded now (in the background; failures are for its next
+   * request to see). A rollout calls it for the serving version it compares against.
+   */
+  load(name: string, version: string): void {
+    const slot = this.#slots.get(`${name}/${version}`);
+    if (slot && !slot.impl && !slot.removed) this.#load(slot, 'demand').catch(() => undefined);
+  }
+
+  /**
    * Puts a version under the budget: loads it now (making room first), measures it, and returns
    * the model to serve, which loads it again on demand after it has been unloaded. Rejects when the
    * load fails (nothing stays under the budget then).

@@ -548,6 +548,9 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     if (!rollout || (!rollout.gate && !rollout.canary) || this.closed) return;
     const stable = this.#serving(state, rec.version);
     if (!stable) return;
+    // Under a memory budget the serving version may have been unloaded to make room for this one:
+    // the shadow compares against it, so load it again (both stay loaded while the rollout runs).
+    this.#budget?.load(state.name, stable.version);
     const { name } = state;
     this.#rollouts.get(name)?.stop();
     rec.gated = true;

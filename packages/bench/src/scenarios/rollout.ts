@@ -119,7 +119,7 @@ export default scenario({
       `Live p99 with the shadow: **${ratio.toFixed(2)}x** the p99 without at the default maxShadowShare (0.05), **${ratioTuned.toFixed(2)}x** at 0.01 (target <= 1.2x).`,
       '',
       ratioTable('live traffic', alone, [withShadow, withTuned]),
-      'Not measured here: cold-start vs warm latency per model and throughput of many models under a memory budget (models on demand are not built yet).',
+      'Cold-start vs warm latency per model and throughput of many models under a memory budget: the `models` scenario.',
       '',
     ].join('\n');
   },
