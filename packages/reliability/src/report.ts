@@ -93,6 +93,10 @@ export const AREAS = [
   'Slow clients',
   'Oversized headers',
   'Access control',
+  'TLS',
+  'Stateful sequences',
+  'Rollout routes',
+  'CLI flags',
   'Faults',
   'Security',
 ] as const;
