@@ -271,13 +271,13 @@ async function checkServer(b: Block, port: number): Promise<void> {
 
 async function runBlock(
   b: Block,
-  script = join(app, 'out', `${idOf(b)}.js`),
+  argv: (port: number) => string[] = () => [join(app, 'out', `${idOf(b)}.js`)],
 ): Promise<{ ran: Ran; served?: string }> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), NODE_ENV: 'test' };
   if (redis) env.REDIS_URL = redis.url;
   delete env.NODE_OPTIONS; // vitest's own loader options are not the user's
-  const child: ChildProcess = spawn(process.execPath, [script], {
+  const child: ChildProcess = spawn(process.execPath, argv(port), {
     cwd: fixtureDir(idOf(b)),
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -413,9 +413,25 @@ describe('README code blocks', () => {
     const packages = installLine(install!, (names) => names.includes('fastify'));
     const dir = strictApp('fastify-app', packages);
     copyFileSync(join(app, 'out', `${idOf(headline!)}.js`), join(dir, 'out', 'headline.js'));
-    const { ran, served } = await runBlock(headline!, join(dir, 'out', 'headline.js'));
+    const { ran, served } = await runBlock(headline!, () => [join(dir, 'out', 'headline.js')]);
     expect(served, `${where(headline!)}: never answered on PORT\n${tail(ran.output)}`).toBeDefined();
     expect(ran.code, `${where(headline!)} (installed: ${packages.join(' ')})\n${tail(ran.output)}`).toBe(0);
+  });
+
+  it('README.md: the CLI line serves the model repository from the packed @mlserve/cli alone', async () => {
+    const install = blocks.find(
+      (b) => b.file === 'README.md' && b.lang === 'sh' && /npx @mlserve\/cli serve/.test(b.code),
+    );
+    expect(install, 'README.md has an npx @mlserve/cli serve line').toBeDefined();
+    const line = install!.code.split('\n').find((l) => l.startsWith('npx @mlserve/cli serve'))!;
+    const args = line.replace(/#.*/, '').trim().split(/\s+/).slice(2); // after `npx @mlserve/cli`
+    const dir = strictApp('cli-app', ['@mlserve/cli']);
+    const json = JSON.parse(readFileSync(join(dir, 'node_modules/@mlserve/cli/package.json'), 'utf8'));
+    const bin = join(dir, 'node_modules/@mlserve/cli', json.bin.mlserve);
+    const withPort = (port: number) => args.map((a, i) => (args[i - 1] === '--port' ? String(port) : a));
+    const { ran, served } = await runBlock(install!, (port) => [bin, ...withPort(port)]);
+    expect(served, `${where(install!)}: \`${line}\` never answered\n${tail(ran.output)}`).toBeDefined();
+    expect(ran.code, `${where(install!)}: \`${line}\` after SIGTERM\n${tail(ran.output)}`).toBe(0);
   });
 
   describe.concurrent('ts', () => {
