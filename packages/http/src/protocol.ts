@@ -9,10 +9,10 @@ import {
   payloadTooLarge,
   type ServeError,
   toServeError,
-  unimplemented,
   unsupportedMediaType,
 } from '@mlserve/core';
 import {
+  classificationLabels,
   decodeV2Request,
   encodeV2Response,
   parseHeaderLength,
@@ -33,7 +33,17 @@ import {
   type ModelAction,
 } from '@mlserve/protocol/server';
 import { propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { decodePredict, encodePredict, tfMetadata, tfStatus } from './tfserving.js';
+import {
+  classifyOutput,
+  decodeExamples,
+  decodePredict,
+  encodeClassify,
+  encodePredict,
+  encodeRegress,
+  regressOutput,
+  tfMetadata,
+  tfStatus,
+} from './tfserving.js';
 
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
@@ -383,6 +393,44 @@ export function createProtocol(options: MlserveHttpOptions) {
     return maybeCompress(req, json(200, encodePredict(outputs, format), { [REQUEST_ID_HEADER]: requestId }));
   }
 
+  /** TF Serving's `:classify` / `:regress`: examples in, one output read (see classifyOutput / regressOutput). */
+  async function v1Examples(
+    req: ProtocolRequest,
+    name: string,
+    version: string | undefined,
+    action: ':classify' | ':regress',
+    requestId: string,
+    span: Span,
+  ) {
+    const model = service.resolve(name, version);
+    const meta = service.metadataOf(model);
+    const output = action === ':classify' ? classifyOutput(meta) : regressOutput(meta);
+    const inputs = decodeExamples(parseJson(await readBody(req)), meta);
+    const { outputs } = await service.infer(
+      {
+        name,
+        version,
+        inputs,
+        id: requestId,
+        parameters: Object.create(null) as Record<string, never>,
+        timeoutUs: undefined,
+        timeoutMs: timeoutHeader(req),
+        priority: undefined,
+        sequence: undefined,
+        outputs: [{ name: output }],
+        signal: req.signal,
+      },
+      span,
+      model,
+    );
+    const t = outputs[output]!;
+    const body =
+      action === ':classify'
+        ? encodeClassify(t, classificationLabels(options.labels ?? {}, meta, output))
+        : encodeRegress(t);
+    return maybeCompress(req, json(200, body, { [REQUEST_ID_HEADER]: requestId }));
+  }
+
   async function modelAction(
     req: ProtocolRequest,
     action: ModelAction,
@@ -483,8 +531,10 @@ export function createProtocol(options: MlserveHttpOptions) {
         if (method !== 'POST') throw notAllowed();
         return v1Predict(req, name, version, requestId, span);
       }
-      if (action === ':classify' || action === ':regress')
-        throw unimplemented(`${action.slice(1)} is not supported; use :predict`);
+      if (action === ':classify' || action === ':regress') {
+        if (method !== 'POST') throw notAllowed();
+        return v1Examples(req, name, version, action, requestId, span);
+      }
       if (!get) throw notAllowed();
       if (action === '/metadata') return json(200, tfMetadata(registry.get(name, version).metadata()));
       if (version !== undefined) {

@@ -1,6 +1,7 @@
 import {
   type DataType,
   elementCount,
+  float16BitsToNumber,
   invalidArgument,
   type ModelMetadata,
   type Tensor,
@@ -276,4 +277,129 @@ export function tfMetadata(meta: ModelMetadata): Record<string, unknown> {
       },
     },
   };
+}
+
+const FLOAT_TYPES = new Set<DataType>(['float32', 'float64', 'float16']);
+
+/**
+ * The output `:classify` reads: the model's only output, or else the first one named `scores`,
+ * `probabilities` or `logits`; it must be a float tensor of dims `[batch, classes]`. INVALID_ARGUMENT
+ * (use `:predict`) when none fits.
+ *
+ * @example
+ * ```ts
+ * classifyOutput(model.metadata()); // 'logits' for mnist-cnn.onnx
+ * ```
+ */
+export function classifyOutput(meta: ModelMetadata): string {
+  const fits = (o: ModelMetadata['outputs'][number]) =>
+    FLOAT_TYPES.has(o.type) && o.dims.length === 2 && o.batched && meta.maxBatchSize > 0;
+  const named = ['scores', 'probabilities', 'logits'];
+  const pick = meta.outputs.length === 1 ? meta.outputs[0] : meta.outputs.find((o) => named.includes(o.name));
+  if (!pick || !fits(pick)) {
+    throw invalidArgument(
+      `model "${meta.name}" does not fit :classify (it needs one float output of dims [batch, classes], or one ` +
+        'named scores, probabilities or logits); use :predict',
+    );
+  }
+  return pick.name;
+}
+
+/**
+ * The output `:regress` reads: the model's only output, or else the first one named `outputs`,
+ * `value` or `prediction`; it must be a float tensor of dims `[batch]` or `[batch, 1]`.
+ * INVALID_ARGUMENT (use `:predict`) when none fits.
+ *
+ * @example
+ * ```ts
+ * regressOutput(model.metadata()); // 'value'
+ * ```
+ */
+export function regressOutput(meta: ModelMetadata): string {
+  const fits = (o: ModelMetadata['outputs'][number]) =>
+    FLOAT_TYPES.has(o.type) &&
+    o.batched &&
+    meta.maxBatchSize > 0 &&
+    (o.dims.length === 1 || (o.dims.length === 2 && o.dims[1] === 1));
+  const named = ['outputs', 'value', 'prediction'];
+  const pick = meta.outputs.length === 1 ? meta.outputs[0] : meta.outputs.find((o) => named.includes(o.name));
+  if (!pick || !fits(pick)) {
+    throw invalidArgument(
+      `model "${meta.name}" does not fit :regress (it needs one float output of dims [batch] or [batch, 1], or ` +
+        'one named outputs, value or prediction); use :predict',
+    );
+  }
+  return pick.name;
+}
+
+/**
+ * Decodes a TF Serving `:classify` / `:regress` body (`{ "examples": [{feature: value}], "context":
+ * {feature: value} }`) into the model's inputs: each example is one row, `context` features are
+ * shared by every example, features are named as the model's inputs. A scalar feature fills an
+ * input of dims `[batch, 1]`.
+ *
+ * @example
+ * ```ts
+ * const inputs = decodeExamples({ examples: [{ features: [...16 floats] }] }, model.metadata());
+ * ```
+ */
+export function decodeExamples(body: unknown, meta: ModelMetadata): Tensors {
+  if (!isPlainObject(body)) throw invalidArgument('the request must be a JSON object');
+  const { examples, context } = body;
+  if (!Array.isArray(examples) || examples.length === 0)
+    throw invalidArgument('"examples" must be a non-empty array of objects');
+  if (context !== undefined && !isPlainObject(context)) throw invalidArgument('"context" must be an object');
+  const rows = examples.map((e, i) => {
+    if (!isPlainObject(e) || isB64(e)) throw invalidArgument(`example ${i} must be an object of features`);
+    return context ? { ...context, ...e } : e;
+  });
+  const { inputs } = decodePredict({ instances: rows }, meta);
+  for (const name of Object.keys(inputs)) {
+    const t = inputs[name]!;
+    const info = meta.inputs.find((i) => i.name === name);
+    if (info && info.dims.length === 2 && info.dims[1] === 1 && t.dims.length === 1) {
+      inputs[name] = { type: t.type, dims: [t.dims[0]!, 1], data: t.data } as Tensor;
+    }
+  }
+  return inputs;
+}
+
+/**
+ * `:classify`'s answer: for each example, `[label, score]` for every class in the model's order.
+ * Labels come from the server's labels for the model (or `metadata().extra.labels`), else the class
+ * index as a string. Scores are the output's values as the model computes them.
+ *
+ * @example
+ * ```ts
+ * encodeClassify(tensor('float32', [0.2, 0.8], [1, 2]), ['cat', 'dog']); // { result: [[['cat', 0.2], ['dog', 0.8]]] }
+ * ```
+ */
+export function encodeClassify(scores: Tensor, labels: readonly string[] | undefined): { result: unknown[] } {
+  const [rows = 0, classes = 0] = scores.dims;
+  const data = scores.data as ArrayLike<number>;
+  const half = scores.type === 'float16';
+  const result: [string, number][][] = [];
+  for (let r = 0; r < rows; r++) {
+    const row: [string, number][] = [];
+    for (let c = 0; c < classes; c++) {
+      const raw = data[r * classes + c]!;
+      row.push([labels?.[c] ?? String(c), half ? float16BitsToNumber(raw) : raw]);
+    }
+    result.push(row);
+  }
+  return { result };
+}
+
+/**
+ * `:regress`'s answer: one value per example.
+ *
+ * @example
+ * ```ts
+ * encodeRegress(tensor('float32', [1.5, 2.5], [2, 1])); // { result: [1.5, 2.5] }
+ * ```
+ */
+export function encodeRegress(values: Tensor): { result: number[] } {
+  const data = values.data as ArrayLike<number>;
+  const half = values.type === 'float16';
+  return { result: Array.from(data, (v) => (half ? float16BitsToNumber(v) : v)) };
 }
