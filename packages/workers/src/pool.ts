@@ -4,13 +4,16 @@ import { fileURLToPath } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import {
   assertTensor,
+  checkSignature,
   type InferOptions,
   invalidArgument,
   type Model,
   type ModelMetadata,
   raceExpiry,
   ServeError,
+  type Signature,
   type Tensors,
+  type TensorTypes,
   throwIfExpired,
   toServeError,
   unavailable,
@@ -29,8 +32,16 @@ import {
 } from './protocol.js';
 import { prepareTransfer } from './transfer.js';
 
-/** Options of {@link workerPool}. */
-export interface WorkerPoolOptions extends ModelDescription {
+/** Options of {@link workerPool}. `I` and `O` are the declared {@link signature}'s. */
+export interface WorkerPoolOptions<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>
+  extends ModelDescription {
+  /**
+   * The model's inputs and outputs by name and element type (`{ inputs: { image: 'float32' },
+   * outputs: { logits: 'float32' } }`): types the pool as `Model<I, O>`, checked against the loaded
+   * model's metadata once every worker has loaded it (INVALID_ARGUMENT naming the first difference;
+   * the pool is disposed). Without it the pool is an untyped `Model`.
+   */
+  signature?: Signature<I, O>;
   /** Worker threads, each with its own copy of the model. Default: the compute budget (the cores). */
   threads?: number;
   /** Intra-op threads each worker's backend may use. Default: budget / threads, at least 1. */
@@ -364,7 +375,22 @@ async function startProcesses(
  * await model.dispose();
  * ```
  */
-export async function workerPool(options: WorkerPoolOptions): Promise<Model> {
+export async function workerPool<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes>(
+  options: WorkerPoolOptions<I, O>,
+): Promise<Model<I, O>> {
+  const pool = await startPool(options);
+  if (options.signature !== undefined) {
+    try {
+      checkSignature(pool.metadata(), options.signature);
+    } catch (err) {
+      await pool.dispose();
+      throw err;
+    }
+  }
+  return pool as unknown as Model<I, O>;
+}
+
+async function startPool(options: WorkerPoolOptions): Promise<Model> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const description = checkDescription(options);
   for (const k of ['threads', 'intraOpThreads', 'minThreads', 'loadTimeoutMs'] as const)
