@@ -104,6 +104,18 @@ export function mlserveRouter(options: MlserveRouterOptions) {
       next();
       return;
     }
+    // Cross-origin and API-key refusals before the body is read; the connection closes after them.
+    const refusal = protocol.precheck({
+      method: req.method,
+      path,
+      headers: req.headers,
+      localAddress: req.socket.localAddress,
+      ...(options.logger ? { log: options.logger } : {}),
+    });
+    if (refusal) {
+      send(res, refusal, (req.method === 'POST' || req.method === 'PUT') && !req.readableEnded);
+      return;
+    }
     let body: Buffer | undefined;
     if (req.method === 'POST' || req.method === 'PUT') {
       try {
@@ -117,6 +129,7 @@ export function mlserveRouter(options: MlserveRouterOptions) {
       }
     }
     const out = await protocol.handle({
+      checked: true,
       method: req.method,
       path,
       headers: req.headers,

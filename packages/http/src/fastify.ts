@@ -34,12 +34,33 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
     return send(reply, errorResponse(e, request.id));
   });
 
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+  const pathOf = (request: FastifyRequest) => {
     const url = request.raw.url ?? '/';
     const q = url.indexOf('?');
     const full = q < 0 ? url : url.slice(0, q);
-    const path = prefix && full.startsWith(prefix) ? full.slice(prefix.length) || '/' : full;
+    return prefix && full.startsWith(prefix) ? full.slice(prefix.length) || '/' : full;
+  };
+  // Cross-origin and API-key refusals before the body is read (onRequest runs before parsing).
+  const checked = new WeakSet<FastifyRequest>();
+  app.addHook('onRequest', async (request, reply) => {
+    const refusal = protocol.precheck({
+      method: request.method,
+      path: pathOf(request),
+      headers: request.headers,
+      localAddress: request.socket.localAddress,
+      log: request.log,
+    });
+    if (refusal) {
+      if (request.method === 'POST' || request.method === 'PUT') reply.header('connection', 'close');
+      return send(reply, refusal);
+    }
+    checked.add(request);
+  });
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const path = pathOf(request);
     const res = await protocol.handle({
+      checked: checked.has(request),
       method: request.method,
       path,
       headers: request.headers,

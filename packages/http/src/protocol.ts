@@ -142,6 +142,8 @@ export interface ProtocolRequest {
   log?: Logger;
   /** The server's address on this connection (`socket.localAddress`): loopback turns the Host check on. */
   localAddress?: string | undefined;
+  /** The adapter already ran `precheck` on it (cross-origin and API key): `handle` skips them. */
+  checked?: boolean;
 }
 
 /** What to send back. */
@@ -575,7 +577,7 @@ export function createProtocol(options: MlserveHttpOptions) {
       async (span) => {
         const corsHeaders = cors?.headers(req);
         try {
-          originCheck?.(req);
+          if (!req.checked) originCheck?.(req);
           const preflight = cors?.preflight(req);
           if (preflight) {
             span.setAttribute('http.response.status_code', 204);
@@ -585,7 +587,7 @@ export function createProtocol(options: MlserveHttpOptions) {
               body: undefined,
             };
           }
-          if (auth) {
+          if (auth && !req.checked) {
             const scope = scopeOf(req.path);
             if (scope !== undefined) {
               const who = auth.check(req.headers, scope);
@@ -616,7 +618,34 @@ export function createProtocol(options: MlserveHttpOptions) {
     );
   }
 
-  return { handle, bodyLimit, registry, service };
+  /**
+   * The checks that need no body (cross-origin, API key), for adapters to run before they read
+   * one: a refusal to send at once (then close the connection if a body is still coming), or
+   * `undefined` to go on, passing `checked: true` to {@link handle} so it does not check (or
+   * count against a rate limit) again. Preflights are left to `handle`.
+   */
+  function precheck(req: Pick<ProtocolRequest, 'method' | 'path' | 'headers' | 'localAddress' | 'log'>) {
+    if (!originCheck && !auth) return undefined;
+    try {
+      originCheck?.(req);
+      if (auth && !(cors && req.method === 'OPTIONS')) {
+        const scope = scopeOf(req.path);
+        if (scope !== undefined) auth.check(req.headers, scope);
+      }
+      return undefined;
+    } catch (err) {
+      const given = header(req as ProtocolRequest, REQUEST_ID_HEADER);
+      const requestId = given && SAFE_HEADER.test(given) ? given : randomUUID();
+      const e = toServeError(err);
+      req.log?.info({ requestId, code: e.code, status: e.status }, e.message);
+      const res = errorResponse(e, requestId);
+      const corsHeaders = cors?.headers(req);
+      if (corsHeaders) Object.assign(res.headers, corsHeaders);
+      return res;
+    }
+  }
+
+  return { handle, precheck, bodyLimit, registry, service };
 }
 
 /**

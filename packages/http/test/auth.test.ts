@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { fromFunction, ModelRegistry } from '@mlserve/core';
 import { createAuthenticator, createKey } from '@mlserve/protocol/server';
 import { requireService } from '@mlserve/test-utils';
@@ -120,6 +120,30 @@ describe.each(SERVERS)('auth over real HTTP (%s)', (_name, start) => {
     });
     expect(repo.status).toBe(200);
     expect(await repo.json()).toEqual([expect.objectContaining({ name: 'echo', state: 'READY' })]);
+  });
+
+  it('refuses a request without a key before reading its body, and closes the connection', async () => {
+    const { port } = new URL(url);
+    const before = calls.n;
+    // Headers announce a 32 MiB body that never comes: the answer must not wait for it.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(
+          'POST /v2/models/echo/infer HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n' +
+            `content-length: ${32 * 1024 * 1024}\r\n\r\n{"inputs":`,
+        );
+      });
+      let text = '';
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 401/);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(answer).toContain('UNAUTHENTICATED');
+    expect(calls.n).toBe(before);
   });
 
   it("answers 429 RESOURCE_EXHAUSTED with Retry-After past a key's rate limit, other keys unaffected", async () => {
