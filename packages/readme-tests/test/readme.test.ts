@@ -76,6 +76,8 @@ const idOf = (b: Block) =>
 let work = '';
 let app = '';
 let redis: RedisServer | undefined;
+/** `mlserve serve` (the packed CLI) for blocks that are clients: MLSERVE_URL, MLSERVE_GRPC_URL. */
+let server: { child: ChildProcess; env: Record<string, string> } | undefined;
 const diagnostics = new Map<string, string[]>(); // block id -> "file:line: TSxxxx message"
 
 function publicPackages(): { name: string; dir: string }[] {
@@ -190,7 +192,10 @@ function fixtureDir(id: string): string {
   link('node_modules', join(app, 'node_modules'));
   link('package.json', join(app, 'package.json'));
   link('packages/examples/model-repository', join(root, 'packages/examples/model-repository'));
-  link('model-repository/mnist', join(root, 'packages/examples/model-repository/mnist'));
+  // A real directory: the repository refuses model directories that resolve outside it.
+  cpSync(join(root, 'packages/examples/model-repository/mnist'), join(dir, 'model-repository/mnist'), {
+    recursive: true,
+  });
   link('mnist.onnx', modelPath('mnist-cnn.onnx'));
   link('mnist-cnn.onnx', modelPath('mnist-cnn.onnx'));
   link('models/mnist-cnn.onnx', modelPath('mnist-cnn.onnx'));
@@ -204,12 +209,53 @@ beforeAll(async () => {
   if (tsBlocks.some((b) => b.mode === 'run' && /REDIS_URL/.test(b.code))) {
     if (requireService('redis-server', 'apt-get install -y redis-server')) redis = await startRedis();
   }
+  if (tsBlocks.some((b) => b.mode === 'run' && /MLSERVE_(GRPC_)?URL/.test(b.code)))
+    server = await startServer();
 });
 
 afterAll(async () => {
+  if (server && server.child.exitCode === null && server.child.signalCode === null) {
+    const exited = new Promise((r) => server!.child.once('exit', r));
+    server.child.kill('SIGTERM');
+    await Promise.race([exited, sleep(STOP_TIMEOUT_MS)]);
+    server.child.kill('SIGKILL');
+  }
   await redis?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
+
+/** The packed CLI, installed alone, serving model-repository/ over HTTP and gRPC on free ports. */
+async function startServer(): Promise<{ child: ChildProcess; env: Record<string, string> }> {
+  const dir = strictApp('server-app', ['@mlserve/cli']);
+  const json = JSON.parse(readFileSync(join(dir, 'node_modules/@mlserve/cli/package.json'), 'utf8'));
+  const [port, grpcPort] = [await freePort(), await freePort()];
+  const args = ['serve', '--model-repository', './model-repository', '--port', String(port)];
+  const child = spawn(
+    process.execPath,
+    [join(dir, 'node_modules/@mlserve/cli', json.bin.mlserve), ...args, '--grpc-port', String(grpcPort)],
+    { cwd: fixtureDir('server'), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const until = Date.now() + RUN_TIMEOUT_MS;
+  const mnistReady = () =>
+    fetch(`http://127.0.0.1:${port}/v2/models/mnist/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+  while (!(await mnistReady())) {
+    if (child.exitCode !== null || Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`mlserve serve (for the client blocks) did not become ready:\n${tail(output)}`);
+    }
+    await sleep(200);
+  }
+  return {
+    child,
+    env: { MLSERVE_URL: `http://127.0.0.1:${port}`, MLSERVE_GRPC_URL: `127.0.0.1:${grpcPort}` },
+  };
+}
 
 // ------------------------------------------------------------------------------------------------
 // Running one block
@@ -247,6 +293,14 @@ async function answers(port: number, grpc: boolean): Promise<string | undefined>
 async function checkServer(b: Block, port: number): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   const meta = await fetch(`${base}/v2/models/mnist`);
+  // A block that names mnist or a model repository must serve mnist (a server with no model is
+  // ready too).
+  if (/mnist|model-repository/.test(b.code)) {
+    expect(
+      meta.status,
+      `${where(b)}: GET /v2/models/mnist answered ${meta.status}: mnist is not served`,
+    ).toBe(200);
+  }
   if (meta.status === 200) {
     const res = await fetch(`${base}/v2/models/mnist/infer`, {
       method: 'POST',
@@ -276,6 +330,7 @@ async function runBlock(
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), NODE_ENV: 'test' };
   if (redis) env.REDIS_URL = redis.url;
+  Object.assign(env, server?.env);
   delete env.NODE_OPTIONS; // vitest's own loader options are not the user's
   const child: ChildProcess = spawn(process.execPath, argv(port), {
     cwd: fixtureDir(idOf(b)),
