@@ -5,7 +5,10 @@
  * so the expected loads and evictions would not be exact); one test checks the real measurement
  * with MobileNetV2.
  */
+
+import * as grpc from '@grpc/grpc-js';
 import { isServeError, type Middleware, type ServeError, type Tensors, wrap } from '@mlserve/core';
+import { loadInferenceProto, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin } from '@mlserve/http';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -242,7 +245,7 @@ describe('twenty models under a budget for five', () => {
     expect(m.coldStarts - before).toBe(10);
   });
 
-  it('answers UNAVAILABLE with a retry hint, over real HTTP, when a load cannot finish within the deadline', async () => {
+  it('answers UNAVAILABLE with a retry hint, over real HTTP and gRPC, when a load cannot finish within the deadline', async () => {
     const t = await tempRepo();
     cleanups.push(t.cleanup);
     for (const n of ['slow', 'a', 'b']) await addVersion(t.dir, n, '1', 'mlp.onnx');
@@ -304,6 +307,39 @@ describe('twenty models under a budget for five', () => {
     });
     const cold = ['a', 'b'].find((n) => !repo.memory()!.versions.find((v) => v.name === n)!.resident)!;
     expect(row(cold).reason).toContain('loads on its next request');
+
+    // Over gRPC the same: UNAVAILABLE with retry-after-ms when the call's deadline is too short.
+    for (const n of ['a', 'b']) await repo.registry.infer(n, undefined, features(0));
+    expect(resident(repo as Repo)).toEqual(['a', 'b']);
+    const served = await serveGrpc({ registry: repo.registry, host: '127.0.0.1', port: 0 });
+    cleanups.push(() => served.close());
+    const { GRPCInferenceService } = loadInferenceProto();
+    const client = new GRPCInferenceService(`127.0.0.1:${served.port}`, grpc.credentials.createInsecure());
+    cleanups.push(async () => client.close());
+    const infer = (deadlineMs?: number) =>
+      new Promise<grpc.ServiceError | Record<string, unknown>>((resolve) =>
+        (client as unknown as { ModelInfer: (...a: unknown[]) => void }).ModelInfer(
+          {
+            model_name: 'slow',
+            inputs: [
+              {
+                name: 'features',
+                datatype: 'FP32',
+                shape: [1, 16],
+                contents: { fp32_contents: Array.from({ length: 16 }, () => 0.5) },
+              },
+            ],
+          },
+          new grpc.Metadata(),
+          deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs },
+          (err: grpc.ServiceError | null, res: Record<string, unknown>) => resolve(err ?? res),
+        ),
+      );
+    const refused = (await infer(150)) as grpc.ServiceError;
+    expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+    expect(Number(refused.metadata.get('retry-after-ms')[0])).toBeGreaterThanOrEqual(600);
+    const answered = (await infer()) as { model_name: string };
+    expect(answered.model_name).toBe('slow');
   });
 
   it('a cold request with a deadline it can meet waits for the load', async () => {
