@@ -2,7 +2,14 @@ import { isServeError, ServeError, toServeError } from '@mlserve/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { disconnectSignal } from './disconnect.js';
-import { createProtocol, errorResponse, type MlserveHttpOptions, type ProtocolResponse } from './protocol.js';
+import {
+  createProtocol,
+  errorResponse,
+  type MlserveHttpOptions,
+  type ProtocolResponse,
+  requestIdOf,
+  setRequestId,
+} from './protocol.js';
 
 /** Options of {@link mlservePlugin}: the shared options; the mount point comes from `register`'s `prefix`. */
 export type MlservePluginOptions = MlserveHttpOptions;
@@ -44,6 +51,7 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
   const checked = new WeakSet<FastifyRequest>();
   app.addHook('onRequest', async (request, reply) => {
     const refusal = protocol.precheck({
+      id: requestIdOf(request.raw) === undefined ? undefined : request.id,
       method: request.method,
       path: pathOf(request),
       headers: request.headers,
@@ -59,8 +67,18 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = pathOf(request);
+    // With Fastify's genReqId set to genRequestId, request.id is the request id (one id in the logs
+    // and in the answer); otherwise the protocol picks it (x-request-id or a UUID).
+    const id = requestIdOf(request.raw) === undefined ? undefined : request.id;
     const res = await protocol.handle({
       checked: checked.has(request),
+      id,
+      ...(id !== undefined && {
+        setId: (v: string) => {
+          (request as { id: string }).id = v;
+          setRequestId(request.raw, v);
+        },
+      }),
       method: request.method,
       path,
       headers: request.headers,

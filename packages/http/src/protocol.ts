@@ -144,6 +144,13 @@ export interface ProtocolRequest {
   localAddress?: string | undefined;
   /** The adapter already ran `precheck` on it (cross-origin and API key): `handle` skips them. */
   checked?: boolean;
+  /**
+   * The request id the transport already chose and bound to `log` (Fastify's `request.id` from
+   * {@link genRequestId}): used as the request id, and not repeated in log lines.
+   */
+  id?: string | undefined;
+  /** Called when a V2 body's `id` (a safe header value) becomes the request id, so logs follow it. */
+  setId?: ((id: string) => void) | undefined;
 }
 
 /** What to send back. */
@@ -165,6 +172,52 @@ const tracer = trace.getTracer('@mlserve/http');
 function header(req: ProtocolRequest, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+const REQUEST_ID = Symbol.for('@mlserve/http.requestId');
+
+/**
+ * A Fastify `genReqId`: the request's `x-request-id` when it is a safe header value (printable
+ * ASCII, at most 128 characters), else a random UUID. With it, Fastify's `request.id` (the `reqId`
+ * of every log line) is the id {@link mlservePlugin} answers with in `x-request-id` and uses as the
+ * V2 `id` fallback: one id per request. When a V2 body carries its own `id`, that id becomes the
+ * request's id (see {@link requestIdOf}).
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify';
+ * import { genRequestId } from '@mlserve/http';
+ * const app = Fastify({ logger: true, genReqId: genRequestId });
+ * await app.close();
+ * ```
+ */
+export function genRequestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const v = req.headers[REQUEST_ID_HEADER];
+  const given = Array.isArray(v) ? v[0] : v;
+  const id = given !== undefined && SAFE_HEADER.test(given) ? given : randomUUID();
+  (req as { [REQUEST_ID]?: string })[REQUEST_ID] = id;
+  return id;
+}
+
+/**
+ * The current request id of a raw request whose id came from {@link genRequestId} (after a V2 body
+ * with an `id`, that id), else `undefined`. A pino `mixin` can read it to log the final id.
+ *
+ * @example
+ * ```ts
+ * import { genRequestId, requestIdOf } from '@mlserve/http';
+ * const raw = { headers: { 'x-request-id': 'abc-1' } };
+ * genRequestId(raw);
+ * requestIdOf(raw); // 'abc-1'
+ * ```
+ */
+export function requestIdOf(req: object): string | undefined {
+  return (req as { [REQUEST_ID]?: string })[REQUEST_ID];
+}
+
+/** Sets the request id {@link requestIdOf} answers (the plugin does, for a V2 body's `id`). */
+export function setRequestId(req: object, id: string): void {
+  (req as { [REQUEST_ID]?: string })[REQUEST_ID] = id;
 }
 
 /** Maps any error to its status and `{"error": ...}` body, with Retry-After for overload.  *
@@ -341,6 +394,8 @@ export function createProtocol(options: MlserveHttpOptions) {
       throw err;
     }
     const id = decoded.id ?? requestId;
+    // A V2 body id that is a safe header value is the request's id from here (errors included).
+    if (id !== requestId && SAFE_HEADER.test(id)) req.setId?.(id);
     const { outputs, model } = await service.infer(
       {
         name,
@@ -560,8 +615,22 @@ export function createProtocol(options: MlserveHttpOptions) {
 
   /** Handles one request; never throws (errors become responses). */
   async function handle(req: ProtocolRequest): Promise<ProtocolResponse> {
-    const given = header(req, REQUEST_ID_HEADER);
-    const requestId = given && SAFE_HEADER.test(given) ? given : randomUUID();
+    let requestId = req.id;
+    if (requestId === undefined) {
+      const given = header(req, REQUEST_ID_HEADER);
+      requestId = given && SAFE_HEADER.test(given) ? given : randomUUID();
+    }
+    // With the id bound to the logger already (req.id), log lines do not repeat it.
+    const logId = req.id === undefined ? { requestId } : undefined;
+    let finalId = requestId;
+    const outer = req.setId;
+    const inner: ProtocolRequest = {
+      ...req,
+      setId: (id) => {
+        finalId = id;
+        outer?.(id);
+      },
+    };
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     return tracer.startActiveSpan(
       `${req.method} ${req.path.replace(/\/(models|versions|labels)\/[^/:]+/g, '/$1/{}')}`,
@@ -594,7 +663,7 @@ export function createProtocol(options: MlserveHttpOptions) {
               span.setAttribute('mlserve.auth.key', who.name);
             }
           }
-          const res = await route(req, requestId, span);
+          const res = await route(inner, requestId, span);
           res.headers[REQUEST_ID_HEADER] ??= requestId;
           if (corsHeaders) Object.assign(res.headers, corsHeaders);
           span.setAttribute('http.response.status_code', res.status);
@@ -604,11 +673,11 @@ export function createProtocol(options: MlserveHttpOptions) {
           span.setAttribute('http.response.status_code', e.status);
           if (e.status >= 500) {
             span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
-            req.log?.error({ requestId, code: e.code, err: e.cause ?? e }, e.message);
+            req.log?.error({ ...logId, code: e.code, err: e.cause ?? e }, e.message);
           } else {
-            req.log?.info({ requestId, code: e.code, status: e.status }, e.message);
+            req.log?.info({ ...logId, code: e.code, status: e.status }, e.message);
           }
-          const res = errorResponse(e, requestId);
+          const res = errorResponse(e, finalId);
           if (corsHeaders) Object.assign(res.headers, corsHeaders);
           return res;
         } finally {
@@ -624,7 +693,9 @@ export function createProtocol(options: MlserveHttpOptions) {
    * `undefined` to go on, passing `checked: true` to {@link handle} so it does not check (or
    * count against a rate limit) again. Preflights are left to `handle`.
    */
-  function precheck(req: Pick<ProtocolRequest, 'method' | 'path' | 'headers' | 'localAddress' | 'log'>) {
+  function precheck(
+    req: Pick<ProtocolRequest, 'method' | 'path' | 'headers' | 'localAddress' | 'log' | 'id'>,
+  ) {
     if (!originCheck && !auth) return undefined;
     try {
       originCheck?.(req);
@@ -635,9 +706,12 @@ export function createProtocol(options: MlserveHttpOptions) {
       return undefined;
     } catch (err) {
       const given = header(req as ProtocolRequest, REQUEST_ID_HEADER);
-      const requestId = given && SAFE_HEADER.test(given) ? given : randomUUID();
+      const requestId = req.id ?? (given && SAFE_HEADER.test(given) ? given : randomUUID());
       const e = toServeError(err);
-      req.log?.info({ requestId, code: e.code, status: e.status }, e.message);
+      req.log?.info(
+        { ...(req.id === undefined && { requestId }), code: e.code, status: e.status },
+        e.message,
+      );
       const res = errorResponse(e, requestId);
       const corsHeaders = cors?.headers(req);
       if (corsHeaders) Object.assign(res.headers, corsHeaders);

@@ -16,7 +16,7 @@ import {
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mlservePlugin } from '../src/index.js';
+import { genRequestId, mlservePlugin } from '../src/index.js';
 import { loadMnist, SERVERS } from './helpers.js';
 
 /** Node's fetch labels a string body text/plain, which the cross-origin protection refuses (415). */
@@ -210,5 +210,74 @@ describe('fastify logs', () => {
     expect(line).toMatchObject({ level: 50, code: 'INTERNAL', msg: 'kaboom' });
     // Fastify's own request id is on the same line (request.log is a child logger).
     expect(line?.reqId).toEqual(expect.any(String));
+  });
+});
+
+describe('genRequestId: one request id in the logs and the answer', () => {
+  let lines: Record<string, unknown>[];
+  let url: string;
+  let close: () => Promise<void>;
+  beforeAll(async () => {
+    lines = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const registry = new ModelRegistry();
+    registry.add(
+      fromFunction({
+        name: 'boom',
+        inputs: [{ name: 'x', type: 'float32', dims: [-1] }],
+        outputs: [{ name: 'y', type: 'float32', dims: [-1] }],
+        infer: () => {
+          throw new Error('kaboom');
+        },
+      }),
+    );
+    const app = Fastify({
+      logger: { level: 'info', stream },
+      genReqId: genRequestId,
+      forceCloseConnections: true,
+    });
+    await app.register(mlservePlugin, { registry });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    close = async () => {
+      await app.close();
+      await registry.close();
+    };
+  });
+  afterAll(() => close());
+
+  const boom = (headers: Record<string, string>, id?: string) =>
+    fetch(`${url}/v2/models/boom/infer`, {
+      method: 'POST',
+      headers: { ...JSON_CT, ...headers },
+      body: JSON.stringify({
+        ...(id && { id }),
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }],
+      }),
+    });
+
+  it('Fastify reqId is the x-request-id, the answer echoes it, and no second id is logged', async () => {
+    const res = await boom({ 'x-request-id': 'one-id' });
+    expect(res.status).toBe(500);
+    expect(res.headers.get('x-request-id')).toBe('one-id');
+    const line = lines.find((l) => l.msg === 'kaboom' && l.reqId === 'one-id');
+    expect(line).toMatchObject({ level: 50, code: 'INTERNAL' });
+    expect(line).not.toHaveProperty('requestId');
+    // Fastify's own request lines carry the same id.
+    expect(lines.filter((l) => l.reqId === 'one-id').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('without x-request-id, a UUID; a V2 body id becomes the request id', async () => {
+    const gen = await boom({});
+    expect(gen.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(lines.some((l) => l.reqId === gen.headers.get('x-request-id'))).toBe(true);
+    const body = await boom({ 'x-request-id': 'header-id' }, 'body-id');
+    expect(body.headers.get('x-request-id')).toBe('body-id');
+    expect(await body.json()).toMatchObject({ code: 'INTERNAL' });
   });
 });
