@@ -5,6 +5,10 @@ import { parseBytes } from '@mlserve/repository';
 export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug'] as const;
 /** How much `mlserve` prints. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** Log formats: pino JSON lines, or text for a person. */
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+/** `json`: one JSON object per line (pino); `pretty`: text for a person. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** `mlserve serve`'s options, parsed and checked. */
 export interface ServeOptions {
@@ -23,9 +27,14 @@ export interface ServeOptions {
   workers?: number;
   /** Scan the repository for changes this often, ms (0: never). Default 5000. */
   pollIntervalMs: number;
-  /** Serve Prometheus metrics at /metrics. Default false. */
+  /** Serve Prometheus metrics at /metrics on the HTTP port. Default true (`--no-metrics` turns them off). */
   metrics: boolean;
   logLevel: LogLevel;
+  /**
+   * `json` (pino JSON lines on stdout) or `pretty` (text). Default: `pretty` when stdout is a
+   * terminal, `json` otherwise (a container, a process manager, a pipe).
+   */
+  logFormat?: LogFormat;
   /** onnxruntime intra-op threads per model. Default: the CPUs left beside the event loop's (1 on 2 CPUs). */
   intraOpThreads?: number;
   /** Turn on the repository (load/unload) endpoints. Default false. */
@@ -161,8 +170,15 @@ Options:
                           and on file-system events (e.g. 5s, 500ms; 0 turns hot reload off;
                           default 5s). A new version loads once its files stop changing, warms
                           up, then replaces the old.
-  --metrics               Serve Prometheus metrics at /metrics.
-  --log-level L           silent, error, warn, info (default) or debug.
+  --no-metrics            Do not serve Prometheus metrics. They are on by default, at /metrics on
+                          the HTTP port (--metrics is accepted and changes nothing).
+  --log-level L           silent, error, warn, info (default) or debug (adds one access log line
+                          per request: method, url, status, ms, reqId).
+  --log-format F          json: one pino JSON object per line on stdout; pretty: text for a
+                          person (progress on stdout, warnings and errors on stderr). Default:
+                          pretty when stdout is a terminal, json otherwise. Every request has one
+                          id: the V2 body's "id", else the x-request-id header, else a UUID; it is
+                          the reqId of its log lines and comes back in x-request-id.
   --intra-op-threads N    onnxruntime threads per model (default: the CPUs beside the event
                           loop's, at most 4: 1 on 2 CPUs).
   --management            Turn on POST /v2/repository/... (load, unload, index). Off by default:
@@ -177,8 +193,7 @@ Options:
                           its own models; auto: one per CPU this server may use (a container's
                           CPU quota included). /metrics aggregates them; readiness waits for all;
                           a process that dies is replaced (default 1).
-  --metrics-port N        Also serve /metrics (all processes aggregated) on port N; implies
-                          --metrics.
+  --metrics-port N        Also serve /metrics (all processes aggregated) on port N.
   --cache-redis URL       Keep the response cache of every model whose config.json has "cache"
                           in Redis (redis://host:6379/0), shared by every process and replica.
   --cache-redis-timeout T Longest a cache lookup may take before it counts as a miss (default 50ms).
@@ -289,6 +304,11 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
+  const logFormat = values['log-format'];
+  if (logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new UsageError(`--log-format must be one of ${LOG_FORMATS.join(', ')} (got "${logFormat}")`);
+  }
+  if (values.metrics && values['no-metrics']) throw new UsageError('--metrics and --no-metrics contradict');
   const port = values.port === undefined ? 8000 : integer(values.port, '--port', 0);
   if (port > 65535) throw new UsageError(`--port must be at most 65535 (got ${port})`);
   const options: ServeOptions = {
@@ -299,10 +319,11 @@ export function parseCommandLine(argv: readonly string[]): Command {
       values['poll-interval'] === undefined
         ? 5000
         : parseDuration(values['poll-interval'], '--poll-interval'),
-    metrics: values.metrics ?? false,
+    metrics: !values['no-metrics'],
     logLevel,
     management: values.management ?? false,
     noWarmup: values['no-warmup'] ?? false,
+    ...(logFormat !== undefined && { logFormat: logFormat as LogFormat }),
     shutdownDelayMs:
       values['shutdown-delay'] === undefined
         ? 0
@@ -324,8 +345,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
       throw new UsageError(`--metrics-port must be at most 65535 (got ${metricsPort})`);
     if (metricsPort !== 0 && (metricsPort === port || metricsPort === options.grpcPort))
       throw new UsageError('--metrics-port must differ from --port and --grpc-port');
+    if (!options.metrics) throw new UsageError('--metrics-port and --no-metrics contradict');
     options.metricsPort = metricsPort;
-    options.metrics = true;
   }
   if (values['cache-redis'] !== undefined) {
     if (!/^rediss?:\/\//.test(values['cache-redis']))
@@ -421,7 +442,9 @@ const OPTIONS = {
   workers: { type: 'string' },
   'poll-interval': { type: 'string' },
   metrics: { type: 'boolean' },
+  'no-metrics': { type: 'boolean' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   'intra-op-threads': { type: 'string' },
   management: { type: 'boolean' },
   'no-warmup': { type: 'boolean' },

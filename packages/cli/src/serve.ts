@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,27 +14,19 @@ import { type GrpcServing, serveGrpc } from '@mlserve/grpc';
 import {
   type Authenticator,
   createAuthenticator,
+  genRequestId,
   mlservePlugin,
   parseKeys,
   V2_DATATYPE,
 } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
 import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { HTTP_DEFAULTS, LOG_LEVELS, type LogLevel, type ServeOptions, UsageError } from './args.js';
+import type { LogFormat, ServeOptions } from './args.js';
+import { HTTP_DEFAULTS, UsageError } from './args.js';
+import { createLogger, type Output, requestLogger, type ServerLogger, UNLOGGED } from './log.js';
 import { redisCaches } from './redis-cache.js';
-
-/** Where `serve` writes: stdout for what a person reads, stderr for logs. */
-export interface Output {
-  out: (line: string) => void;
-  err: (line: string) => void;
-}
-
-const defaultOutput: Output = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
 
 /** A `/metrics` source: a prom-client `Registry` fits as it is. */
 export interface MetricsSource {
@@ -83,18 +76,48 @@ class ServingRegistry extends ModelRegistry {
   }
 }
 
-function makeLogger(level: LogLevel, output: Output): RepositoryLogger & { enabled(l: LogLevel): boolean } {
-  const rank = LOG_LEVELS.indexOf(level);
-  const at = (l: LogLevel) => (message: string) => {
-    if (LOG_LEVELS.indexOf(l) <= rank) output.err(`${new Date().toISOString()} ${l.padEnd(5)} ${message}`);
-  };
+const defaultOutput: Output = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** The package's version (for `GET /` and `GET /v2`). */
+export function cliVersion(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    ).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Fastify options that turn its per-request info lines off: a `LogController` that writes none
+ * (Fastify 5.12 and later), else the older `disableRequestLogging` (deprecated since 5.12).
+ */
+function quietRequestLogging(): { logController?: never; disableRequestLogging?: boolean } {
+  const Base = (Fastify as unknown as { LogController?: new () => object }).LogController;
+  if (!Base) return { disableRequestLogging: true };
+  class Quiet extends Base {
+    incomingRequest(): void {}
+    requestCompleted(): void {}
+  }
+  return { logController: new Quiet() as never };
+}
+
+/** The format `serve` logs in: `options.logFormat`, else pretty on a terminal and JSON otherwise. */
+export function logFormatOf(options: Pick<ServeOptions, 'logFormat'>): LogFormat {
+  return options.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json');
+}
+
+function repositoryLogger(logger: ServerLogger): RepositoryLogger {
   return {
-    enabled: (l) => LOG_LEVELS.indexOf(l) <= rank,
-    debug: at('debug'),
-    // The repository's info lines repeat the progress printed on stdout: keep them for debug.
-    info: at('debug'),
-    warn: at('warn'),
-    error: at('error'),
+    debug: (m) => logger.debug(m),
+    // The repository's info lines repeat the progress lines: keep them for debug.
+    info: (m) => logger.debug(m),
+    warn: (m) => logger.warn(m),
+    error: (m) => logger.error(m),
   };
 }
 
@@ -145,9 +168,14 @@ export async function serve(
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory())
     throw new UsageError(`--model-repository ${options.modelRepository} is not a directory`);
-  const log = makeLogger(options.logLevel, output);
-  const say = (line: string) => {
-    if (options.logLevel !== 'silent') output.out(line);
+  const format = logFormatOf(options);
+  const logger = createLogger(format, options.logLevel, output);
+  const log = repositoryLogger(logger);
+  // Progress for a person: info lines (with fields in JSON; blank spacer lines only in text).
+  const say: Say = (line, fields, level = 'info') => {
+    if (format === 'json') {
+      if (line !== '') logger[level](fields ?? {}, line.trim().replace(/ {2,}/g, ' '));
+    } else logger.info(fields ?? {}, line);
   };
 
   const caches = redisCaches(
@@ -198,7 +226,13 @@ export async function serve(
   // With TLS, Fastify builds an https server from `https` (its `http` options are not used then).
   const app = Fastify({
     ...(tls ? { https: { ...httpOptions, cert: tls.cert, key: tls.key } } : {}),
-    logger: false,
+    loggerInstance: logger as FastifyBaseLogger,
+    // One id per request: x-request-id or a UUID, then a V2 body's `id`; the reqId of its log lines.
+    genReqId: genRequestId,
+    childLoggerFactory: requestLogger,
+    // Fastify's "incoming request"/"request completed" pair at info is replaced by one access line
+    // at debug (below).
+    ...quietRequestLogging(),
     forceCloseConnections: 'idle',
     return503OnClosing: false,
     keepAliveTimeout: limit('keepAliveTimeoutMs'),
@@ -206,6 +240,19 @@ export async function serve(
     connectionTimeout: limit('connectionTimeoutMs'),
     http: httpOptions,
   }) as unknown as FastifyInstance;
+  if (logger.isLevelEnabled('debug')) {
+    app.addHook('onResponse', async (request, reply) => {
+      request.log.debug(
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 100) / 100,
+        },
+        'request',
+      );
+    });
+  }
   // Shutdown: a request that reached the server is still served (return503OnClosing off), but every
   // response from then on closes its connection, so keep-alive clients cannot hold the server open.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -227,12 +274,24 @@ export async function serve(
     }),
     ...(auth && { auth }),
     serverName: 'mlserve',
+    serverVersion: cliVersion(),
   });
-  await app.listen({ port: options.port, host: options.host });
+  // GET /: the index. With --auth-keys it needs a key with the metadata scope, like GET /v2.
+  app.get('/', async (request, reply) => {
+    try {
+      auth?.check(request.headers, 'metadata');
+    } catch (err) {
+      const e = toServeError(err);
+      return reply.code(e.status).send({ error: e.message, code: e.code });
+    }
+    return index(registry, options);
+  });
+  // Fastify's own "Server listening at" line: the line below says it with the repository.
+  await app.listen({ port: options.port, host: options.host, listenTextResolver: () => UNLOGGED });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const url = `${tls ? 'https' : 'http'}://${displayHost(options.host)}:${port}`;
-  say(`mlserve: listening on ${url} (loading models from ${dir})`);
+  say(`mlserve: listening on ${url} (loading models from ${dir})`, { url, modelRepository: dir });
   // gRPC over the same registry: the same model handles, so the same batching, cache and metrics.
   let grpc: RunningServer['grpc'];
   if (options.grpcPort !== undefined) {
@@ -252,7 +311,9 @@ export async function serve(
       throw err;
     }
     grpc = { address: `${displayHost(options.host)}:${serving.port}`, serving };
-    say(`mlserve: gRPC${tls ? ' (TLS)' : ''} on ${grpc.address} (KServe V2 inference.GRPCInferenceService)`);
+    say(`mlserve: gRPC${tls ? ' (TLS)' : ''} on ${grpc.address} (KServe V2 inference.GRPCInferenceService)`, {
+      grpc: grpc.address,
+    });
   }
 
   let closing: Promise<void> | undefined;
@@ -269,7 +330,7 @@ export async function serve(
     // (network file systems, some container mounts).
     if (options.pollIntervalMs > 0) repository.watch(options.pollIntervalMs, { fsEvents: true });
     try {
-      await summary(repository, url, options, say, requestFiles);
+      await summary(repository, url, options, format, say, requestFiles);
     } catch (err) {
       log.warn?.(`could not print the summary: ${toServeError(err).message}`);
     }
@@ -340,45 +401,56 @@ async function security(
   return { ...(auth && { auth }), ...(tls && { tls }) };
 }
 
+/**
+ * A progress line: text in `pretty` (always on stdout), an info line with `fields` in `json` (or
+ * `level`, for failures).
+ */
+type Say = (line: string, fields?: object, level?: 'info' | 'warn' | 'error') => void;
+
 /** Prints a version's progress; warmup steps only once a load has taken over a second. */
-function progress(
-  e: VersionEvent,
-  say: (line: string) => void,
-  log: RepositoryLogger,
-  started: Map<string, number>,
-): void {
+function progress(e: VersionEvent, say: Say, log: RepositoryLogger, started: Map<string, number>): void {
   const id = `${e.name}/${e.version}`;
+  const f = { model: e.name, version: e.version, phase: e.phase };
   switch (e.phase) {
     case 'loading':
       started.set(id, performance.now());
-      say(`  loading  ${id} from ${e.file}`);
+      say(`  loading  ${id} from ${e.file}`, { ...f, file: e.file });
       break;
     case 'warmup':
       if (e.progress && performance.now() - (started.get(id) ?? 0) > 1000) {
         say(
           `  warmup   ${id} batch ${e.progress.batchSize || 1} (${e.progress.done + 1}/${e.progress.total})`,
+          { ...f, ...e.progress },
         );
       }
       break;
     case 'ready':
       started.delete(id);
-      say(`  ready    ${id} on ${e.backend} in ${Math.round(e.ms ?? 0)} ms`);
+      say(`  ready    ${id} on ${e.backend} in ${Math.round(e.ms ?? 0)} ms`, {
+        ...f,
+        backend: e.backend,
+        ms: Math.round(e.ms ?? 0),
+      });
       break;
     case 'failed':
       started.delete(id);
-      say(`  FAILED   ${id}: ${e.error}`);
+      say(`  FAILED   ${id}: ${e.error}`, { ...f, error: e.error }, 'error');
       break;
     case 'retired':
-      say(`  retired  ${id}`);
+      say(`  retired  ${id}`, f);
       break;
     case 'unloaded':
-      say(`  unloaded ${id}`);
+      say(`  unloaded ${id}`, f);
       break;
     case 'reloaded':
-      say(`  reloaded ${id} in ${Math.round(e.ms ?? 0)} ms`);
+      say(`  reloaded ${id} in ${Math.round(e.ms ?? 0)} ms`, { ...f, ms: Math.round(e.ms ?? 0) });
       break;
     case 'reloadFailed':
-      say(`  FAILED   ${id} reload (still serving the loaded one): ${e.error}`);
+      say(
+        `  FAILED   ${id} reload (still serving the loaded one): ${e.error}`,
+        { ...f, error: e.error },
+        'error',
+      );
       break;
     case 'waiting':
       log.debug?.(`${id}: new files, waiting for them to stop changing`);
@@ -387,7 +459,7 @@ function progress(
     case 'canary':
     case 'promoted':
     case 'rejected':
-      say(`  ${e.phase.padEnd(8)} ${id}: ${rolloutCell(e.rollout)}`);
+      say(`  ${e.phase.padEnd(8)} ${id}: ${rolloutCell(e.rollout)}`, { ...f, rollout: e.rollout });
       break;
     case 'coldStart':
       log.info?.(`loaded ${id} on demand in ${Math.round(e.ms ?? 0)} ms (${mib(e.bytes)})`);
@@ -398,15 +470,87 @@ function progress(
   }
 }
 
+/** The endpoints a client may call (`GET /` and the startup summary). */
+function endpoints(url: string, options: ServeOptions): Record<string, string> {
+  return {
+    v2Infer: `${url}/v2/models/{model}/infer`,
+    v2Metadata: `${url}/v2/models/{model}`,
+    tfServingPredict: `${url}/v1/models/{model}:predict`,
+    live: `${url}/v2/health/live`,
+    ready: `${url}/v2/health/ready`,
+    ...(options.metrics && { metrics: `${url}/metrics` }),
+    ...(options.management && { repositoryIndex: `${url}/v2/repository/index` }),
+  };
+}
+
+/** `GET /`: the server, its models and its endpoints (paths, relative to this server). */
+function index(registry: ModelRegistry, options: ServeOptions) {
+  return {
+    name: 'mlserve',
+    version: cliVersion(),
+    ready: registry.isReady(),
+    models: registry.list().map((s) => ({
+      name: s.name,
+      version: s.version,
+      state: s.state,
+      ...(s.labels.length > 0 && { labels: s.labels }),
+    })),
+    endpoints: endpoints('', options),
+  };
+}
+
 async function summary(
   repository: Repository,
   url: string,
   options: ServeOptions,
-  say: (line: string) => void,
+  format: LogFormat,
+  say: Say,
   requestFiles: string[],
 ): Promise<void> {
   const rows = repository.versions();
   const memory = repository.memory();
+  let curl: string | undefined;
+  const ready = rows.find((v) => v.state === 'ready');
+  if (ready) {
+    const meta = repository.registry.get(ready.name, ready.version).metadata();
+    const sample = repository.config(ready.name)?.warmup.samples?.[0];
+    let inputs: Tensors | undefined;
+    if (sample) {
+      const { sampleInputs } = await import('@mlserve/repository');
+      inputs = sampleInputs(meta, sample, 'config.json');
+    }
+    // One file per server process: two servers on one machine must not overwrite each other's.
+    const file = join(tmpdir(), `mlserve-${process.pid}-${ready.name}-request.json`);
+    await writeFile(file, sampleRequest(meta, inputs));
+    requestFiles.push(file);
+    const key = options.authKeys !== undefined ? ` -H "x-api-key: $MLSERVE_KEY"` : '';
+    curl = `curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json'${key} -d @${file}`;
+  }
+  if (format === 'json') {
+    say(
+      rows.length === 0 ? `no models found in ${repository.dir}` : `serving ${rows.length} model version(s)`,
+      {
+        models: rows.map((v) => ({
+          name: v.name,
+          version: v.version,
+          state: v.state,
+          backend: v.backend,
+          labels: v.labels,
+          ...(v.rollout && { rollout: rolloutCell(v.rollout) }),
+        })),
+        endpoints: endpoints(url, options),
+        ...(memory && {
+          memory: {
+            budget: memory.budget,
+            used: memory.used,
+            loaded: memory.versions.filter((x) => x.resident).length,
+          },
+        }),
+        ...(curl && { curl }),
+      },
+    );
+    return;
+  }
   const table = [['MODEL', 'VERSION', 'STATE', 'BACKEND', 'LABELS', 'ROLLOUT']];
   if (memory) table[0]!.push('MEMORY');
   for (const v of rows) {
@@ -431,6 +575,7 @@ async function summary(
   if (rows.length === 0) say(`no models found in ${repository.dir} (expected <model>/<version>/model.onnx)`);
   else for (const r of table) say(`  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}`.trimEnd());
   say('');
+  say(`Index          ${url}/`);
   say(`KServe V2      ${url}/v2/models/<model>/infer`);
   say(`TF Serving     ${url}/v1/models/<model>:predict`);
   say(`Health         ${url}/v2/health/ready`);
@@ -442,25 +587,10 @@ async function summary(
       `Memory budget  ${mib(memory.budget)}: ${loaded} of ${memory.versions.length} loaded (${mib(memory.used)}); the others load on demand`,
     );
   }
-  const ready = rows.find((v) => v.state === 'ready');
-  if (ready) {
-    const meta = repository.registry.get(ready.name, ready.version).metadata();
-    const sample = repository.config(ready.name)?.warmup.samples?.[0];
-    let inputs: Tensors | undefined;
-    if (sample) {
-      const { sampleInputs } = await import('@mlserve/repository');
-      inputs = sampleInputs(meta, sample, 'config.json');
-    }
-    // One file per server process: two servers on one machine must not overwrite each other's.
-    const file = join(tmpdir(), `mlserve-${process.pid}-${ready.name}-request.json`);
-    await writeFile(file, sampleRequest(meta, inputs));
-    requestFiles.push(file);
+  if (curl) {
     say('');
     say('Get a prediction:');
-    const key = options.authKeys !== undefined ? ` -H "x-api-key: $MLSERVE_KEY"` : '';
-    say(
-      `  curl -s ${url}/v2/models/${ready.name}/infer -H 'content-type: application/json'${key} -d @${file}`,
-    );
+    say(`  ${curl}`);
   }
   say('');
 }

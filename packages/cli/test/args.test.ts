@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine, parseDuration, UsageError } from '../src/args.js';
 
 describe('parseCommandLine', () => {
-  it('fills the defaults: loopback, port 8000, placement left to the repository, 5 s polling, no metrics, no management', () => {
+  it('fills the defaults: loopback, port 8000, placement left to the repository, 5 s polling, metrics on, no management', () => {
     expect(parseCommandLine(['serve', '--model-repository', 'models'])).toEqual({
       command: 'serve',
       options: {
@@ -10,7 +10,7 @@ describe('parseCommandLine', () => {
         port: 8000,
         host: '127.0.0.1',
         pollIntervalMs: 5000,
-        metrics: false,
+        metrics: true,
         logLevel: 'info',
         management: false,
         noWarmup: false,
@@ -36,6 +36,8 @@ describe('parseCommandLine', () => {
       '--metrics',
       '--log-level',
       'debug',
+      '--log-format',
+      'pretty',
       '--intra-op-threads',
       '2',
       '--management',
@@ -54,12 +56,22 @@ describe('parseCommandLine', () => {
         pollIntervalMs: 250,
         metrics: true,
         logLevel: 'debug',
+        logFormat: 'pretty',
         intraOpThreads: 2,
         management: true,
         noWarmup: true,
         shutdownDelayMs: 2000,
       },
     });
+  });
+
+  it('--no-metrics turns the default metrics off; --metrics is still accepted', () => {
+    const opts = (...a: string[]) =>
+      (parseCommandLine(['serve', '--model-repository', 'm', ...a]) as { options: { metrics: boolean } })
+        .options;
+    expect(opts('--no-metrics').metrics).toBe(false);
+    expect(opts('--metrics').metrics).toBe(true);
+    expect(opts('--log-format', 'json')).toMatchObject({ logFormat: 'json' });
   });
 
   it('answers --help, help and --version', () => {
@@ -80,6 +92,11 @@ describe('parseCommandLine', () => {
         /--intra-op-threads must be an integer of at least 1/,
       ],
       [['serve', '--model-repository', 'm', '--log-level', 'loud'], /--log-level must be one of/],
+      [
+        ['serve', '--model-repository', 'm', '--log-format', 'xml'],
+        /--log-format must be one of json, pretty/,
+      ],
+      [['serve', '--model-repository', 'm', '--metrics', '--no-metrics'], /contradict/],
       [['serve', '--model-repository', 'm', 'extra'], /unexpected argument "extra"/],
       [['serve', '--port'], /--port/],
       [['serve', '--model-repository', 'm', '--grpc-port', '65536'], /--grpc-port must be at most 65535/],

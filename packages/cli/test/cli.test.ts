@@ -30,6 +30,8 @@ afterEach(() => {
 });
 
 function run(args: string[], env: Record<string, string> = {}): Running {
+  // These tests read the text a person reads; test/talk.test.ts reads the JSON lines.
+  if (args[0] === 'serve' && !args.includes('--log-format')) args = [...args, '--log-format', 'pretty'];
   const child = spawn(process.execPath, [CLI, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

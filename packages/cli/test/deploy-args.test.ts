@@ -16,8 +16,9 @@ describe('deployment options', () => {
     expect(() => serve('--processes', 'many')).toThrow(/--processes must be an integer of at least 1/);
   });
 
-  it('--metrics-port turns metrics on and must not clash with the other ports', () => {
+  it('--metrics-port keeps metrics on and must not clash with the other ports', () => {
     expect(serve('--metrics-port', '8002')).toMatchObject({ metricsPort: 8002, metrics: true });
+    expect(() => serve('--metrics-port', '8002', '--no-metrics')).toThrow(/contradict/);
     expect(() => serve('--port', '8000', '--metrics-port', '8000')).toThrow(/must differ/);
     expect(() => serve('--grpc-port', '8001', '--metrics-port', '8001')).toThrow(/must differ/);
   });
