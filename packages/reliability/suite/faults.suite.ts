@@ -428,6 +428,9 @@ describe('faults: the mlserve CLI', () => {
             '--no-warmup',
             '--intra-op-threads',
             '1',
+            // The text format: this waits for the summary's "Health" line (JSON is the default on a pipe).
+            '--log-format',
+            'pretty',
           ],
           { stdio: ['ignore', 'pipe', 'pipe'] },
         );
