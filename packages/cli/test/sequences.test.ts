@@ -32,7 +32,7 @@ beforeAll(async () => {
     pipeline(
       await workerPool({ backend: 'onnx', source: modelPath('gru-cell.onnx'), threads: 2 }),
       sequences({ state: [{ input: 'h', output: 'h_next' }], maxSequences: MAX_SEQUENCES }),
-      batching({ maxBatchSize: 8, maxDelayMs: 20 }),
+      batching({ maxBatchSize: 8, maxDelayMs: 50 }),
     ),
   );
   // The accumulator keeps its state inside its worker: the pool routes each sequence to one worker.
