@@ -266,6 +266,9 @@ export async function startCli(
       '--no-warmup',
       '--intra-op-threads',
       '1',
+      // The text format: this waits for the summary's "Health" line (JSON is the default on a pipe).
+      '--log-format',
+      'pretty',
       ...flags,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
