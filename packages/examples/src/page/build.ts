@@ -24,6 +24,9 @@ export async function buildPage(outDir: string = PUBLIC_DIR): Promise<void> {
     bundle: true,
     format: 'esm',
     platform: 'browser',
+    // onnxruntime-web's plain WebAssembly build (one 14 MB .wasm, 2.7 MB brotli) for the page and
+    // @mlserve/backend-onnx/web alike: the package's default entry loads the 28 MB JSEP (WebGPU) build.
+    alias: { 'onnxruntime-web': 'onnxruntime-web/wasm' },
     target: 'es2022',
     minify: true,
     sourcemap: true,
