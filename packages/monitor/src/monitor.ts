@@ -54,6 +54,12 @@ export interface MonitorOptions {
    * time, when the server is quiet) the monitor may spend measuring and scoring (default 0.02).
    */
   budget?: number;
+  /**
+   * The clocks `sampleRate: 'auto'` reads (for tests and simulations; the default is the real
+   * ones): `now()` a monotonic time in ms (timing the monitor's own work), `usage()` the process's
+   * CPU time and the event loop's idle time so far, ms.
+   */
+  clock?: MonitorClock;
   /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
   queueSize?: number;
   /**
@@ -129,6 +135,14 @@ export interface DriftEvent {
   at: string;
 }
 
+/** The clocks a monitor's budget reads (see {@link MonitorOptions.clock}). */
+export interface MonitorClock {
+  /** A monotonic time, ms (default `performance.now()`). */
+  now(): number;
+  /** CPU time the process has used and time the event loop has been idle, both since start, ms. */
+  usage(): { cpuMs: number; idleMs: number };
+}
+
 /** Counters of a monitor (also under `stats().monitor`). */
 export interface MonitorStats {
   requests: number;
@@ -140,6 +154,12 @@ export interface MonitorStats {
    * (or of the event loop's idle time when that is larger): what `budget` bounds.
    */
   busyShare: number;
+  /**
+   * True while `sampleRate: 'auto'` is held at its floor (one request in a thousand) because the
+   * budget is spent (by the feedback join alone, or by measuring): drift is then hardly watched.
+   * The first time, the monitor also emits a process warning (code `MLSERVE_MONITOR_BUDGET`).
+   */
+  starved: boolean;
   /** Sampled requests dropped because the measuring queue was full. */
   dropped: number;
   /** Requests whose features could not be extracted (wrong shape, missing input). */
@@ -151,7 +171,8 @@ export interface MonitorStats {
   evaluations: number;
   /**
    * Time spent measuring and scoring (off the request path, but on the same thread), plus the
-   * feedback join's logging and joining (estimated from one call in 32), ms.
+   * feedback join's logging and joining (every call counted, at the median time of the calls
+   * timed: one in 32), ms.
    */
   busyMs: number;
   sink?: ReturnType<PayloadSink['stats']>;
@@ -183,6 +204,26 @@ const ADJUST_EVERY_MS = 100;
 const DRAIN_DELAY_MS = 5;
 /** The lowest rate `'auto'` goes down to (a request in a thousand keeps the window moving). */
 const MIN_AUTO_RATE = 0.001;
+/** Timed feedback calls kept per adjustment period (their median is charged for every call). */
+const FEEDBACK_SAMPLES = 63;
+
+const realClock: MonitorClock = {
+  now: () => performance.now(),
+  usage() {
+    const u = process.cpuUsage();
+    return { cpuMs: (u.user + u.system) / 1000, idleMs: eventLoop.eventLoopUtilization().idle };
+  },
+};
+
+/** The median time of timing nothing with performance.now(), ms. */
+function measureTimerOverhead(): number {
+  const d = new Float64Array(31);
+  for (let i = 0; i < d.length; i++) {
+    const t0 = performance.now();
+    d[i] = performance.now() - t0;
+  }
+  return d.sort()[15]!;
+}
 
 /**
  * Watches a model's traffic for drift against a reference profile. The request path only pushes
@@ -222,6 +263,7 @@ export function monitor(options: MonitorOptions): Monitor {
     sink,
     sinkSampleRate = 0.01,
     onDrift,
+    clock = realClock,
   } = options;
   assertProfile(ref);
   if (!Array.isArray(extractors) || extractors.length === 0) {
@@ -273,13 +315,24 @@ export function monitor(options: MonitorOptions): Monitor {
   const counters = { requests: 0, sampled: 0, dropped: 0, extractErrors: 0, evaluations: 0, busyMs: 0 };
   // The rate in force; with 'auto' it follows the measured cost (see adapt()).
   let currentRate = auto ? 1 : (sampleRate as number);
-  let periodStart = performance.now();
+  let periodStart = clock.now();
   let periodBusy = 0;
-  /** Time spent logging predictions and joining labels this period (estimated from 1 call in 32). */
+  /** Time charged for logging predictions and joining labels this period (set in adapt()). */
   let periodFeedback = 0;
   let feedbackCalls = 0;
-  let periodCpu = (process.cpuUsage().user + process.cpuUsage().system) / 1000;
-  let periodIdle = eventLoop.eventLoopUtilization().idle;
+  /** Feedback calls (log and join) this period, and the times of those timed (one in 32), ms. */
+  let periodFeedbackCalls = 0;
+  const feedbackTimes = new Float64Array(FEEDBACK_SAMPLES);
+  let feedbackTimed = 0;
+  /** Time of one feedback call (ms): a moving average of each period's median. */
+  let feedbackCost = 0;
+  // What timing an empty stretch costs (the timer's own overhead), taken off each timed call.
+  const timerOverhead = clock === realClock ? measureTimerOverhead() : 0;
+  const first = clock.usage();
+  let periodCpu = first.cpuMs;
+  let periodIdle = first.idleMs;
+  let starved = false;
+  let warned = false;
   let periodMeasured = 0;
   let periodRequests = 0;
   let busyShare = 0;
@@ -363,11 +416,24 @@ export function monitor(options: MonitorOptions): Monitor {
   function adapt(now: number): void {
     const elapsed = now - periodStart;
     if (elapsed < ADJUST_EVERY_MS) return;
-    const usage = process.cpuUsage();
-    const cpuNow = (usage.user + usage.system) / 1000;
-    const idleNow = eventLoop.eventLoopUtilization().idle;
+    const usage = clock.usage();
+    const cpuNow = usage.cpuMs;
+    const idleNow = usage.idleMs;
     const cpuMs = Math.max(cpuNow - periodCpu, idleNow - periodIdle);
     const requests = counters.requests - periodRequests;
+    // The feedback path: every call counted, each at the median time of the calls timed. A mean
+    // of single sub-microsecond calls timed on the wall clock, scaled by 32, was dominated by the
+    // rare one that took a garbage collection or a preemption (ms): it charged 4-6x the join's
+    // cost and starved the measuring (issue 23).
+    if (feedbackTimed > 0) {
+      const timed = feedbackTimes.subarray(0, feedbackTimed).sort();
+      const median = Math.max(0, timed[feedbackTimed >> 1]! - timerOverhead);
+      feedbackCost = feedbackCost > 0 ? 0.5 * feedbackCost + 0.5 * median : median;
+      feedbackTimed = 0;
+    }
+    periodFeedback = feedbackCost * periodFeedbackCalls;
+    counters.busyMs += periodFeedback;
+    periodFeedbackCalls = 0;
     if (cpuMs > 0) busyShare = Math.min(1, (periodBusy + periodFeedback) / cpuMs);
     if (periodMeasured > 0) {
       const cost = periodBusy / periodMeasured;
@@ -380,6 +446,17 @@ export function monitor(options: MonitorOptions): Monitor {
       // The feedback join's time is spent whatever the rate: what is left of the budget measures.
       const target = Math.max(0, budget * cpuMs - periodFeedback) / (sampleCost * requests);
       currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 1.5)));
+      starved = target <= MIN_AUTO_RATE;
+      if (starved && !warned) {
+        warned = true;
+        const pct = (v: number) => `${+(v * 100).toFixed(2)}%`;
+        process.emitWarning(
+          `monitor(${modelName}): the CPU budget (${pct(budget)}) is spent` +
+            (periodFeedback >= budget * cpuMs ? ' by the feedback join alone' : '') +
+            `; drift is measured on only ${pct(MIN_AUTO_RATE)} of requests. Raise options.budget or set a sampleRate.`,
+          { code: 'MLSERVE_MONITOR_BUDGET' },
+        );
+      }
     }
     periodStart = now;
     periodCpu = cpuNow;
@@ -392,7 +469,7 @@ export function monitor(options: MonitorOptions): Monitor {
 
   /** Measures up to `n` queued requests (all of them from flush()). */
   function drainSome(n: number): void {
-    const t0 = performance.now();
+    const t0 = clock.now();
     for (let i = Math.min(n, qLength); i > 0; i--) {
       const inputs = qInputs[qHead]!;
       const outputs = qOutputs[qHead]!;
@@ -404,7 +481,7 @@ export function monitor(options: MonitorOptions): Monitor {
       measure(inputs, outputs, time);
       periodMeasured++;
     }
-    const t1 = performance.now();
+    const t1 = clock.now();
     counters.busyMs += t1 - t0;
     periodBusy += t1 - t0;
     adapt(t1);
@@ -443,11 +520,11 @@ export function monitor(options: MonitorOptions): Monitor {
   }
 
   function evaluate(): DriftReport {
-    const t0 = performance.now();
+    const t0 = clock.now();
     try {
       return scoreWindow();
     } finally {
-      const spent = performance.now() - t0;
+      const spent = clock.now() - t0;
       counters.busyMs += spent;
       periodBusy += spent;
     }
@@ -505,6 +582,7 @@ export function monitor(options: MonitorOptions): Monitor {
       ...counters,
       sampleRate: currentRate,
       busyShare,
+      starved,
       queued: qLength,
       windowRows,
     };
@@ -536,12 +614,13 @@ export function monitor(options: MonitorOptions): Monitor {
     timer = setInterval(() => {
       if (dirty || windowMs !== undefined) evaluate();
       if (tracker && metrics) metrics.quality(tracker.report(), tracker.stats());
+      metrics?.sampling(stats());
     }, evaluateEveryMs);
     timer.unref();
     // The budget is checked on a clock, so a rate that fell under load comes back up when the load
     // goes, even if hardly any request is sampled in between.
     adjustTimer = setInterval(() => {
-      adapt(performance.now());
+      adapt(clock.now());
       tracker?.expire(Date.now());
     }, ADJUST_EVERY_MS);
     adjustTimer.unref();
@@ -552,10 +631,14 @@ export function monitor(options: MonitorOptions): Monitor {
         counters.requests++;
         if (tracker !== undefined && opts?.id !== undefined) {
           if ((++feedbackCalls & 31) === 0) {
-            const t0 = performance.now();
+            const now = Date.now();
+            const t0 = clock.now();
+            tracker.log(opts.id, outputs, now);
+            timedFeedback(clock.now() - t0);
+          } else {
+            periodFeedbackCalls++;
             tracker.log(opts.id, outputs, Date.now());
-            timedFeedback(performance.now() - t0);
-          } else tracker.log(opts.id, outputs, Date.now());
+          }
         }
         const sampled = currentRate >= 1 || Math.random() < currentRate;
         if (sampled) {
@@ -594,10 +677,10 @@ export function monitor(options: MonitorOptions): Monitor {
     });
   }) as unknown as Monitor;
 
-  /** One call in 32 of the feedback path is timed; it stands for all 32 in the budget. */
+  /** One call in 32 of the feedback path is timed; adapt() charges every call its period's median. */
   function timedFeedback(ms: number): void {
-    periodFeedback += 32 * ms;
-    counters.busyMs += 32 * ms;
+    periodFeedbackCalls++;
+    if (feedbackTimed < FEEDBACK_SAMPLES) feedbackTimes[feedbackTimed++] = ms;
   }
 
   function noFeedback(): never {
@@ -616,13 +699,17 @@ export function monitor(options: MonitorOptions): Monitor {
     if (!tracker) noFeedback();
     let matched: boolean;
     if ((++feedbackCalls & 31) === 0) {
-      const t0 = performance.now();
+      const now = Date.now();
+      const t0 = clock.now();
       try {
-        matched = tracker.feedback(requestId, label, Date.now());
+        matched = tracker.feedback(requestId, label, now);
       } finally {
-        timedFeedback(performance.now() - t0);
+        timedFeedback(clock.now() - t0);
       }
-    } else matched = tracker.feedback(requestId, label, Date.now());
+    } else {
+      periodFeedbackCalls++;
+      matched = tracker.feedback(requestId, label, Date.now());
+    }
     if (matched && tracker.takeChange()) {
       const q = tracker.report();
       metrics?.quality(q, tracker.stats());
@@ -748,6 +835,7 @@ export function scoreFeatures(
 interface Metrics {
   update(report: DriftReport, stats: MonitorStats): void;
   quality(q: QualityReport, stats: FeedbackStats): void;
+  sampling(stats: MonitorStats): void;
 }
 
 async function createMetrics(
@@ -810,6 +898,16 @@ async function createMetrics(
         registers: [registry],
       }),
   );
+  const starved = get(
+    'mlserve_monitor_starved',
+    () =>
+      new prom.Gauge({
+        name: 'mlserve_monitor_starved',
+        help: "1 while sampleRate 'auto' is held at its floor because the CPU budget is spent, else 0",
+        labelNames: ['model', 'version'],
+        registers: [registry],
+      }),
+  );
   const quality = get(
     'mlserve_model_quality',
     () =>
@@ -841,6 +939,10 @@ async function createMetrics(
       }),
   );
   return {
+    sampling(stats) {
+      sampleRate.set({ model, version }, stats.sampleRate);
+      starved.set({ model, version }, stats.starved ? 1 : 0);
+    },
     quality(q, stats) {
       const set = (metric: string, v: number | undefined) => {
         if (v !== undefined && Number.isFinite(v)) quality.set({ model, version, metric }, v);
