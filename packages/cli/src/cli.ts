@@ -99,8 +99,12 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   if (options.metricsPort !== undefined && server.metrics) {
-    startMetricsPort(server.metrics, options.host, options.metricsPort, (line) =>
-      process.stderr.write(`${line}\n`),
+    startMetricsPort(
+      server.metrics,
+      options.host,
+      options.metricsPort,
+      (line) => process.stderr.write(`${line}\n`),
+      options.allowedHosts,
     ).unref();
   }
   exitWithParent(() => onSignal('SIGTERM'));

@@ -4,6 +4,7 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 
 type metric = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number];
 
+import { crossOriginCheck } from '@mlserve/protocol/server';
 import { cpuBudget } from '@mlserve/repository';
 import type { ServeOptions } from './args.js';
 import { type MetricsSource, type RunningServer, type ServeHooks, serve } from './serve.js';
@@ -198,6 +199,7 @@ export function startClusterPrimary(
       options.host,
       options.metricsPort,
       err,
+      options.allowedHosts,
     );
   }
 
@@ -392,15 +394,25 @@ export async function runClusterWorker(options: ServeOptions): Promise<void> {
 
 /**
  * Serves `GET /metrics` from `source` on its own port (`--metrics-port`), so Prometheus can scrape a
- * port that is not exposed to clients.
+ * port that is not exposed to clients. Like the main server, on a loopback connection it answers
+ * 403 to a `Host` other than localhost, 127.x.x.x, [::1] and `allowedHosts` (DNS rebinding).
  */
 export function startMetricsPort(
   source: MetricsSource,
   host: string,
   port: number,
   err: (line: string) => void,
+  allowedHosts?: readonly string[],
 ): Server {
+  const check = crossOriginCheck(allowedHosts ? { allowedHosts } : {})!;
   const server = createServer((req, res) => {
+    try {
+      // Only the Host part applies: every method but GET is answered 404 below.
+      check({ method: 'GET', headers: req.headers, localAddress: req.socket.localAddress });
+    } catch (e) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end(`${(e as Error).message}\n`);
+      return;
+    }
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
       return;

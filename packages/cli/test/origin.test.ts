@@ -1,9 +1,11 @@
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine, type ServeOptions, serve, UsageError } from '../src/index.js';
+import { parseCommandLine, type ServeOptions, serve, startMetricsPort, UsageError } from '../src/index.js';
 
 const parse = (...args: string[]): ServeOptions => {
   const c = parseCommandLine(['serve', '--model-repository', 'm', ...args]);
@@ -76,6 +78,40 @@ describe('cross-origin options', () => {
     } finally {
       await server.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('--metrics-port server', () => {
+  function get(port: number, host: string): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/metrics', headers: { host } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('refuses a rebound Host on loopback, like the main server, and serves localhost and --allowed-host names', async () => {
+    const source = { contentType: 'text/plain', metrics: async () => 'up 1\n' };
+    const server = startMetricsPort(source, '127.0.0.1', 0, () => {}, ['models.internal']);
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    try {
+      const rebound = await get(port, `evil.example:${port}`);
+      expect(rebound.status).toBe(403);
+      expect(rebound.text).toMatch(/DNS rebinding/);
+      expect(rebound.text).not.toMatch(/up 1/);
+      expect(await get(port, `localhost:${port}`)).toEqual({ status: 200, text: 'up 1\n' });
+      expect(await get(port, `127.0.0.1:${port}`)).toEqual({ status: 200, text: 'up 1\n' });
+      expect(await get(port, 'models.internal')).toEqual({ status: 200, text: 'up 1\n' });
+    } finally {
+      server.close();
     }
   });
 });
