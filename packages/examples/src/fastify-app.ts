@@ -5,18 +5,18 @@
  *
  *   npx turbo run build --filter=@mlserve/examples... && node packages/examples/dist/fastify-app.js
  */
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import fastifyStatic from '@fastify/static';
 import { batching } from '@mlserve/batching';
 import { responseCache } from '@mlserve/cache';
 import { ModelRegistry, pipeline, validation } from '@mlserve/core';
 import { mlservePlugin } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
 import { workerPool } from '@mlserve/workers';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { type ExampleApp, type ExampleAppOptions, HOST, listen } from './app.js';
-import { isMain, MODEL_FILE, ORT_WASM_DIR, PUBLIC_DIR } from './paths.js';
-import { staticFile } from './static.js';
+import { isMain, MODEL_FILE, PUBLIC_DIR } from './paths.js';
 
 /**
  * Builds the Fastify example: the page at `/`, `/hello`, the V2 and TF Serving APIs for model
@@ -62,24 +62,35 @@ export async function createFastifyApp(
     hello: String(req.body?.name ?? 'you'),
   }));
 
-  // The page, the model file it runs in the browser, and onnxruntime-web's WebAssembly files.
-  app.get('/', (_req, reply) => send(reply, publicDir, 'index.html'));
-  app.get<{ Params: { file: string } }>('/assets/:file', (req, reply) =>
-    send(reply, publicDir, req.params.file),
+  // The page and the model file it runs in the browser: `no-cache` + ETag, so a reload revalidates
+  // them (a 304 when unchanged). Its script, style sheet and onnxruntime-web's WebAssembly have their
+  // content hash in their names: cached for a year, never revalidated; each is sent brotli or gzip
+  // compressed as the browser accepts, from the copies `buildPage()` wrote beside it.
+  await app.register(fastifyStatic, {
+    root: join(publicDir, 'assets'),
+    prefix: '/assets/',
+    preCompressed: true,
+    maxAge: '365d',
+    immutable: true,
+    index: false,
+    wildcard: true,
+  });
+  const revalidate = { cacheControl: false, preCompressed: true } as const;
+  app.get('/', (_req, reply) =>
+    reply.header('cache-control', 'no-cache').sendFile('index.html', publicDir, revalidate),
   );
-  app.get<{ Params: { file: string } }>('/ort/:file', (req, reply) =>
-    send(reply, ORT_WASM_DIR, req.params.file),
+  app.get('/models/mnist.onnx', (_req, reply) =>
+    reply
+      .header('cache-control', 'no-cache')
+      .type('application/octet-stream')
+      .sendFile(basename(modelFile), dirname(modelFile), { cacheControl: false }),
   );
-  app.get('/models/mnist.onnx', (_req, reply) => send(reply, dirname(modelFile), basename(modelFile)));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: `${req.method} ${req.url.split('?')[0]} not found`, code: 'NOT_FOUND' }),
+  );
 
   app.addHook('onClose', () => registry.close());
   return { app, registry, close: () => app.close() };
-}
-
-async function send(reply: FastifyReply, dir: string, name: string): Promise<FastifyReply> {
-  const file = await staticFile(dir, name);
-  if (!file) return reply.code(404).send({ error: `${name} not found`, code: 'NOT_FOUND' });
-  return reply.type(file.type).header('cache-control', 'no-cache').send(file.body);
 }
 
 /** `node dist/fastify-app.js [port]`: listens and prints what to open and curl. */

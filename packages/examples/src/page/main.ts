@@ -9,9 +9,12 @@ import { type Model, tensor } from '@mlserve/core';
 import * as ort from 'onnxruntime-web';
 import { argmax, inkFromRgba, SIZE, softmax, toMnist } from './preprocess.js';
 
-// onnxruntime-web fetches its WebAssembly from the app (a route serves node_modules/onnxruntime-web/dist).
+/** Where the app serves onnxruntime-web's `.wasm` under its content hash (`buildPage()` defines it). */
+declare const __ORT_WASM_URL__: string;
+
+// onnxruntime-web fetches its WebAssembly from the app, by the hashed name the build gave it.
 // Threads need SharedArrayBuffer, which browsers give only to cross-origin isolated pages.
-ort.env.wasm.wasmPaths = '/ort/';
+ort.env.wasm.wasmPaths = { wasm: __ORT_WASM_URL__ };
 ort.env.wasm.numThreads = globalThis.crossOriginIsolated
   ? Math.min(4, navigator.hardwareConcurrency || 1)
   : 1;
