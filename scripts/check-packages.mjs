@@ -68,6 +68,9 @@ const RUNTIMES = [
 
 /** Files outside dist that a package reads at run time, with the reason they ship. */
 const ASSETS = {
+  '@mlserve/cli': {
+    'bin/': 'the mlserve bin: a committed file npm can link before the first build (it imports dist/cli.js)',
+  },
   '@mlserve/backend-tfjs': { 'models/': 'the trained MNIST model the README loads from node_modules' },
   '@mlserve/protocol': {
     'proto/':
