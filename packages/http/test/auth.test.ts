@@ -1,34 +1,14 @@
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
-import { fromFunction, ModelRegistry } from '@mlserve/core';
+import { connect } from 'node:net';
 import { createAuthenticator, createKey } from '@mlserve/protocol/server';
 import { requireService } from '@mlserve/test-utils';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SERVERS } from './helpers.js';
+import { echoRegistry, launchChromium, pageServer, SERVERS } from './helpers.js';
 
 const haveChromium = requireService('chromium', 'apt-get install -y chromium');
 const BODY = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [3] }] });
 const JSON_TYPE = { 'content-type': 'application/json' };
-
-function echoRegistry() {
-  const calls = { n: 0 };
-  const registry = new ModelRegistry();
-  registry.add(
-    fromFunction({
-      name: 'echo',
-      inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
-      outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
-      infer: ({ x }) => {
-        calls.n++;
-        return { y: x! };
-      },
-    }),
-  );
-  return { registry, calls };
-}
 
 const inferKey = createKey({ name: 'app', scopes: ['infer'] });
 const readerKey = createKey({ name: 'dashboard', scopes: ['metadata', 'metrics'] });
@@ -232,40 +212,13 @@ describe.each(SERVERS)('CORS over real HTTP (%s)', (_name, start) => {
   });
 });
 
-/** A static page on its own loopback port (another origin than the API's). */
-async function pageServer(): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>client</title>');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe.runIf(haveChromium)('CORS and API keys from real Chromium pages', () => {
   let browser: Browser;
   let friend: Awaited<ReturnType<typeof pageServer>>;
   let stranger: Awaited<ReturnType<typeof pageServer>>;
   beforeAll(async () => {
-    [friend, stranger] = await Promise.all([pageServer(), pageServer()]);
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
+    [friend, stranger] = await Promise.all([pageServer('client'), pageServer('client')]);
+    browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

@@ -1,35 +1,18 @@
 import { once } from 'node:events';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fromFunction, ModelRegistry } from '@mlserve/core';
+import type { ModelRegistry } from '@mlserve/core';
 import { requireService } from '@mlserve/test-utils';
 import express from 'express';
 import Fastify from 'fastify';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MlserveHttpOptions, mlservePlugin, mlserveRouter } from '../src/index.js';
+import { echoRegistry, launchChromium, pageServer } from './helpers.js';
 
 const haveChromium = requireService('chromium', 'apt-get install -y chromium');
 const BODY = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [3] }] });
 const INFER = '/v2/models/echo/infer';
-
-/** A registry with one identity model that counts its calls. */
-function echoRegistry() {
-  const calls = { n: 0 };
-  const registry = new ModelRegistry();
-  registry.add(
-    fromFunction({
-      name: 'echo',
-      inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
-      outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
-      infer: ({ x }) => {
-        calls.n++;
-        return { y: x! };
-      },
-    }),
-  );
-  return { registry, calls };
-}
 
 interface Started {
   port: number;
@@ -213,40 +196,13 @@ describe.each(ADAPTERS)('cross-origin protection over real HTTP (%s)', (_name, s
   });
 });
 
-/** A static page on its own loopback port (another origin than the API's). */
-async function pageServer(): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>other origin</title>');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe.runIf(haveChromium)('cross-origin protection from real Chromium pages', () => {
   let browser: Browser;
   let evil: Awaited<ReturnType<typeof pageServer>>;
   let friend: Awaited<ReturnType<typeof pageServer>>;
   beforeAll(async () => {
     [evil, friend] = await Promise.all([pageServer(), pageServer()]);
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await browser?.close();
