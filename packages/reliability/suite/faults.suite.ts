@@ -3,13 +3,11 @@
  * reload, a client that disconnects mid-request (against both adapters), and SIGTERM on the
  * `mlserve` CLI.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { batching } from '@mlserve/batching';
 import { redisStore, responseCache } from '@mlserve/cache';
 import { type Model, ModelRegistry, pipeline, wrap } from '@mlserve/core';
@@ -30,6 +28,7 @@ import {
   type Running,
   send,
   sleep,
+  startCli,
   startServer,
 } from './helpers.js';
 import { closedLoop, fire, type Outcome } from './load.js';
@@ -37,7 +36,6 @@ import { closedLoop, fire, type Outcome } from './load.js';
 const AREA = 'Faults';
 const INFER = '/v2/models/mnist/infer';
 const JSON_CT = { 'content-type': 'application/json' };
-const CLI = fileURLToPath(new URL('../../cli/dist/cli.js', import.meta.url));
 const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
 
 const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(JSON.stringify(digitRequest(i))));
@@ -410,43 +408,12 @@ describe('faults: the mlserve CLI', () => {
         sent: '`mlserve serve` as a child process, 8 clients sending 64-digit binary requests (a new connection each), SIGTERM 1.5 s in',
       },
       async (row) => {
-        expect(existsSync(CLI)).toBe(true);
-        const dir = await mkdtemp(join(tmpdir(), 'mlserve-rel-cli-'));
-        await mkdir(join(dir, 'mnist', '1'), { recursive: true });
-        await copyFile(modelPath('mnist-cnn.onnx'), join(dir, 'mnist', '1', 'model.onnx'));
-        const child = spawn(
-          process.execPath,
-          [
-            CLI,
-            'serve',
-            '--model-repository',
-            dir,
-            '--port',
-            '0',
-            '--poll-interval',
-            '0',
-            '--no-warmup',
-            '--intra-op-threads',
-            '1',
-            // The text format: this waits for the summary's "Health" line (JSON is the default on a pipe).
-            '--log-format',
-            'pretty',
-          ],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        );
+        const cli = await startCli();
+        const child = cli.child;
         children.push(child);
-        let out = '';
-        child.stdout!.on('data', (d) => {
-          out += d;
-        });
-        child.stderr!.on('data', (d) => {
-          out += d;
-        });
         const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
         try {
-          const ok = await waitFor(() => /Health/.test(out) || child.exitCode !== null, 90_000);
-          const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-          expect(ok && url).toBeTruthy();
+          const url = cli.url;
           let stop = false;
           let signalledAt = Number.POSITIVE_INFINITY;
           const outcomes: (Outcome & { sentBeforeSignal: boolean; sentAt: number; endedAt: number })[] = [];
@@ -495,7 +462,7 @@ describe('faults: the mlserve CLI', () => {
           expect(lost.length).toBeLessThanOrEqual(8);
         } finally {
           if (child.exitCode === null) child.kill('SIGKILL');
-          await rm(dir, { recursive: true, force: true });
+          await cli.stop();
         }
       },
     );
