@@ -1,4 +1,5 @@
 import { cancelledFrom, expiredError, remainingMs } from './deadline.js';
+import { renamedOption } from './deprecated.js';
 import { deadlineExceeded, ServeError, unavailable } from './errors.js';
 import { preserveSignature, wrap } from './pipeline.js';
 import type { GenericMiddleware, InferOptions, Model, Tensors } from './types.js';
@@ -10,6 +11,8 @@ export interface ConcurrencyLimitOptions {
   /** Requests that may wait for a slot (default 0: shed at once when all slots are busy). */
   maxQueue?: number;
   /** HTTP status of the RESOURCE_EXHAUSTED rejection: 429 (default) or 503. */
+  rejectStatus?: 429 | 503;
+  /** @deprecated use `rejectStatus` */
   status?: 429 | 503;
 }
 
@@ -40,11 +43,9 @@ export interface ConcurrencyStats {
  * const served = pipeline(model, concurrencyLimit({ maxConcurrent: 4, maxQueue: 64 }));
  * ```
  */
-export function concurrencyLimit({
-  maxConcurrent,
-  maxQueue = 0,
-  status = 429,
-}: ConcurrencyLimitOptions): GenericMiddleware {
+export function concurrencyLimit(options: ConcurrencyLimitOptions): GenericMiddleware {
+  const { maxConcurrent, maxQueue = 0 } = options;
+  const status = renamedOption(options, 'rejectStatus', 'status', 'concurrencyLimit') ?? 429;
   if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
     throw new TypeError('options.maxConcurrent must be a positive integer');
   }

@@ -1,5 +1,6 @@
 export * from './concurrency.js';
 export * from './deadline.js';
+export * from './deprecated.js';
 export * from './emitter.js';
 export * from './errors.js';
 export * from './function-model.js';

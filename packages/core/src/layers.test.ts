@@ -134,7 +134,10 @@ describe('concurrencyLimit()', () => {
   });
 
   it('can answer 503 instead of 429', async () => {
-    const m = pipeline(scaleModel({ delayMs: 20 }), concurrencyLimit({ maxConcurrent: 1, status: 503 }));
+    const m = pipeline(
+      scaleModel({ delayMs: 20 }),
+      concurrencyLimit({ maxConcurrent: 1, rejectStatus: 503 }),
+    );
     const [a, b] = await Promise.allSettled([m.infer(x()), m.infer(x())]);
     expect(a.status).toBe('fulfilled');
     expect((b as PromiseRejectedResult).reason).toMatchObject({ code: 'RESOURCE_EXHAUSTED', status: 503 });
