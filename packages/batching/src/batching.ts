@@ -216,7 +216,7 @@ class Batcher {
       if (rows > plan.maxQueue) {
         this.#rejected.queueFull++;
         throw payloadTooLarge(
-          `a request of ${rows} rows is larger than the queue (maxQueueSize ${plan.maxQueue})`,
+          `a request of ${rows} rows is larger than the queue (maxQueue ${plan.maxQueue})`,
         );
       }
       if (this.#queue.items + rows > plan.maxQueue) throw this.#queueFull(rows);

@@ -109,7 +109,7 @@ export interface BatchingStats {
  *
  * @example
  * ```ts
- * const options: BatchingOptions = { maxBatchSize: 32, maxDelayMs: 'auto', maxLatencyMs: 5, maxQueueSize: 2048, rejectStatus: 503 };
+ * const options: BatchingOptions = { maxBatchSize: 32, maxDelayMs: 'auto', maxLatencyMs: 5, maxQueue: 2048, rejectStatus: 503 };
  * const served = pipeline(model, batching(options));
  * ```
  */
@@ -133,6 +133,8 @@ export interface BatchingOptions {
   /** Batch sizes the model runs best at: a batch is released as soon as one is reached. */
   preferredBatchSizes?: readonly number[];
   /** The most items waiting; beyond it a request is rejected at once with RESOURCE_EXHAUSTED. Default 4096. */
+  maxQueue?: number;
+  /** @deprecated use `maxQueue` */
   maxQueueSize?: number;
   /** HTTP status of that rejection: 429 (default) or 503. */
   rejectStatus?: 429 | 503;
@@ -189,6 +191,9 @@ export function validateOptions(options: BatchingOptions): void {
     if (!Array.isArray(o.preferredBatchSizes) || !o.preferredBatchSizes.every(positiveInt)) {
       throw new TypeError('options.preferredBatchSizes must be an array of positive integers');
     }
+  }
+  if (o.maxQueue !== undefined && !positiveInt(o.maxQueue)) {
+    throw new TypeError('options.maxQueue must be a positive integer');
   }
   if (o.maxQueueSize !== undefined && !positiveInt(o.maxQueueSize)) {
     throw new TypeError('options.maxQueueSize must be a positive integer');

@@ -19,6 +19,7 @@ describe('options', () => {
     [{ maxDelayMs: 'soon' }, "options.maxDelayMs must be a non-negative number or 'auto'"],
     [{ maxLatencyMs: 0 }, 'options.maxLatencyMs must be a positive number'],
     [{ preferredBatchSizes: [4, 0] }, 'options.preferredBatchSizes must be an array of positive integers'],
+    [{ maxQueue: -3 }, 'options.maxQueue must be a positive integer'],
     [{ maxQueueSize: -3 }, 'options.maxQueueSize must be a positive integer'],
     [{ rejectStatus: 500 }, 'options.rejectStatus must be 429 or 503'],
     [{ maxConcurrentBatches: 0 }, 'options.maxConcurrentBatches must be a positive integer'],
@@ -215,9 +216,9 @@ describe('failures', () => {
     expect(codes).toEqual(['INTERNAL', 'INTERNAL']);
   });
 
-  test('beyond maxQueueSize a request is rejected at once with RESOURCE_EXHAUSTED and a retry hint', async () => {
+  test('beyond maxQueue a request is rejected at once with RESOURCE_EXHAUSTED and a retry hint', async () => {
     const p = probe();
-    const served = batching({ maxQueueSize: 4, maxDelayMs: 0, rejectStatus: 503 })(p.model);
+    const served = batching({ maxQueue: 4, maxDelayMs: 0, rejectStatus: 503 })(p.model);
     p.hold();
     const running = served.infer({ x: rowsOf(1) });
     await sleep(5);

@@ -15,9 +15,7 @@ function rng(seed: number) {
 test('a random mix of sizes, priorities, parameters, aborts, deadlines and failures: every request settles correctly and nothing leaks', async () => {
   const rand = rng(42);
   const p = probe({ concurrency: 2, delayMs: 1, fail: (x) => (x.data as Float32Array).includes(-7) });
-  const served = batching({ maxBatchSize: 8, maxDelayMs: 'auto', maxLatencyMs: 3, maxQueueSize: 200 })(
-    p.model,
-  );
+  const served = batching({ maxBatchSize: 8, maxDelayMs: 'auto', maxLatencyMs: 3, maxQueue: 200 })(p.model);
   const controllers: AbortController[] = [];
   const jobs: Promise<string>[] = [];
   for (let i = 0; i < 300; i++) {

@@ -102,7 +102,7 @@ test("the batcher's fast input check accepts and refuses exactly what core's val
 
 test('a request larger than the whole queue is PAYLOAD_TOO_LARGE, not a retryable overload', async () => {
   const p = probe();
-  const served = batching({ maxQueueSize: 8, maxBatchSize: 4 })(p.model);
+  const served = batching({ maxQueue: 8, maxBatchSize: 4 })(p.model);
   expect(await codeOf(served.infer({ x: rowsOf(9) }))).toBe('PAYLOAD_TOO_LARGE');
   expect(await codeOf(served.infer({ x: rowsOf(8) }))).toBe('OK');
 });

@@ -49,7 +49,7 @@ describe.each(ADAPTERS)('overload: %s', (adapter: Adapter) => {
           area: AREA,
           name: 'soak at twice the sustainable rate',
           adapter,
-          sent: `open loop at 2x the measured sustainable rate for ${soakMs / 1000} s: V2 binary requests of ${ROWS} digits to mnist-cnn in a 1-thread worker pool behind batching(maxQueueSize 64 rows)`,
+          sent: `open loop at 2x the measured sustainable rate for ${soakMs / 1000} s: V2 binary requests of ${ROWS} digits to mnist-cnn in a 1-thread worker pool behind batching(maxQueue 64 rows)`,
         },
         async (row) => {
           running = await spawnReady(SERVER, [adapter]);

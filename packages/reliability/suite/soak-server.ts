@@ -31,7 +31,7 @@ const model = await workerPool({
 });
 const registry = new ModelRegistry();
 registry.add(
-  pipeline(model, batching({ maxBatchSize: 32, maxDelayMs: 0, maxQueueSize: MAX_QUEUE, rejectStatus: 429 })),
+  pipeline(model, batching({ maxBatchSize: 32, maxDelayMs: 0, maxQueue: MAX_QUEUE, rejectStatus: 429 })),
 );
 
 let port: number;

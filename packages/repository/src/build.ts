@@ -150,7 +150,7 @@ export async function buildPipeline(ctx: BuildContext, req: BuildRequest): Promi
       threads: workers.threads,
       ...(workers.intraOpThreads !== undefined && { intraOpThreads: workers.intraOpThreads }),
       ...(workers.maxQueue !== undefined && { maxQueue: workers.maxQueue }),
-      ...(workers.idleTimeout !== undefined && { idleTimeout: workers.idleTimeout }),
+      ...(workers.idleTimeoutMs !== undefined && { idleTimeoutMs: workers.idleTimeoutMs }),
     });
   } else {
     if (req.backend === 'onnx' && opts.intraOpNumThreads === undefined) {

@@ -1,4 +1,4 @@
-import { invalidArgument } from '@mlserve/core';
+import { invalidArgument, warnDeprecated } from '@mlserve/core';
 
 /** Which versions of a model are served. */
 export type VersionPolicy =
@@ -79,7 +79,7 @@ export interface WorkersConfig {
   threads: number;
   intraOpThreads?: number;
   maxQueue?: number;
-  idleTimeout?: number;
+  idleTimeoutMs?: number;
 }
 
 /** A model's `config.json`, validated and with defaults filled in. */
@@ -247,8 +247,16 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   if (raw.batching === undefined) config.batchingByDefault = true;
   const batching = optionsObject(raw.batching, 'batching');
   if (batching) {
-    for (const key of ['maxBatchSize', 'maxQueueSize', 'maxConcurrentBatches'] as const) {
+    for (const key of ['maxBatchSize', 'maxQueue', 'maxQueueSize', 'maxConcurrentBatches'] as const) {
       if (batching[key] !== undefined) posInt(batching[key], `batching.${key}`);
+    }
+    if (batching.maxQueueSize !== undefined) {
+      warnDeprecated(
+        'config.json batching.maxQueueSize',
+        `${file}: "batching.maxQueueSize" is deprecated; use "batching.maxQueue"`,
+      );
+      batching.maxQueue ??= batching.maxQueueSize;
+      delete batching.maxQueueSize;
     }
     const delay = batching.maxDelayMs;
     if (delay !== undefined && delay !== 'auto' && !(typeof delay === 'number' && delay >= 0)) {
@@ -299,10 +307,10 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     } else if (isObject(raw.workers)) {
       const w = raw.workers;
       for (const key of Object.keys(w)) {
-        if (!['threads', 'intraOpThreads', 'maxQueue', 'idleTimeout'].includes(key)) {
+        if (!['threads', 'intraOpThreads', 'maxQueue', 'idleTimeoutMs', 'idleTimeout'].includes(key)) {
           throw fail(
             `workers.${key}`,
-            'is not a known field (known: threads, intraOpThreads, maxQueue, idleTimeout)',
+            'is not a known field (known: threads, intraOpThreads, maxQueue, idleTimeoutMs)',
           );
         }
       }
@@ -310,12 +318,20 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
       if (w.intraOpThreads !== undefined)
         workers.intraOpThreads = posInt(w.intraOpThreads, 'workers.intraOpThreads');
       if (w.maxQueue !== undefined) workers.maxQueue = posInt(w.maxQueue, 'workers.maxQueue', 0);
-      if (w.idleTimeout !== undefined) workers.idleTimeout = posInt(w.idleTimeout, 'workers.idleTimeout', 0);
+      if (w.idleTimeout !== undefined) {
+        workers.idleTimeoutMs = posInt(w.idleTimeout, 'workers.idleTimeout', 0);
+        warnDeprecated(
+          'config.json workers.idleTimeout',
+          `${file}: "workers.idleTimeout" is deprecated; use "workers.idleTimeoutMs"`,
+        );
+      }
+      if (w.idleTimeoutMs !== undefined)
+        workers.idleTimeoutMs = posInt(w.idleTimeoutMs, 'workers.idleTimeoutMs', 0);
       config.workers = workers;
     } else {
       throw fail(
         'workers',
-        'must be a thread count or an object { threads, intraOpThreads, maxQueue, idleTimeout }',
+        'must be a thread count or an object { threads, intraOpThreads, maxQueue, idleTimeoutMs }',
       );
     }
   }

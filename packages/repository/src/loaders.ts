@@ -5,19 +5,29 @@ import {
   unavailable,
 } from '@mlserve/core';
 
-/** Loads one model file: `(source path, options) => Model`. Options carry `name` and `version`. */
-export type ModelLoader = (source: string, options: Record<string, unknown>) => Promise<Model>;
+/**
+ * A backend's load function, `(source path, options) => Model` (`loadOnnxModel`, `loadTfjsModel`).
+ * Options carry `name` and `version`. Not `@mlserve/workers`' `ModelLoader`, the export of a loader
+ * module, which also receives the worker's context.
+ */
+export type BackendLoader = (source: string, options: Record<string, unknown>) => Promise<Model>;
 
-/** Options of a worker pool, as `@mlserve/workers`' `workerPool` takes them. */
-export interface WorkerPoolOptions {
+/** @deprecated use {@link BackendLoader} (`ModelLoader` is also `@mlserve/workers`' name for a loader module's export). */
+export type ModelLoader = BackendLoader;
+
+/** What a repository passes to {@link Loaders.workerPool}: a subset of `@mlserve/workers`' `WorkerPoolOptions`. */
+export interface WorkerPoolLoaderOptions {
   backend: 'onnx' | 'tfjs';
   source: string;
   options: Record<string, unknown>;
   threads: number;
   intraOpThreads?: number;
   maxQueue?: number;
-  idleTimeout?: number;
+  idleTimeoutMs?: number;
 }
+
+/** @deprecated use {@link WorkerPoolLoaderOptions} (`WorkerPoolOptions` is `@mlserve/workers`' pool options). */
+export type WorkerPoolOptions = WorkerPoolLoaderOptions;
 
 /**
  * The parts a repository builds pipelines from. Each defaults to a dynamic import of the package
@@ -26,11 +36,11 @@ export interface WorkerPoolOptions {
  */
 export interface Loaders {
   /** Default: `loadOnnxModel` from `@mlserve/backend-onnx`. */
-  onnx?: ModelLoader;
+  onnx?: BackendLoader;
   /** Default: `loadTfjsModel` from `@mlserve/backend-tfjs` (also used for SavedModel directories). */
-  tfjs?: ModelLoader;
+  tfjs?: BackendLoader;
   /** Default: `workerPool` from `@mlserve/workers`. */
-  workerPool?: (options: WorkerPoolOptions) => Promise<Model>;
+  workerPool?: (options: WorkerPoolLoaderOptions) => Promise<Model>;
   /** Default: `batching` from `@mlserve/batching`. */
   batching?: (options: Record<string, unknown>) => Middleware;
   /** Default: `responseCache` from `@mlserve/cache`. */
@@ -71,11 +81,13 @@ async function exported<T>(pkg: string, name: string): Promise<T> {
 /** The default {@link Loaders}: dynamic imports of the mlserve packages. */
 export const defaultLoaders: Required<Pick<Loaders, 'onnx' | 'tfjs' | 'workerPool'>> = {
   onnx: async (source, options) =>
-    (await exported<ModelLoader>('@mlserve/backend-onnx', 'loadOnnxModel'))(source, options),
+    (await exported<BackendLoader>('@mlserve/backend-onnx', 'loadOnnxModel'))(source, options),
   tfjs: async (source, options) =>
-    (await exported<ModelLoader>('@mlserve/backend-tfjs', 'loadTfjsModel'))(source, options),
+    (await exported<BackendLoader>('@mlserve/backend-tfjs', 'loadTfjsModel'))(source, options),
   workerPool: async (options) =>
-    (await exported<(o: WorkerPoolOptions) => Promise<Model>>('@mlserve/workers', 'workerPool'))(options),
+    (await exported<(o: WorkerPoolLoaderOptions) => Promise<Model>>('@mlserve/workers', 'workerPool'))(
+      options,
+    ),
 };
 
 /** Resolves the middleware factories a config needs (before any model loads, so errors are early). *

@@ -10,6 +10,7 @@ import {
   type Model,
   type ModelMetadata,
   raceExpiry,
+  renamedOption,
   ServeError,
   type Signature,
   type Tensors,
@@ -53,6 +54,8 @@ export interface WorkerPoolOptions<I extends TensorTypes = TensorTypes, O extend
   /** Threads kept loaded even when idle. Default `threads` (all of them). */
   minThreads?: number;
   /** How long a thread above `minThreads` may idle before it exits, ms. Default: never. */
+  idleTimeoutMs?: number;
+  /** @deprecated use `idleTimeoutMs` */
   idleTimeout?: number;
   /** Copy input arrays instead of moving them to the worker (the caller keeps its data). Default false. */
   copyInputs?: boolean;
@@ -100,7 +103,7 @@ export interface WorkerPoolStats {
   failed: number;
   /** Worker threads that died (heap limit, exit) and were replaced. */
   workerDeaths: number;
-  /** Workers alive now (below `threads` after idle ones exited, see `idleTimeout`). */
+  /** Workers alive now (below `threads` after idle ones exited, see `idleTimeoutMs`). */
   liveWorkers: number;
   /** Piscina's utilization: the share of thread time spent running tasks. */
   utilization: number;
@@ -224,9 +227,15 @@ function mapRunError(err: unknown, name: string, disposed: boolean): ServeError 
 
 async function startThreads(
   data: WorkerData,
-  settings: { threads: number; minThreads: number; loadTimeoutMs: number; options: WorkerPoolOptions },
+  settings: {
+    threads: number;
+    minThreads: number;
+    loadTimeoutMs: number;
+    idleTimeoutMs: number;
+    options: WorkerPoolOptions;
+  },
 ): Promise<Engine> {
-  const { threads, minThreads, loadTimeoutMs, options } = settings;
+  const { threads, minThreads, loadTimeoutMs, idleTimeoutMs, options } = settings;
   const { description } = data;
   let deaths = 0;
   const piscina = new Piscina({
@@ -234,7 +243,7 @@ async function startThreads(
     minThreads,
     maxThreads: threads,
     concurrentTasksPerWorker: 1,
-    idleTimeout: options.idleTimeout ?? Number.POSITIVE_INFINITY,
+    idleTimeout: idleTimeoutMs,
     workerData: data,
     loadBalancer: stickyBalancer,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
@@ -401,9 +410,13 @@ async function startPool(options: WorkerPoolOptions): Promise<Model> {
   if (options.sequenceIdleTimeoutMs !== undefined && !(options.sequenceIdleTimeoutMs > 0)) {
     throw new TypeError('options.sequenceIdleTimeoutMs must be a positive number of milliseconds');
   }
-  if (options.idleTimeout !== undefined && !(options.idleTimeout >= 0)) {
-    throw new TypeError('options.idleTimeout must be a non-negative number of milliseconds');
+  for (const k of ['idleTimeoutMs', 'idleTimeout'] as const) {
+    if (options[k] !== undefined && !((options[k] as number) >= 0)) {
+      throw new TypeError(`options.${k} must be a non-negative number of milliseconds`);
+    }
   }
+  const idleTimeoutMs =
+    renamedOption(options, 'idleTimeoutMs', 'idleTimeout', 'workerPool') ?? Number.POSITIVE_INFINITY;
   const budget = gate().total;
   const threads = options.threads ?? budget;
   const fromOptions = description.options?.intraOpNumThreads;
@@ -425,7 +438,7 @@ async function startPool(options: WorkerPoolOptions): Promise<Model> {
   const engine =
     options.isolation === 'process'
       ? await startProcesses(data, threads, options.resourceLimits?.maxOldGenerationSizeMb, loadTimeoutMs)
-      : await startThreads(data, { threads, minThreads, loadTimeoutMs, options });
+      : await startThreads(data, { threads, minThreads, loadTimeoutMs, idleTimeoutMs, options });
   const innerMeta = engine.metadata;
   const meta: ModelMetadata = {
     ...innerMeta,

@@ -198,13 +198,13 @@ describe('workerPool loading', () => {
     },
   );
 
-  it('threads above minThreads exit after idleTimeout; a new one loads the model before it serves', async () => {
+  it('threads above minThreads exit after idleTimeoutMs; a new one loads the model before it serves', async () => {
     const pool = await workerPool({
       backend: { module: FAULTY },
       source: 'unused',
       threads: 2,
       minThreads: 1,
-      idleTimeout: 100,
+      idleTimeoutMs: 100,
     });
     try {
       const live = () => (pool.stats!().workers as { liveWorkers: number }).liveWorkers;
