@@ -14,7 +14,7 @@ import {
   type Tensor,
   tensor,
   tensorsEqual,
-} from './index.js';
+} from '../src/index.js';
 
 function expectInvalid(fn: () => unknown, message?: RegExp) {
   try {

@@ -1,5 +1,5 @@
-import { fromFunction } from './function-model.js';
-import type { Model, Tensors } from './types.js';
+import { fromFunction } from '../src/function-model.js';
+import type { Model, Tensors } from '../src/types.js';
 
 /** A float32 [-1, n] identity-ish model for tests: y = x * factor, with a call log. */
 export function scaleModel(

@@ -10,7 +10,7 @@ import {
   type Tensors,
   validateRequest,
   validation,
-} from './index.js';
+} from '../src/index.js';
 
 const meta: ModelMetadata = {
   name: 'm',

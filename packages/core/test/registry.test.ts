@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type Model, ModelRegistry, type Tensors, tensor } from './index.js';
-import { scaleModel } from './test-helpers.js';
+import { type Model, ModelRegistry, type Tensors, tensor } from '../src/index.js';
+import { scaleModel } from './helpers.js';
 
 const x = () => ({ x: tensor('float32', [1, 2, 3, 4], [1, 4]) });
 

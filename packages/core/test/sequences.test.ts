@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { ServeError } from './errors.js';
-import { fromFunction } from './function-model.js';
-import { pipeline } from './pipeline.js';
-import { SequenceStore, sequences, statefulModel } from './sequences.js';
-import type { SequenceInfo, Tensors } from './types.js';
+import type { ServeError } from '../src/errors.js';
+import { fromFunction } from '../src/function-model.js';
+import { pipeline } from '../src/pipeline.js';
+import { SequenceStore, sequences, statefulModel } from '../src/sequences.js';
+import type { SequenceInfo, Tensors } from '../src/types.js';
 
 const f32 = (dims: number[], values: number[]) => ({
   type: 'float32' as const,

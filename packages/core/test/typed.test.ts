@@ -1,11 +1,11 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { concurrencyLimit } from './concurrency.js';
-import { fromFunction, type TensorSpec } from './function-model.js';
-import { graph } from './graph.js';
-import { compose, pipeline, wrap } from './pipeline.js';
-import { checkSignature } from './signature.js';
-import { tensor } from './tensor.js';
-import { timeout } from './timeout.js';
+import { concurrencyLimit } from '../src/concurrency.js';
+import { fromFunction, type TensorSpec } from '../src/function-model.js';
+import { graph } from '../src/graph.js';
+import { compose, pipeline, wrap } from '../src/pipeline.js';
+import { checkSignature } from '../src/signature.js';
+import { tensor } from '../src/tensor.js';
+import { timeout } from '../src/timeout.js';
 import type {
   GenericMiddleware,
   InferOptions,
@@ -15,8 +15,8 @@ import type {
   Tensors,
   TensorTypes,
   TypedTensors,
-} from './types.js';
-import { validation } from './validation.js';
+} from '../src/types.js';
+import { validation } from '../src/validation.js';
 
 const classifier = () =>
   fromFunction({

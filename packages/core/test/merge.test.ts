@@ -6,7 +6,7 @@ import {
   pickOutputs,
   SharedCalls,
   SharedSignal,
-} from './index.js';
+} from '../src/index.js';
 
 describe('merging semantics', () => {
   it('parametersKey is equal for equal parameters in any order, and distinguishes types', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isServeError, resourceExhausted, ServeError, STATUS_BY_CODE, toServeError } from './index.js';
+import { isServeError, resourceExhausted, ServeError, STATUS_BY_CODE, toServeError } from '../src/index.js';
 
 describe('ServeError', () => {
   it('carries a stable code and the status of that code', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { compose, layers, type Middleware, type Model, pipeline, tensor, wrap } from './index.js';
-import { scaleModel } from './test-helpers.js';
+import { compose, layers, type Middleware, type Model, pipeline, tensor, wrap } from '../src/index.js';
+import { scaleModel } from './helpers.js';
 
 /** A layer that records when a request passes it, on the way in and out. */
 function tracer(name: string, log: string[]): Middleware {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { fromFunction, graph, type Model, tensor } from './index.js';
-import { scaleModel } from './test-helpers.js';
+import { fromFunction, graph, type Model, tensor } from '../src/index.js';
+import { scaleModel } from './helpers.js';
 
 /** u8 pixels [-1, 4] -> float32 [-1, 4] in [0, 1]. */
 const preprocess = fromFunction({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { concurrencyLimit, pipeline, tensor, timeout, validation } from './index.js';
-import { scaleModel } from './test-helpers.js';
+import { concurrencyLimit, pipeline, tensor, timeout, validation } from '../src/index.js';
+import { scaleModel } from './helpers.js';
 
 const x = (rows = 1) => ({ x: tensor('float32', new Float32Array(rows * 4).fill(1), [rows, 4]) });
 

@@ -1,7 +1,7 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { asFloat32, asInt64, asString, asTensorOf } from './narrow.js';
-import { tensor } from './tensor.js';
-import type { Tensor, Tensors } from './types.js';
+import { asFloat32, asInt64, asString, asTensorOf } from '../src/narrow.js';
+import { tensor } from '../src/tensor.js';
+import type { Tensor, Tensors } from '../src/types.js';
 
 describe('narrowing helpers', () => {
   const out: Tensors = {

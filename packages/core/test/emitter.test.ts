@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Emitter } from './index.js';
+import { Emitter } from '../src/index.js';
 
 describe('Emitter', () => {
   it('calls listeners with typed arguments, once and off included', () => {

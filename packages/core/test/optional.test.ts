@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isServeError } from './errors.js';
-import { importOptional, isModuleNotFound } from './optional.js';
+import { isServeError } from '../src/errors.js';
+import { importOptional, isModuleNotFound } from '../src/optional.js';
 
 async function rejection(p: Promise<unknown>) {
   try {
