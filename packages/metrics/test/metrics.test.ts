@@ -8,7 +8,7 @@ import {
 } from '@mlserve/core';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { metrics, metricsText } from './index.js';
+import { metrics, metricsText } from '../src/index.js';
 
 const echo = (name = 'm') =>
   fromFunction({
