@@ -1,8 +1,8 @@
 import { fromFunction, pipeline, type Tensors, tensor } from '@mlserve/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { echoModel, instrumented } from '../test/helpers.js';
-import { featureLookup, memoryFeatureStore } from './index.js';
+import { featureLookup, memoryFeatureStore } from '../src/index.js';
+import { echoModel, instrumented } from './helpers.js';
 
 const users = () =>
   memoryFeatureStore({
