@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cell, readRecords, recordCase, recordNote, renderReport } from './report.js';
+import { cell, readRecords, recordCase, recordNote, renderReport } from '../src/report.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
