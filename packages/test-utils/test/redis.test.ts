@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort, requireService, startRedis } from './index.js';
+import { freePort, requireService, startRedis } from '../src/index.js';
 
 function roundTrip(port: number, command: string): Promise<string> {
   return new Promise((resolve, reject) => {
