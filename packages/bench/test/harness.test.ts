@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { closedLoop, interleaved, openLoop, perCpuRatio, ratioTable, timePerCall } from './harness.js';
+import { closedLoop, interleaved, openLoop, perCpuRatio, ratioTable, timePerCall } from '../src/harness.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 const haveWrk = requireService('wrk', 'apt-get install -y wrk');
 const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
 
-const here = fileURLToPath(new URL('.', import.meta.url));
+const here = fileURLToPath(new URL('../src/', import.meta.url));
 
 /** Every scenario's title, as the runner lists them (the suite must print a section for each). */
 function titles(): string[] {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireService } from '@mlserve/test-utils';
 import { describe, expect, it } from 'vitest';
-import { luaScript, ms, parseWrk, wrk } from './wrk.js';
+import { luaScript, ms, parseWrk, wrk } from '../src/wrk.js';
 
 const SAMPLE = `Running 3s test @ http://127.0.0.1:41234/v2/models/mnist/infer
   1 threads and 8 connections
