@@ -252,7 +252,9 @@ function integer(value: string, flag: string, min: number): number {
   return n;
 }
 
-/** Parses `500ms`, `5s`, `2m` or a bare number of milliseconds. *
+/**
+ * Parses `500ms`, `5s`, `2m` or a bare number of milliseconds.
+ *
  * @example
  * ```ts
  * parseDuration('5s', '--poll-interval'); // 5000
@@ -276,7 +278,9 @@ function parseSize(value: string, flag: string): number {
   return bytes;
 }
 
-/** Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}. *
+/**
+ * Parses `mlserve`'s arguments (without `node` and the script). Throws {@link UsageError}.
+ *
  * @example
  * ```ts
  * const command = parseCommandLine(process.argv.slice(2));

@@ -220,7 +220,9 @@ export function setRequestId(req: object, id: string): void {
   (req as { [REQUEST_ID]?: string })[REQUEST_ID] = id;
 }
 
-/** Maps any error to its status and `{"error": ...}` body, with Retry-After for overload.  *
+/**
+ * Maps any error to its status and `{"error": ...}` body, with Retry-After for overload.
+ *
  * @example
  * ```ts
  * const { status, headers, body } = errorResponse(resourceExhausted('queue full', { retryAfterMs: 1500 }));

@@ -64,7 +64,9 @@ function flattenStrict(
   for (const v of value) flattenStrict(v, dims, depth + 1, out, what);
 }
 
-/** Builds a typed tensor from a nested JSON value (strict shape), for the model's declared type.  *
+/**
+ * Builds a typed tensor from a nested JSON value (strict shape), for the model's declared type.
+ *
  * @example
  * ```ts
  * nestedToTensor('float32', [[1, 2], [3, 4]], 'input "x"'); // float32[2,2]
@@ -165,7 +167,9 @@ export function decodePredict(body: unknown, meta: ModelMetadata): PredictReques
   return { inputs, format: 'columnar' };
 }
 
-/** Encodes outputs as TF Serving does: `{"predictions": [...]}` (row) or `{"outputs": ...}` (columnar).  *
+/**
+ * Encodes outputs as TF Serving does: `{"predictions": [...]}` (row) or `{"outputs": ...}` (columnar).
+ *
  * @example
  * ```ts
  * encodePredict({ scores: tensor('float32', [0.1, 0.9], [1, 2]) }, 'row'); // { predictions: [[0.1, 0.9]] }
@@ -210,7 +214,9 @@ const TF_STATE: Record<VersionStatus['state'], string> = {
   failed: 'END',
 };
 
-/** `GET /v1/models/{name}[/versions/{v}]`: TF Serving's model status.  *
+/**
+ * `GET /v1/models/{name}[/versions/{v}]`: TF Serving's model status.
+ *
  * @example
  * ```ts
  * reply.send(tfStatus(registry.list().filter((s) => s.name === 'mnist')));
@@ -242,7 +248,9 @@ const TF_DTYPE: Record<DataType, string> = {
   string: 'DT_STRING',
 };
 
-/** `GET /v1/models/{name}/metadata`: the model as one `serving_default` signature.  *
+/**
+ * `GET /v1/models/{name}/metadata`: the model as one `serving_default` signature.
+ *
  * @example
  * ```ts
  * reply.send(tfMetadata(registry.get('mnist').metadata()));

@@ -37,7 +37,9 @@ export const V2_DATATYPE: Readonly<Record<DataType, string>> = Object.freeze({
 
 const FROM_V2 = new Map<string, DataType>(Object.entries(V2_DATATYPE).map(([k, v]) => [v, k as DataType]));
 
-/** The core type of a V2 datatype name; INVALID_ARGUMENT for anything else (BF16 included).  *
+/**
+ * The core type of a V2 datatype name; INVALID_ARGUMENT for anything else (BF16 included).
+ *
  * @example
  * ```ts
  * fromV2Datatype('FP32', 'input "x"'); // 'float32'
@@ -55,7 +57,9 @@ export function fromV2Datatype(value: unknown, what: string): DataType {
 /** Deepest nesting of a JSON `data` array accepted (tensors of higher rank are not served). */
 export const MAX_RANK = 32;
 
-/** Checks a client's shape: an array of at most {@link MAX_RANK} non-negative safe integers.  *
+/**
+ * Checks a client's shape: an array of at most {@link MAX_RANK} non-negative safe integers.
+ *
  * @example
  * ```ts
  * const { dims, count } = parseShape([2, 3], 'input "x"'); // count 6, nothing allocated
@@ -211,7 +215,9 @@ export function tensorFromBinary(
   return { type, dims, data: arr };
 }
 
-/** Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes.  *
+/**
+ * Splits BYTES elements: each is a 4-byte little-endian length, then that many bytes.
+ *
  * @example
  * ```ts
  * splitLengthPrefixed(new Uint8Array([1, 0, 0, 0, 0x61]), 1, 'input "s"'); // [Uint8Array [0x61]]
@@ -242,7 +248,9 @@ export function splitLengthPrefixed(bytes: Uint8Array, count: number, what: stri
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Decodes UTF-8, failing with INVALID_ARGUMENT on invalid bytes.  *
+/**
+ * Decodes UTF-8, failing with INVALID_ARGUMENT on invalid bytes.
+ *
  * @example
  * ```ts
  * decodeUtf8(new Uint8Array([0x68, 0x69]), 'body'); // 'hi'
@@ -259,7 +267,9 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
 const utf8Encoder = new TextEncoder();
 const utf8Lenient = new TextDecoder('utf-8');
 
-/** UTF-8 bytes of a string (TextEncoder: no Buffer, so this also runs in browsers).  *
+/**
+ * UTF-8 bytes of a string (TextEncoder: no Buffer, so this also runs in browsers).
+ *
  * @example
  * ```ts
  * encodeUtf8('hi'); // Uint8Array [0x68, 0x69]
@@ -329,7 +339,9 @@ export function tensorToBinary(t: Tensor): Uint8Array {
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
-/** A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings).  *
+/**
+ * A tensor's data as JSON text (int64 exact, FP16 as numbers, BYTES as strings).
+ *
  * @example
  * ```ts
  * tensorDataToJson(tensor('int64', [2n ** 60n], [1])); // '[1152921504606846976]'
@@ -367,7 +379,9 @@ function jsonNumber(v: number): string {
   return Number.isFinite(v) ? String(v) : 'null';
 }
 
-/** A tensor's elements as plain JS values, nested by its dims (for TF Serving responses).  *
+/**
+ * A tensor's elements as plain JS values, nested by its dims (for TF Serving responses).
+ *
  * @example
  * ```ts
  * tensorToNested(tensor('float32', [1, 2, 3, 4], [2, 2])); // [[1, 2], [3, 4]]
@@ -387,7 +401,9 @@ export function tensorToNested(t: Tensor, skipLeading = 0): unknown {
   return level;
 }
 
-/** A tensor's elements as plain JS values (int64 as numbers, BYTES as strings).  *
+/**
+ * A tensor's elements as plain JS values (int64 as numbers, BYTES as strings).
+ *
  * @example
  * ```ts
  * plainElements(tensor('bool', [true, false])); // [true, false]

@@ -67,7 +67,9 @@ function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** `scheme://host[:port]` as browsers send it in `Origin`; TypeError for anything else. *
+/**
+ * `scheme://host[:port]` as browsers send it in `Origin`; TypeError for anything else.
+ *
  * @example
  * ```ts
  * import { normalizeOrigin } from '@mlserve/protocol/server';

@@ -53,7 +53,9 @@ function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The SHA-256 digest (hex) a keys file stores for `key`. *
+/**
+ * The SHA-256 digest (hex) a keys file stores for `key`.
+ *
  * @example
  * ```ts
  * import { keyDigest } from '@mlserve/protocol/server';
@@ -145,7 +147,9 @@ export function parseKeys(text: string, source = 'keys'): StoredKey[] {
   return keys;
 }
 
-/** Reads and parses a keys file ({@link parseKeys}). *
+/**
+ * Reads and parses a keys file ({@link parseKeys}).
+ *
  * @example
  * ```ts compile-only
  * import { readKeysFile } from '@mlserve/protocol/server';

@@ -190,7 +190,9 @@ export class ServerStats {
   }
 }
 
-/** Triton's model configuration (`GET /v2/models/{name}/config`), derived from the metadata.  *
+/**
+ * Triton's model configuration (`GET /v2/models/{name}/config`), derived from the metadata.
+ *
  * @example
  * ```ts
  * reply.send(tritonConfig(registry.get('mnist').metadata())); // { max_batch_size, input: [{ dims: [1, 28, 28] }] }

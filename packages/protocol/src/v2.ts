@@ -117,7 +117,9 @@ export function reservedParameters(params: Record<string, ParameterValue>): Rese
   return { parameters, timeoutUs, priority, sequence, binaryDataOutput };
 }
 
-/** Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values.  *
+/**
+ * Copies a V2 `parameters` object into a null-prototype record, rejecting non-scalar values.
+ *
  * @example
  * ```ts
  * const params = parseParameters(json.parameters, 'request'); // null prototype, scalars only
@@ -138,7 +140,9 @@ export function parseParameters(value: unknown, what: string): Record<string, Pa
   return out;
 }
 
-/** Parses JSON text, mapping syntax errors to INVALID_ARGUMENT.  *
+/**
+ * Parses JSON text, mapping syntax errors to INVALID_ARGUMENT.
+ *
  * @example
  * ```ts
  * const body = parseJson(buffer); // INVALID_ARGUMENT on bad UTF-8 or JSON
@@ -515,7 +519,9 @@ export function classify(
   return { type: 'string', dims: batched && t.dims.length >= 2 ? [rows, top] : [top], data: out };
 }
 
-/** V2 model metadata (`GET /v2/models/{name}[/versions/{v}]`).  *
+/**
+ * V2 model metadata (`GET /v2/models/{name}[/versions/{v}]`).
+ *
  * @example
  * ```ts
  * reply.send(v2ModelMetadata(model.metadata(), registry.versions(model.name)));

@@ -90,7 +90,9 @@ export const defaultLoaders: Required<Pick<Loaders, 'onnx' | 'tfjs' | 'workerPoo
     ),
 };
 
-/** Resolves the middleware factories a config needs (before any model loads, so errors are early). *
+/**
+ * Resolves the middleware factories a config needs (before any model loads, so errors are early).
+ *
  * @example
  * ```ts
  * const batching = await middlewareFactory({}, 'batching');

@@ -21,7 +21,9 @@ export function assertSafeName(name: unknown, what = 'model name'): asserts name
   }
 }
 
-/** True when `child` (a real path) is `root` or lies under it. *
+/**
+ * True when `child` (a real path) is `root` or lies under it.
+ *
  * @example
  * ```ts
  * isInside('/srv/models', '/srv/models/mnist/1'); // true

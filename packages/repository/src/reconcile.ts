@@ -56,7 +56,9 @@ export interface Reconciliation {
   actions: VersionAction[];
 }
 
-/** The versions a policy keeps, ascending. *
+/**
+ * The versions a policy keeps, ascending.
+ *
  * @example
  * ```ts
  * applyVersionPolicy({ latest: 2 }, ['1', '10', '3']); // ['3', '10']

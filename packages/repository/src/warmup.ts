@@ -64,7 +64,9 @@ function filled(type: DataType, count: number, fill: number | bigint = 0): Tenso
   return data;
 }
 
-/** Zero-filled inputs for one request of `batch` rows (dynamic non-batch dims become 1). *
+/**
+ * Zero-filled inputs for one request of `batch` rows (dynamic non-batch dims become 1).
+ *
  * @example
  * ```ts
  * await model.infer(zeroInputs(model.metadata(), 4));
@@ -80,7 +82,9 @@ export function zeroInputs(meta: ModelMetadata, batch: number): Tensors {
   return out;
 }
 
-/** Tensors from a config sample, typed by the model's signature. *
+/**
+ * Tensors from a config sample, typed by the model's signature.
+ *
  * @example
  * ```ts
  * const inputs = sampleInputs(meta, config.warmup.samples![0]!, 'mnist/config.json');
