@@ -309,8 +309,9 @@ function decodeSegment(s: string | undefined): string | undefined {
 
 /**
  * The framework-free protocol core: KServe V2 and TF Serving REST over a {@link ModelRegistry}.
- * The Fastify plugin and the Express router are thin shells around it; a gRPC server can reuse
- * its pieces (`decodeV2Request`, `errorResponse`, the registry lookup).
+ * The Fastify plugin and the Express router are thin shells around it. What is not HTTP lives in
+ * `@mlserve/protocol` (the V2 codec, `createV2Service`, API keys), which `@mlserve/grpc` uses
+ * too; the gRPC server uses nothing from this package.
  *
  * @example
  * ```ts
