@@ -317,7 +317,6 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
       if (!this.#models.get(name)?.size) throw notFound(`unknown model "${name}"`);
       throw notFound(`unknown version "${versionOrLabel}" of model "${name}"`);
     }
-    if (this.#closing) throw unavailable('the server is shutting down');
     if (entry.state !== 'ready' || !entry.model) {
       const why = entry.error ? `: ${entry.error.message}` : '';
       throw unavailable(`model "${name}" version ${entry.version} is ${entry.state}${why}`);
@@ -384,7 +383,12 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
     await Promise.all(targets.map((e) => this.#retire(e!)));
   }
 
-  /** Alias of `remove(name)`: unload every version of a model. */
+  /**
+   * Alias of `remove(name)`: unload every version of a model.
+   *
+   * @deprecated Nothing in mlserve calls it: use {@link ModelRegistry.remove} (`remove(name)`
+   * retires every version, as this does). It will be removed in a later minor version.
+   */
   unload(name: string): Promise<void> {
     return this.remove(name);
   }
