@@ -112,6 +112,9 @@ function guard(infer: NonNullable<LayerOverrides['infer']>): NonNullable<LayerOv
  * {@link GenericMiddleware}); a layer typed only as the untyped {@link Middleware} makes the result
  * an untyped `Model`.
  *
+ * Throws a TypeError naming the middleware's position (0 = the first listed) when one is not a
+ * function or returns something that is not a Model (no `infer()`, or a Promise).
+ *
  * @example
  * ```ts
  * const served = pipeline(model, metrics(), validation(), responseCache({ max: 10_000 }), batching({ maxBatchSize: 64 }));
@@ -128,8 +131,27 @@ export function pipeline(model: Model, ...middleware: Middleware[]): Model {
     const layer = middleware[i];
     if (typeof layer !== 'function') throw new TypeError(`pipeline: middleware ${i} is not a function`);
     current = layer(current);
+    // Like undici's interceptors: a layer that returns no Model fails here, naming its position,
+    // not later at the first request with "infer is not a function".
+    if (!isModel(current)) {
+      const name = layer.name ? ` (${layer.name})` : '';
+      throw new TypeError(`pipeline: middleware ${i}${name} returned ${describe(current)}, not a Model`);
+    }
   }
   return current;
+}
+
+function isModel(value: unknown): value is Model {
+  return typeof value === 'object' && value !== null && typeof (value as Model).infer === 'function';
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function') {
+    return 'a Promise (a middleware must return its layer synchronously)';
+  }
+  if (typeof value === 'object') return 'an object without infer()';
+  return `a ${typeof value}`;
 }
 
 /**

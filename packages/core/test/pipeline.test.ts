@@ -144,4 +144,24 @@ describe('pipeline (a behaviour spec, in the manner of koa-compose)', () => {
   it('rejects a non-function middleware with a clear message', () => {
     expect(() => pipeline(scaleModel(), 42 as never)).toThrow('pipeline: middleware 0 is not a function');
   });
+
+  it('rejects a middleware that returns no Model, naming its position (as undici checks interceptors)', () => {
+    const ok: Middleware = (inner) => wrap(inner, { layer: 'ok' });
+    const forgot = ((inner: Model) => {
+      void inner;
+    }) as unknown as Middleware;
+    const asyncLayer = (async (inner: Model) => inner) as unknown as Middleware;
+    const plain = (() => ({ name: 'x', version: '1' })) as unknown as Middleware;
+    expect(() => pipeline(scaleModel(), ok, forgot)).toThrow(
+      new TypeError('pipeline: middleware 1 (forgot) returned undefined, not a Model'),
+    );
+    expect(() => pipeline(scaleModel(), asyncLayer, ok)).toThrow(
+      'pipeline: middleware 0 (asyncLayer) returned a Promise (a middleware must return its layer synchronously), not a Model',
+    );
+    expect(() => pipeline(scaleModel(), ok, ok, plain)).toThrow(
+      'pipeline: middleware 2 (plain) returned an object without infer(), not a Model',
+    );
+    // compose() counts positions in its own list.
+    expect(() => pipeline(scaleModel(), ok, compose(ok, forgot))).toThrow('pipeline: middleware 1 (forgot)');
+  });
 });
