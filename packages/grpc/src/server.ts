@@ -94,7 +94,7 @@ export interface GrpcServerOptions {
   maxStreamInFlight?: number;
   /** Classification labels by model name (else `metadata().extra.labels`), as in `@mlserve/http`. */
   labels?: Record<string, readonly string[] | Record<string, readonly string[]>>;
-  /** ServerMetadata's name and version. */
+  /** ServerMetadata's name and version (default `mlserve` and `@mlserve/protocol`'s version). */
   serverName?: string;
   serverVersion?: string;
   /** Extra @grpc/grpc-js server options (keepalive, compression, ...). */

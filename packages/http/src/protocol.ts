@@ -124,7 +124,7 @@ export interface MlserveHttpOptions {
    * key's rate limit: 429 RESOURCE_EXHAUSTED with Retry-After.
    */
   auth?: AuthOptions | Authenticator;
-  /** `GET /v2` server name and version. */
+  /** `GET /v2` server name and version (default `mlserve` and `@mlserve/protocol`'s version). */
   serverName?: string;
   serverVersion?: string;
 }

@@ -15,6 +15,7 @@ import {
   unimplemented,
 } from '@mlserve/core';
 import { ROOT_CONTEXT, type Span, trace } from '@opentelemetry/api';
+import { version as PACKAGE_VERSION } from '../package.json';
 import { checkBearer, type ManagementOptions } from './auth.js';
 import { batchSizesOf, ServerStats, tritonConfig } from './stats.js';
 import { classificationLabels, classify, type RequestedOutput, v2ModelMetadata } from './v2.js';
@@ -41,7 +42,7 @@ export interface V2ServiceOptions {
    * (`infer`, `ready`, `config`, `stats`) cannot be used.
    */
   modelActions?: Record<string, ModelAction>;
-  /** Server metadata name and version. */
+  /** Server metadata name and version (default `mlserve` and this package's version). */
   serverName?: string;
   serverVersion?: string;
 }
@@ -296,7 +297,7 @@ export function createV2Service(options: V2ServiceOptions) {
     serverMetadata(transportExtensions: readonly string[]) {
       return {
         name: options.serverName ?? 'mlserve',
-        version: options.serverVersion ?? '0.1.0',
+        version: options.serverVersion ?? PACKAGE_VERSION,
         extensions: [...transportExtensions, ...(management ? ['model_repository'] : [])],
       };
     },

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import {
   fromFunction,
   isServeError,
@@ -169,6 +170,18 @@ describe('createV2Service', () => {
     expect(
       createV2Service({ registry, modelActions: { feedback: () => ({}) } }).modelAction('feedback'),
     ).toBeTypeOf('function');
+  });
+
+  it("reports this package's version as the server version unless told one", () => {
+    registry = new ModelRegistry();
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    expect(createV2Service({ registry }).serverMetadata(['binary_tensor_data'])).toEqual({
+      name: 'mlserve',
+      version,
+      extensions: ['binary_tensor_data'],
+    });
+    const named = createV2Service({ registry, serverName: 'x', serverVersion: '9.9.9' });
+    expect(named.serverMetadata([])).toMatchObject({ name: 'x', version: '9.9.9' });
   });
 });
 
