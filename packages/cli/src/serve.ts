@@ -20,7 +20,13 @@ import {
   V2_DATATYPE,
 } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
-import { Repository, type RepositoryLogger, type VersionEvent, zeroInputs } from '@mlserve/repository';
+import {
+  Repository,
+  type RepositoryLogger,
+  sampleInputs,
+  type VersionEvent,
+  zeroInputs,
+} from '@mlserve/repository';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { LogFormat, ServeOptions } from './args.js';
@@ -515,10 +521,7 @@ async function summary(
     const meta = repository.registry.get(ready.name, ready.version).metadata();
     const sample = repository.config(ready.name)?.warmup.samples?.[0];
     let inputs: Tensors | undefined;
-    if (sample) {
-      const { sampleInputs } = await import('@mlserve/repository');
-      inputs = sampleInputs(meta, sample, 'config.json');
-    }
+    if (sample) inputs = sampleInputs(meta, sample, 'config.json');
     // One file per server process: two servers on one machine must not overwrite each other's.
     const file = join(tmpdir(), `mlserve-${process.pid}-${ready.name}-request.json`);
     await writeFile(file, sampleRequest(meta, inputs));
