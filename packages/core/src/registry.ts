@@ -1,3 +1,4 @@
+import { warnDeprecated } from './deprecated.js';
 import { Emitter } from './emitter.js';
 import { invalidArgument, notFound, type ServeError, toServeError, unavailable } from './errors.js';
 import type { InferOptions, Model, Tensors } from './types.js';
@@ -387,9 +388,11 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
    * Alias of `remove(name)`: unload every version of a model.
    *
    * @deprecated Nothing in mlserve calls it: use {@link ModelRegistry.remove} (`remove(name)`
-   * retires every version, as this does). It will be removed in a later minor version.
+   * retires every version, as this does). It warns once (MLSERVE_DEPRECATED) and will be removed
+   * in a later minor version.
    */
   unload(name: string): Promise<void> {
+    warnDeprecated('ModelRegistry.unload', 'ModelRegistry.unload(name) is deprecated; use remove(name)');
     return this.remove(name);
   }
 

@@ -2,12 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   concurrencyLimit,
   DEPRECATED_CODE,
+  ModelRegistry,
   pipeline,
   renamedOption,
   tensor,
   warnDeprecated,
 } from '../src/index.js';
-import { scaleModel } from '../src/test-helpers.js';
+import { scaleModel } from './helpers.js';
 
 /** The MLSERVE_DEPRECATED warnings `fn` emits (process warnings arrive on the next tick). */
 async function deprecationsOf(fn: () => unknown): Promise<string[]> {
@@ -60,5 +61,20 @@ describe('concurrencyLimit({ status }) (deprecated alias of rejectStatus)', () =
       expect((b as PromiseRejectedResult).reason).toMatchObject({ code: 'RESOURCE_EXHAUSTED', status: 503 });
     });
     expect(seen).toEqual(['concurrencyLimit: options.status is deprecated; use options.rejectStatus']);
+  });
+});
+
+describe('ModelRegistry.unload(name) (deprecated alias of remove(name))', () => {
+  it('still retires every version of the model and warns once', async () => {
+    const registry = new ModelRegistry();
+    registry.add(scaleModel({ name: 'a' }));
+    const seen = await deprecationsOf(async () => {
+      await registry.unload('a');
+      expect(registry.names()).toEqual([]);
+      registry.add(scaleModel({ name: 'a' }));
+      await registry.unload('a');
+    });
+    expect(registry.names()).toEqual([]);
+    expect(seen).toEqual(['ModelRegistry.unload(name) is deprecated; use remove(name)']);
   });
 });
