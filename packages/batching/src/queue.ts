@@ -162,8 +162,11 @@ export class Queue {
         if (items + rows > limit && k > 0) break;
         items += rows;
       }
-      taken = k === entries.length ? entries : entries.slice(0, k);
-      g.entries = k === entries.length ? [] : entries.slice(k);
+      // splice() from the front trims the array in place (no copy of the rest).
+      if (k === entries.length) {
+        taken = entries;
+        g.entries = [];
+      } else taken = entries.splice(0, k);
     } else {
       const order = g.entries.slice().sort((a, b) => {
         const d = this.effective(b, now) - this.effective(a, now);
@@ -183,7 +186,8 @@ export class Queue {
     let recompute = false;
     for (const e of taken) {
       this.#forget(g, e);
-      if (e.deadlineAt === g.earliestDeadline) recompute = true;
+      // (Infinity === Infinity: without deadlines there is nothing to recompute.)
+      if (e.deadlineAt === g.earliestDeadline && e.deadlineAt !== Number.POSITIVE_INFINITY) recompute = true;
     }
     if (g.entries.length === 0) this.groups.delete(g.key);
     else if (recompute) g.earliestDeadline = minDeadline(g.entries);
