@@ -1,9 +1,11 @@
 import {
   cancelledFrom,
+  checkPositiveInteger,
   checkSignature,
   compileValidator,
   deadlineExceeded,
   expiredError,
+  InFlight,
   type InferOptions,
   isServeError,
   type Model,
@@ -134,12 +136,6 @@ function providerName(p: ExecutionProvider): string {
   return typeof p === 'string' ? p : p.name;
 }
 
-function checkPositiveInt(value: unknown, what: string): void {
-  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
-    throw new TypeError(`options.${what} must be a positive integer`);
-  }
-}
-
 /** The model name a source suggests: its file name without `.onnx`. */
 export function nameFromSource(source: OnnxModelSource): string | undefined {
   let path: string;
@@ -189,8 +185,8 @@ export async function loadWithRuntime(
   const version = options.version ?? '1';
   if (typeof version !== 'string' || version.length === 0)
     throw new TypeError('options.version must be a non-empty string');
-  checkPositiveInt(options.intraOpNumThreads, 'intraOpNumThreads');
-  checkPositiveInt(options.interOpNumThreads, 'interOpNumThreads');
+  checkPositiveInteger(options.intraOpNumThreads, 'options.intraOpNumThreads');
+  checkPositiveInteger(options.interOpNumThreads, 'options.interOpNumThreads');
   const requested = options.executionProviders ?? options.sessionOptions?.executionProviders ?? [runtime.cpu];
   if (!Array.isArray(requested) || requested.length === 0) {
     throw new TypeError('options.executionProviders must be a non-empty array');
@@ -304,14 +300,10 @@ class OnnxModel implements Model {
   readonly #backend: string;
   readonly #freeDims: Readonly<Record<string, number>>;
   #disposed: Promise<void> | undefined;
-  #inFlight = 0;
-  #drained: (() => void) | undefined;
+  readonly #inFlight = new InFlight();
   #runs = 0;
   #failed = 0;
   #expired = 0;
-  readonly #settled = (): void => {
-    if (--this.#inFlight === 0 && this.#drained) this.#drained();
-  };
 
   constructor(runtime: OrtRuntime, session: OrtSession, setup: ModelSetup) {
     this.name = setup.name;
@@ -374,8 +366,8 @@ class OnnxModel implements Model {
     try {
       const run = this.#session.run(feeds, fetches as string[]);
       // Counted until onnxruntime is done with it, even when the request stops waiting earlier.
-      this.#inFlight++;
-      run.then(this.#settled, this.#settled);
+      this.#inFlight.enter();
+      run.then(this.#inFlight.leave, this.#inFlight.leave);
       let raced: Promise<Record<string, unknown>> = run;
       if (options !== undefined) {
         if (!this.#runtime.blockingRun) raced = raceExpiry(run, options);
@@ -431,7 +423,7 @@ class OnnxModel implements Model {
       runs: this.#runs,
       failed: this.#failed,
       expired: this.#expired,
-      inFlight: this.#inFlight,
+      inFlight: this.#inFlight.count,
     };
     return { onnx };
   }
@@ -439,7 +431,7 @@ class OnnxModel implements Model {
   /** Stops new requests, waits for runs in progress, then releases the session. Idempotent. */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
-      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      if (this.#inFlight.count > 0) await this.#inFlight.idle();
       await this.#session.release();
     })();
     return this.#disposed;

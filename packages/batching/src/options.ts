@@ -1,3 +1,5 @@
+import { checkPositiveInteger, isPositiveInteger } from '@mlserve/core';
+
 /** Why a batch left the queue. */
 export type ReleaseReason =
   /** It reached `maxBatchSize` items. */
@@ -166,10 +168,6 @@ export interface BatchingOptions {
   onBatch?: (event: BatchEvent) => void;
 }
 
-function positiveInt(v: unknown): boolean {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-}
-
 function nonNegative(v: unknown): boolean {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0;
 }
@@ -178,9 +176,7 @@ function nonNegative(v: unknown): boolean {
 export function validateOptions(options: BatchingOptions): void {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const o = options;
-  if (o.maxBatchSize !== undefined && !positiveInt(o.maxBatchSize)) {
-    throw new TypeError('options.maxBatchSize must be a positive integer');
-  }
+  checkPositiveInteger(o.maxBatchSize, 'options.maxBatchSize');
   if (o.maxDelayMs !== undefined && o.maxDelayMs !== 'auto' && !nonNegative(o.maxDelayMs)) {
     throw new TypeError("options.maxDelayMs must be a non-negative number or 'auto'");
   }
@@ -188,22 +184,16 @@ export function validateOptions(options: BatchingOptions): void {
     throw new TypeError('options.maxLatencyMs must be a positive number');
   }
   if (o.preferredBatchSizes !== undefined) {
-    if (!Array.isArray(o.preferredBatchSizes) || !o.preferredBatchSizes.every(positiveInt)) {
+    if (!Array.isArray(o.preferredBatchSizes) || !o.preferredBatchSizes.every(isPositiveInteger)) {
       throw new TypeError('options.preferredBatchSizes must be an array of positive integers');
     }
   }
-  if (o.maxQueue !== undefined && !positiveInt(o.maxQueue)) {
-    throw new TypeError('options.maxQueue must be a positive integer');
-  }
-  if (o.maxQueueSize !== undefined && !positiveInt(o.maxQueueSize)) {
-    throw new TypeError('options.maxQueueSize must be a positive integer');
-  }
+  checkPositiveInteger(o.maxQueue, 'options.maxQueue');
+  checkPositiveInteger(o.maxQueueSize, 'options.maxQueueSize');
   if (o.rejectStatus !== undefined && o.rejectStatus !== 429 && o.rejectStatus !== 503) {
     throw new TypeError('options.rejectStatus must be 429 or 503');
   }
-  if (o.maxConcurrentBatches !== undefined && !positiveInt(o.maxConcurrentBatches)) {
-    throw new TypeError('options.maxConcurrentBatches must be a positive integer');
-  }
+  checkPositiveInteger(o.maxConcurrentBatches, 'options.maxConcurrentBatches');
   if (o.priorityAgingMs !== undefined && !(nonNegative(o.priorityAgingMs) && o.priorityAgingMs > 0)) {
     throw new TypeError('options.priorityAgingMs must be a positive number');
   }
@@ -231,8 +221,8 @@ export function validateOptions(options: BatchingOptions): void {
           (t: OutputTrim) =>
             typeof t === 'object' &&
             t !== null &&
-            positiveInt(t.dim) &&
-            positiveInt(t.inputDim) &&
+            isPositiveInteger(t.dim) &&
+            isPositiveInteger(t.inputDim) &&
             typeof t.input === 'string',
         );
       if (!ok) {

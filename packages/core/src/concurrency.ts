@@ -1,8 +1,9 @@
-import { cancelledFrom, expiredError, remainingMs } from './deadline.js';
+import { expiredError } from './deadline.js';
 import { renamedOption } from './deprecated.js';
-import { deadlineExceeded, ServeError, unavailable } from './errors.js';
+import { ServeError, unavailable } from './errors.js';
 import { preserveSignature, wrap } from './pipeline.js';
 import type { GenericMiddleware, InferOptions, Model, Tensors } from './types.js';
+import { enqueueWaiter, type QueuedWaiter } from './waiter.js';
 
 /** Options of {@link concurrencyLimit}. */
 export interface ConcurrencyLimitOptions {
@@ -16,11 +17,9 @@ export interface ConcurrencyLimitOptions {
   status?: 429 | 503;
 }
 
-interface Waiter {
+interface Waiter extends QueuedWaiter {
   resolve: () => void;
   reject: (err: ServeError) => void;
-  options: InferOptions | undefined;
-  cleanup: () => void;
   enqueuedAt: number;
 }
 
@@ -99,32 +98,12 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions): GenericMiddl
       }
       return new Promise<void>((resolve, reject) => {
         const waiter: Waiter = { resolve, reject, options, cleanup: () => {}, enqueuedAt: performance.now() };
-        const leave = (err: ServeError) => {
+        enqueueWaiter(queue, waiter, (err: ServeError) => {
           const i = queue.indexOf(waiter);
           if (i >= 0) queue.splice(i, 1);
           waiter.cleanup();
           reject(err);
-        };
-        const signal = options?.signal;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const onAbort = () => leave(cancelledFrom(signal!));
-        signal?.addEventListener('abort', onAbort, { once: true });
-        const left = remainingMs(options);
-        if (Number.isFinite(left)) {
-          timer = setTimeout(
-            () => leave(deadlineExceeded('the request deadline passed while it was queued')),
-            Math.max(0, left),
-          );
-        }
-        waiter.cleanup = () => {
-          if (timer) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        };
-        // Higher priority first; FIFO within a priority.
-        const p = options?.priority ?? 0;
-        let at = queue.length;
-        while (at > 0 && (queue[at - 1]!.options?.priority ?? 0) < p) at--;
-        queue.splice(at, 0, waiter);
+        });
       });
     };
 

@@ -1,6 +1,7 @@
 import { warnDeprecated } from './deprecated.js';
 import { Emitter } from './emitter.js';
 import { invalidArgument, notFound, type ServeError, toServeError, unavailable } from './errors.js';
+import { InFlight } from './in-flight.js';
 import type { InferOptions, Model, Tensors } from './types.js';
 
 /** The life of one model version in a {@link ModelRegistry}. */
@@ -40,8 +41,7 @@ interface Entry {
   version: string;
   state: VersionState;
   model: Model | undefined;
-  inFlight: number;
-  drained: (() => void)[];
+  inFlight: InFlight;
   handle: Model | undefined;
   error?: ServeError;
   removing?: Promise<void>;
@@ -163,8 +163,7 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
       version,
       state: 'loading',
       model: undefined,
-      inFlight: 0,
-      drained: [],
+      inFlight: new InFlight(),
       handle: undefined,
     };
     versions.set(version, entry);
@@ -185,7 +184,7 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
       state: entry.state,
       ready: this.#entryReady(entry),
       labels,
-      inFlight: entry.inFlight,
+      inFlight: entry.inFlight.count,
     };
     if (entry.error) s.error = entry.error.message;
     if (entry.rollout) s.rollout = structuredClone(entry.rollout);
@@ -357,12 +356,11 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
         if (entry.state !== 'ready') {
           throw unavailable(`model "${entry.name}" version ${entry.version} is ${entry.state}`);
         }
-        entry.inFlight++;
+        entry.inFlight.enter();
         try {
           return await model.infer(inputs, options);
         } finally {
-          entry.inFlight--;
-          if (entry.inFlight === 0) for (const done of entry.drained.splice(0)) done();
+          entry.inFlight.leave();
         }
       },
       dispose: () => this.remove(entry.name, entry.version),
@@ -400,9 +398,7 @@ export class ModelRegistry extends Emitter<RegistryEvents> {
     entry.removing ??= (async () => {
       const wasLoading = entry.state === 'loading';
       this.#setState(entry, 'unloading');
-      if (!wasLoading && entry.inFlight > 0) {
-        await new Promise<void>((resolve) => entry.drained.push(resolve));
-      }
+      if (!wasLoading && entry.inFlight.count > 0) await entry.inFlight.idle();
       try {
         await entry.model?.dispose();
       } finally {

@@ -186,6 +186,12 @@ export const INT_RANGE: Readonly<Partial<Record<DataType, readonly [number, numb
   uint32: [0, 4294967295],
 };
 
+/** The inclusive range of each 64-bit integer type, as bigints. */
+export const BIGINT_RANGE: Readonly<Record<'int64' | 'uint64', readonly [bigint, bigint]>> = Object.freeze({
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+});
+
 function convertElement(type: DataType, v: unknown, i: number): number | bigint {
   if (type === 'bool') {
     if (v === true || v === 1) return 1;
@@ -197,7 +203,7 @@ function convertElement(type: DataType, v: unknown, i: number): number | bigint 
     if (typeof v === 'bigint') b = v;
     else if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
     else throw invalidArgument(`element ${i}: expected an integer, got ${formatValue(v)}`);
-    const [lo, hi] = type === 'int64' ? [-(2n ** 63n), 2n ** 63n - 1n] : [0n, 2n ** 64n - 1n];
+    const [lo, hi] = BIGINT_RANGE[type];
     if (b < lo || b > hi) throw invalidArgument(`element ${i}: ${b} is out of range for ${type}`);
     return b;
   }

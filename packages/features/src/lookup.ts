@@ -1,5 +1,6 @@
 import {
   cancelledFrom,
+  getOrCreateMetric,
   type InferOptions,
   importOptional,
   invalidArgument,
@@ -467,34 +468,38 @@ async function registerMetrics(
   ];
   let set = syncs.get(registry);
   if (!set) {
-    const all = new Set<() => void>();
-    set = all;
-    syncs.set(registry, all);
-    const runAll = () => {
-      for (const f of all) f();
-    };
-    // Counters are brought up to date when scraped, so the request path never touches prom-client.
-    new prom.Counter({
-      name: 'mlserve_feature_lookups_total',
-      help: 'Entity lookups by decision: hit, cache_hit, missing_default, missing_reject, store_error_default, store_error_reject, timeout',
-      labelNames: ['model', 'decision'],
-      registers: [registry],
-      collect: runAll,
-    });
-    new prom.Counter({
-      name: 'mlserve_feature_store_round_trips_total',
-      help: 'Calls to the feature store (merged lookups count once)',
-      labelNames: ['model'],
-      registers: [registry],
-      collect: runAll,
-    });
+    set = new Set<() => void>();
+    syncs.set(registry, set);
   }
-  const lookups = registry.getSingleMetric('mlserve_feature_lookups_total') as import('prom-client').Counter<
-    'model' | 'decision'
-  >;
-  const trips = registry.getSingleMetric(
+  const all = set;
+  const runAll = () => {
+    for (const f of all) f();
+  };
+  // Counters are brought up to date when scraped, so the request path never touches prom-client.
+  const lookups = getOrCreateMetric(
+    registry,
+    'mlserve_feature_lookups_total',
+    () =>
+      new prom.Counter({
+        name: 'mlserve_feature_lookups_total',
+        help: 'Entity lookups by decision: hit, cache_hit, missing_default, missing_reject, store_error_default, store_error_reject, timeout',
+        labelNames: ['model', 'decision'],
+        registers: [registry],
+        collect: runAll,
+      }),
+  );
+  const trips = getOrCreateMetric(
+    registry,
     'mlserve_feature_store_round_trips_total',
-  ) as import('prom-client').Counter<'model'>;
+    () =>
+      new prom.Counter({
+        name: 'mlserve_feature_store_round_trips_total',
+        help: 'Calls to the feature store (merged lookups count once)',
+        labelNames: ['model'],
+        registers: [registry],
+        collect: runAll,
+      }),
+  );
   const published = new Map<string, number>();
   let synced = false;
   set.add(() => {

@@ -1,4 +1,4 @@
-import { unavailable } from '@mlserve/core';
+import { type ConnectingClient, whenConnected } from '@mlserve/core';
 
 /** A stored feature value; `null` (or an absent property) means the entity lacks that feature. */
 export type FeatureValue = number | string | null;
@@ -79,37 +79,6 @@ export interface FeatureRedisClient extends ConnectingClient {
 interface HmgetPipeline {
   hmget(key: string, ...fields: string[]): unknown;
   exec(): Promise<[Error | null, unknown][] | null>;
-}
-
-/** What the store reads of an ioredis client's connection state (optional: other clients lack it). */
-export interface ConnectingClient {
-  /** ioredis: `wait`, `connecting`, `connect`, `ready`, `reconnecting`, `close`, `end`. */
-  readonly status?: string;
-  once?(event: 'ready', listener: () => void): unknown;
-  off?(event: 'ready', listener: () => void): unknown;
-}
-
-/**
- * While an ioredis client is still connecting (`connecting` or `connect`: the socket is up, the
- * handshake is not), a promise that settles when it is ready, rejecting UNAVAILABLE after `ms`;
- * undefined when there is nothing to wait for (ready, or any other state: those fail or succeed
- * on their own, at once). So the first requests after start wait for the connection instead of
- * failing with "Stream isn't writeable and enableOfflineQueue options is false".
- */
-export function whenConnected(client: ConnectingClient, ms: number): Promise<void> | undefined {
-  const status = client.status;
-  if ((status !== 'connecting' && status !== 'connect') || !client.once || !client.off) return undefined;
-  return new Promise<void>((resolve, reject) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off?.('ready', onReady);
-      reject(unavailable(`redis is still connecting after ${ms} ms (status ${client.status})`));
-    }, ms);
-    client.once?.('ready', onReady);
-  });
 }
 
 /** Options of {@link redisFeatureStore}. */

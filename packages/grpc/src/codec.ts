@@ -1,4 +1,5 @@
 import {
+  BIGINT_RANGE,
   type DataType,
   INT_RANGE,
   invalidArgument,
@@ -96,10 +97,6 @@ export const CONTENTS_FIELD: Readonly<Record<DataType, keyof ContentsMessage | u
 
 const CONTENT_FIELDS = [...new Set(Object.values(CONTENTS_FIELD).filter((f) => f !== undefined))];
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const UINT64_MAX = 2n ** 64n - 1n;
-
 function toBigInt(v: unknown, type: 'int64' | 'uint64', i: number, what: string): bigint {
   let b: bigint;
   try {
@@ -110,8 +107,9 @@ function toBigInt(v: unknown, type: 'int64' | 'uint64', i: number, what: string)
   } catch {
     throw invalidArgument(`${what}: element ${i} is not an integer`);
   }
-  const ok = type === 'int64' ? b >= INT64_MIN && b <= INT64_MAX : b >= 0n && b <= UINT64_MAX;
-  if (!ok) throw invalidArgument(`${what}: element ${i} is out of range for ${V2_DATATYPE[type]}`);
+  const [lo, hi] = BIGINT_RANGE[type];
+  if (b < lo || b > hi)
+    throw invalidArgument(`${what}: element ${i} is out of range for ${V2_DATATYPE[type]}`);
   return b;
 }
 

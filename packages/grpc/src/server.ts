@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import {
+  checkPositiveInteger,
   type ErrorCode,
   invalidArgument,
   type ModelMetadata,
@@ -173,11 +174,6 @@ export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> & { code:
   return { code: GRPC_STATUS[e.code], details: e.message, metadata };
 }
 
-function positive(value: number | undefined, name: string): void {
-  if (value !== undefined && !(Number.isSafeInteger(value) && value > 0))
-    throw new TypeError(`options.${name} must be a positive integer`);
-}
-
 /**
  * The `inference.GRPCInferenceService` implementation over a registry, for adding to a server you
  * build yourself. {@link createGrpcServer} is this plus the server.
@@ -198,7 +194,7 @@ export function inferenceService(options: GrpcServerOptions): {
   if (outputContents !== 'raw' && outputContents !== 'match')
     throw new TypeError("options.outputContents must be 'raw' or 'match'");
   const maxStreamInFlight = options.maxStreamInFlight ?? 64;
-  positive(maxStreamInFlight, 'maxStreamInFlight');
+  checkPositiveInteger(maxStreamInFlight, 'options.maxStreamInFlight');
   const managed: ManagementOptions | undefined =
     options.management === true ? {} : options.management || undefined;
   const token = options.token ?? managed?.token;
@@ -555,8 +551,8 @@ export function inferenceService(options: GrpcServerOptions): {
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const receive = options.maxReceiveMessageLength ?? DEFAULT_MESSAGE_LIMIT;
   const send = options.maxSendMessageLength ?? DEFAULT_MESSAGE_LIMIT;
-  positive(receive, 'maxReceiveMessageLength');
-  positive(send, 'maxSendMessageLength');
+  checkPositiveInteger(receive, 'options.maxReceiveMessageLength');
+  checkPositiveInteger(send, 'options.maxSendMessageLength');
   const { service, implementation } = inferenceService(options);
   const server = new grpc.Server({
     ...options.serverOptions,

@@ -1,5 +1,6 @@
 import {
   type GenericMiddleware,
+  getOrCreateMetric,
   type InferContext,
   type InferOptions,
   type Model,
@@ -40,10 +41,6 @@ interface Instruments {
 
 type Labels = 'model' | 'version' | 'reason';
 
-function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 /**
  * Counter and gauge updates are kept as plain numbers per model and applied to prom-client when
  * it collects (every read of a metric: a scrape, `registry.metrics()`, `metric.get()`), so a
@@ -62,7 +59,7 @@ function flushAll(registry: Registry): void {
 function instruments(registry: Registry, prefix: string, buckets: number[]): Instruments {
   const labelNames: Labels[] = ['model', 'version'];
   const counter = (name: string, help: string, extra: Labels[] = []) =>
-    getOrCreate(registry, name, () => {
+    getOrCreateMetric(registry, name, () => {
       const made = new Counter({
         name,
         help,
@@ -76,7 +73,7 @@ function instruments(registry: Registry, prefix: string, buckets: number[]): Ins
       return made;
     });
   const histogram = (name: string, help: string) =>
-    getOrCreate(
+    getOrCreateMetric(
       registry,
       name,
       () => new Histogram({ name, help, labelNames, buckets, registers: [registry] }),
@@ -109,7 +106,7 @@ function instruments(registry: Registry, prefix: string, buckets: number[]): Ins
       'nv_inference_compute_infer_duration_us',
       'Cumulative compute inference duration in microseconds (each request of a batch is charged the batch time)',
     ),
-    pending: getOrCreate(registry, 'nv_inference_pending_request_count', () => {
+    pending: getOrCreateMetric(registry, 'nv_inference_pending_request_count', () => {
       const made = new Gauge({
         name: 'nv_inference_pending_request_count',
         help: 'Instantaneous number of requests in flight in the model, queued or running',
@@ -150,7 +147,7 @@ function watchLayerStats(registry: Registry, model: Model): void {
     const set = new Set<Model>();
     models = set;
     watched.set(registry, set);
-    getOrCreate(
+    getOrCreateMetric(
       registry,
       'mlserve_layer_stat',
       () =>

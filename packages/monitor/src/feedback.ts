@@ -1,4 +1,4 @@
-import { invalidArgument, type Model, type Tensor, type Tensors } from '@mlserve/core';
+import { checkPositiveInteger, invalidArgument, type Model, type Tensor, type Tensors } from '@mlserve/core';
 import { wilson } from './stats.js';
 
 /** What the model predicts: a class (accuracy) or a number (mean absolute error). */
@@ -463,8 +463,7 @@ export class FeedbackTracker {
     this.output = output;
     this.#labels = options.labels;
     const int = (name: string, v: number) => {
-      if (!Number.isInteger(v) || v < 1)
-        throw invalidArgument(`monitor: options.feedback.${name} must be a positive integer`);
+      checkPositiveInteger(v, `monitor: options.feedback.${name}`, invalidArgument);
       return v;
     };
     this.#window = int('window', options.window ?? 500);

@@ -1,6 +1,8 @@
 import { performance as eventLoop } from 'node:perf_hooks';
 import {
+  checkPositiveInteger,
   type GenericMiddleware,
+  getOrCreateMetric,
   type InferOptions,
   importOptional,
   invalidArgument,
@@ -278,10 +280,8 @@ export function monitor(options: MonitorOptions): Monitor {
   if (typeof budget !== 'number' || !(budget > 0 && budget <= 1))
     throw invalidArgument('monitor: options.budget must be in (0, 1]');
   rate('sinkSampleRate', sinkSampleRate);
-  const positiveInt = (name: string, v: number) => {
-    if (!Number.isInteger(v) || v < 1)
-      throw invalidArgument(`monitor: options.${name} must be a positive integer`);
-  };
+  const positiveInt = (name: string, v: number) =>
+    checkPositiveInteger(v ?? Number.NaN, `monitor: options.${name}`, invalidArgument);
   positiveInt('queueSize', queueSize);
   positiveInt('drainBatch', drainBatch);
   positiveInt('minRows', minRows);
@@ -846,8 +846,7 @@ async function createMetrics(
   const prom = await importOptional<typeof import('prom-client')>('prom-client', {
     neededBy: 'the metrics option',
   });
-  const get = <T>(name: string, make: () => T): T =>
-    (registry.getSingleMetric(name) as T | undefined) ?? make();
+  const get = <T>(name: string, make: () => T): T => getOrCreateMetric(registry, name, make);
   const score = get(
     'mlserve_drift_score',
     () =>

@@ -1,4 +1,5 @@
 import {
+  BIGINT_RANGE,
   bytesPerElement,
   type DataType,
   elementCount,
@@ -170,8 +171,9 @@ function jsonElement(type: DataType, v: unknown, i: number, what: string): numbe
       throw invalidArgument(`${what}: element ${i} must be an integer`);
     }
     const b = BigInt(v);
-    const ok = type === 'int64' ? b >= -(2n ** 63n) && b < 2n ** 63n : b >= 0n && b < 2n ** 64n;
-    if (!ok) throw invalidArgument(`${what}: element ${i} is out of range for ${V2_DATATYPE[type]}`);
+    const [lo, hi] = BIGINT_RANGE[type];
+    if (b < lo || b > hi)
+      throw invalidArgument(`${what}: element ${i} is out of range for ${V2_DATATYPE[type]}`);
     return b;
   }
   if (typeof v !== 'number') throw invalidArgument(`${what}: element ${i} must be a number`);

@@ -1,4 +1,4 @@
-import { type InferOptions, type Model, type Tensors, unavailable } from '@mlserve/core';
+import { InFlight, type InferOptions, type Model, type Tensors, unavailable } from '@mlserve/core';
 
 /** A model whose implementation can be replaced while it serves. */
 export interface Swappable extends Model {
@@ -23,20 +23,11 @@ export interface Swappable extends Model {
  */
 export function swappable(initial: Model): Swappable {
   let current = initial;
+  // The requests running on `current`: a swapped-out model is disposed once its own have left.
+  let flight = new InFlight();
   let disposed: Promise<void> | undefined;
-  const inFlight = new Map<Model, number>();
-  const drained = new Map<Model, () => void>();
-  const settle = (m: Model) => {
-    const n = (inFlight.get(m) ?? 1) - 1;
-    if (n > 0) inFlight.set(m, n);
-    else {
-      inFlight.delete(m);
-      drained.get(m)?.();
-    }
-  };
-  const retire = async (old: Model) => {
-    if ((inFlight.get(old) ?? 0) > 0) await new Promise<void>((resolve) => drained.set(old, resolve));
-    drained.delete(old);
+  const retire = async (old: Model, running: InFlight) => {
+    if (running.count > 0) await running.idle();
     await old.dispose();
   };
   return {
@@ -49,11 +40,12 @@ export function swappable(initial: Model): Swappable {
     async infer(inputs: Tensors, options?: InferOptions): Promise<Tensors> {
       if (disposed) throw unavailable(`model "${initial.name}" version ${initial.version} is disposed`);
       const target = current;
-      inFlight.set(target, (inFlight.get(target) ?? 0) + 1);
+      const running = flight;
+      running.enter();
       try {
         return await target.infer(inputs, options);
       } finally {
-        settle(target);
+        running.leave();
       }
     },
     isReady: () => !disposed && (current.isReady ? current.isReady() : true),
@@ -65,11 +57,13 @@ export function swappable(initial: Model): Swappable {
         throw unavailable(`model "${initial.name}" version ${initial.version} is disposed`);
       }
       const old = current;
+      const running = flight;
       current = next;
-      await retire(old);
+      flight = new InFlight();
+      await retire(old, running);
     },
     dispose() {
-      disposed ??= retire(current);
+      disposed ??= retire(current, flight);
       return disposed;
     },
   };

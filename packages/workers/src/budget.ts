@@ -1,10 +1,9 @@
 import { availableParallelism } from 'node:os';
 import {
-  cancelledFrom,
-  deadlineExceeded,
+  enqueueWaiter,
   expiredError,
   type InferOptions,
-  remainingMs,
+  type QueuedWaiter,
   type ServeError,
 } from '@mlserve/core';
 
@@ -37,12 +36,10 @@ export interface PoolSlot {
 }
 
 /** @internal */
-export interface Waiter {
+export interface Waiter extends QueuedWaiter {
   pool: PoolSlot;
-  options: InferOptions | undefined;
   grant: () => void;
   fail: (err: ServeError) => void;
-  cleanup: () => void;
 }
 
 const KEY = Symbol.for('@mlserve/workers.computeGate');
@@ -164,9 +161,14 @@ export function acquire(
   if (clear && canRun(g, pool)) return Promise.resolve(start(g, pool));
   if (pool.queued >= maxQueue) return Promise.reject(overflow());
   return new Promise((resolve, reject) => {
-    const signal = options?.signal;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const leave = (err: ServeError) => {
+    const waiter: Waiter = {
+      pool,
+      options,
+      grant: () => resolve(start(g, pool)),
+      fail: reject,
+      cleanup: () => {},
+    };
+    enqueueWaiter(g.queue, waiter, (err: ServeError) => {
       const i = g.queue.indexOf(waiter);
       if (i < 0) return;
       g.queue.splice(i, 1);
@@ -174,30 +176,7 @@ export function acquire(
       waiter.cleanup();
       reject(err);
       pump(g);
-    };
-    const onAbort = () => leave(cancelledFrom(signal!));
-    const waiter: Waiter = {
-      pool,
-      options,
-      grant: () => resolve(start(g, pool)),
-      fail: reject,
-      cleanup: () => {
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      },
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const left = remainingMs(options);
-    if (Number.isFinite(left)) {
-      timer = setTimeout(
-        () => leave(deadlineExceeded('the request deadline passed while it was queued')),
-        Math.max(0, left),
-      );
-    }
-    const p = options?.priority ?? 0;
-    let at = g.queue.length;
-    while (at > 0 && (g.queue[at - 1]!.options?.priority ?? 0) < p) at--;
-    g.queue.splice(at, 0, waiter);
+    });
     pool.queued++;
   });
 }
