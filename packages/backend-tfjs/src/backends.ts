@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { isModuleNotFound, ServeError, unavailable } from '@mlserve/core';
+import { importOptional, isModuleNotFound, ServeError, unavailable } from '@mlserve/core';
 import * as tf from '@tensorflow/tfjs';
 
 /** Backends `loadTfjsModel` can be asked for. `auto` picks the best one installed. */
@@ -28,8 +28,6 @@ export interface BackendOptions {
   /** Threads for the wasm backend (only used by the threaded build; default tfjs's choice). */
   wasmThreads?: number;
 }
-
-const defaultLoader: ModuleLoader = (specifier) => import(specifier);
 
 /** The packages that provide each backend, in the order `auto` tries them. */
 export const BACKEND_PACKAGES: Readonly<Record<string, readonly string[]>> = Object.freeze({
@@ -85,7 +83,7 @@ async function trySetBackend(name: string): Promise<void> {
 let wasmConfigured = false;
 
 async function activateOne(name: string, options: BackendOptions): Promise<ActiveBackend> {
-  const loader = options.loader ?? defaultLoader;
+  const loader = options.loader;
   const packages = BACKEND_PACKAGES[name];
   if (name === 'cpu') {
     await trySetBackend('cpu');
@@ -105,10 +103,12 @@ async function activateOne(name: string, options: BackendOptions): Promise<Activ
   for (const pkg of packages) {
     let mod: unknown;
     try {
-      mod = await loader(pkg);
+      mod = await importOptional(pkg, { loader });
     } catch (err) {
+      // One reason per package here; the install commands of all of them close the message.
+      const cause = (err as ServeError).cause ?? err;
       failures.push(
-        isModuleNotFound(err, pkg) ? `${pkg} is not installed` : `${pkg} failed to load: ${message(err)}`,
+        isModuleNotFound(cause, pkg) ? `${pkg} is not installed` : `${pkg} failed to load: ${message(cause)}`,
       );
       continue;
     }

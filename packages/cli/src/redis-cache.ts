@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { redisStore } from '@mlserve/cache';
+import { isModuleNotFound, notInstalled } from '@mlserve/core';
 import type { CacheRedisConfig } from '@mlserve/repository';
 
 /** The Redis clients a server opened for its response caches, one per URL. */
@@ -35,10 +36,14 @@ export function redisCaches(
   let Redis: new (url: string, options: object) => unknown;
   const load = () => {
     try {
-      // ioredis is CommonJS: required on first use, so servers without Redis never load it.
+      // ioredis is CommonJS: required on first use (synchronously: a config.json's cache.redis
+      // is met while the repository builds its pipelines), so servers without Redis never load it.
       Redis ??= createRequire(import.meta.url)('ioredis') as typeof Redis;
-    } catch {
-      throw new Error('a Redis response cache needs the ioredis package: npm install ioredis');
+    } catch (err) {
+      // Not installed: the same UNAVAILABLE as core's importOptional, install command included.
+      if (isModuleNotFound(err, 'ioredis'))
+        throw notInstalled('ioredis', { neededBy: 'a Redis response cache' }, err);
+      throw err;
     }
     return Redis;
   };
