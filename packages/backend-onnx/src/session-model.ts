@@ -185,8 +185,8 @@ export async function loadWithRuntime(
   const version = options.version ?? '1';
   if (typeof version !== 'string' || version.length === 0)
     throw new TypeError('options.version must be a non-empty string');
-  checkPositiveInteger(options.intraOpNumThreads, 'options.intraOpNumThreads');
-  checkPositiveInteger(options.interOpNumThreads, 'options.interOpNumThreads');
+  checkPositiveInteger(options.intraOpNumThreads, 'intraOpNumThreads');
+  checkPositiveInteger(options.interOpNumThreads, 'interOpNumThreads');
   const requested = options.executionProviders ?? options.sessionOptions?.executionProviders ?? [runtime.cpu];
   if (!Array.isArray(requested) || requested.length === 0) {
     throw new TypeError('options.executionProviders must be a non-empty array');

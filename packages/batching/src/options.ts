@@ -176,7 +176,7 @@ function nonNegative(v: unknown): boolean {
 export function validateOptions(options: BatchingOptions): void {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const o = options;
-  checkPositiveInteger(o.maxBatchSize, 'options.maxBatchSize');
+  checkPositiveInteger(o.maxBatchSize, 'maxBatchSize');
   if (o.maxDelayMs !== undefined && o.maxDelayMs !== 'auto' && !nonNegative(o.maxDelayMs)) {
     throw new TypeError("options.maxDelayMs must be a non-negative number or 'auto'");
   }
@@ -188,12 +188,12 @@ export function validateOptions(options: BatchingOptions): void {
       throw new TypeError('options.preferredBatchSizes must be an array of positive integers');
     }
   }
-  checkPositiveInteger(o.maxQueue, 'options.maxQueue');
-  checkPositiveInteger(o.maxQueueSize, 'options.maxQueueSize');
+  checkPositiveInteger(o.maxQueue, 'maxQueue');
+  checkPositiveInteger(o.maxQueueSize, 'maxQueueSize');
   if (o.rejectStatus !== undefined && o.rejectStatus !== 429 && o.rejectStatus !== 503) {
     throw new TypeError('options.rejectStatus must be 429 or 503');
   }
-  checkPositiveInteger(o.maxConcurrentBatches, 'options.maxConcurrentBatches');
+  checkPositiveInteger(o.maxConcurrentBatches, 'maxConcurrentBatches');
   if (o.priorityAgingMs !== undefined && !(nonNegative(o.priorityAgingMs) && o.priorityAgingMs > 0)) {
     throw new TypeError('options.priorityAgingMs must be a positive number');
   }

@@ -14,25 +14,28 @@ export function isPositiveInteger(value: unknown): value is number {
 
 /**
  * Checks an option that, when given, must be a positive safe integer: `undefined` passes, anything
- * else throws `TypeError('<label> must be a positive integer')`, or the error `error` builds from
- * that message (a layer whose option errors are ServeErrors passes `invalidArgument`).
+ * else throws `TypeError('<where>: options.<name> must be a positive integer')` (no `<where>: `
+ * when `where` is not given), or the error `error` builds from that message (a layer whose option
+ * errors are ServeErrors passes `invalidArgument`).
  *
  * @example
  * ```ts
  * import { checkPositiveInteger } from '@mlserve/core';
  *
- * checkPositiveInteger(4, 'options.threads'); // passes
+ * checkPositiveInteger(4, 'threads', 'workerPool'); // passes
  * try {
- *   checkPositiveInteger(0, 'options.threads');
+ *   checkPositiveInteger(0, 'threads', 'workerPool');
  * } catch (err) {
- *   console.log((err as Error).message); // options.threads must be a positive integer
+ *   console.log((err as Error).message); // workerPool: options.threads must be a positive integer
  * }
  * ```
  */
 export function checkPositiveInteger(
   value: unknown,
-  label: string,
+  name: string,
+  where?: string,
   error: (message: string) => Error = (message) => new TypeError(message),
 ): void {
-  if (value !== undefined && !isPositiveInteger(value)) throw error(`${label} must be a positive integer`);
+  if (value !== undefined && !isPositiveInteger(value))
+    throw error(`${where ? `${where}: ` : ''}options.${name} must be a positive integer`);
 }

@@ -194,7 +194,7 @@ export function inferenceService(options: GrpcServerOptions): {
   if (outputContents !== 'raw' && outputContents !== 'match')
     throw new TypeError("options.outputContents must be 'raw' or 'match'");
   const maxStreamInFlight = options.maxStreamInFlight ?? 64;
-  checkPositiveInteger(maxStreamInFlight, 'options.maxStreamInFlight');
+  checkPositiveInteger(maxStreamInFlight, 'maxStreamInFlight');
   const managed: ManagementOptions | undefined =
     options.management === true ? {} : options.management || undefined;
   const token = options.token ?? managed?.token;
@@ -551,8 +551,8 @@ export function inferenceService(options: GrpcServerOptions): {
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const receive = options.maxReceiveMessageLength ?? DEFAULT_MESSAGE_LIMIT;
   const send = options.maxSendMessageLength ?? DEFAULT_MESSAGE_LIMIT;
-  checkPositiveInteger(receive, 'options.maxReceiveMessageLength');
-  checkPositiveInteger(send, 'options.maxSendMessageLength');
+  checkPositiveInteger(receive, 'maxReceiveMessageLength');
+  checkPositiveInteger(send, 'maxSendMessageLength');
   const { service, implementation } = inferenceService(options);
   const server = new grpc.Server({
     ...options.serverOptions,

@@ -463,7 +463,7 @@ export class FeedbackTracker {
     this.output = output;
     this.#labels = options.labels;
     const int = (name: string, v: number) => {
-      checkPositiveInteger(v, `monitor: options.feedback.${name}`, invalidArgument);
+      checkPositiveInteger(v, `feedback.${name}`, 'monitor', invalidArgument);
       return v;
     };
     this.#window = int('window', options.window ?? 500);

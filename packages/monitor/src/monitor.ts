@@ -281,7 +281,7 @@ export function monitor(options: MonitorOptions): Monitor {
     throw invalidArgument('monitor: options.budget must be in (0, 1]');
   rate('sinkSampleRate', sinkSampleRate);
   const positiveInt = (name: string, v: number) =>
-    checkPositiveInteger(v ?? Number.NaN, `monitor: options.${name}`, invalidArgument);
+    checkPositiveInteger(v ?? Number.NaN, name, 'monitor', invalidArgument);
   positiveInt('queueSize', queueSize);
   positiveInt('drainBatch', drainBatch);
   positiveInt('minRows', minRows);
