@@ -403,18 +403,16 @@ export interface DecayEvent {
   at: string;
 }
 
-/** A logged prediction: one row inline (no arrays allocated), or a batch. */
-interface Pending {
-  time: number;
-  value: number;
-  confidence: number;
-  batch: Prediction | undefined;
-}
+/** Slots the prediction log starts with; it grows by doubling as predictions wait. */
+const INITIAL_SLOTS = 64;
 
 /**
  * The join of predictions with labels that arrive later, and the rolling quality they give.
- * Predictions wait in insertion order (a Map), so expiry by age and eviction by count both take
- * the oldest first in O(1).
+ * Predictions wait in a ring of slots in insertion order, one typed column per field (no object
+ * per request: logging allocates nothing for a one-row prediction), with an index from request
+ * id to slot. A label frees its slot; the ring's head skips freed slots, and a ring full of
+ * freed slots is compacted (or grown) in one pass, so that logging, joining, expiry by age and
+ * eviction by count (both oldest first) are O(1) amortized.
  */
 export class FeedbackTracker {
   readonly task: Task;
@@ -424,7 +422,18 @@ export class FeedbackTracker {
   readonly #window: number;
   readonly #ttlMs: number;
   readonly #maxPending: number;
-  readonly #pending = new Map<string, Pending>();
+  /** Request id -> slot of its waiting prediction. */
+  readonly #index = new Map<string, number>();
+  /** Per slot: the request id (undefined once labelled, expired or evicted), time, class or value, confidence. */
+  #ids: (string | undefined)[] = new Array(INITIAL_SLOTS).fill(undefined);
+  #times = new Float64Array(INITIAL_SLOTS);
+  #values = new Float64Array(INITIAL_SLOTS);
+  #confidences = new Float64Array(INITIAL_SLOTS);
+  /** Per slot, the rows of a batch (created with the first batch logged). */
+  #batches: (Prediction | undefined)[] | undefined;
+  /** The oldest slot in use (always a waiting prediction, unless none waits), and slots in use from it. */
+  #first = 0;
+  #used = 0;
   readonly #correct: Float64Array;
   readonly #confidence: Float64Array;
   #head = 0;
@@ -491,9 +500,11 @@ export class FeedbackTracker {
     }
   }
 
-  /** Logs a request's prediction under its id (on the request path: an argmax, a Map insert). */
+  /** Logs a request's prediction under its id (on the request path: an argmax, an index insert). */
   log(id: string, outputs: Tensors, now: number): void {
-    const entry: Pending = { time: now, value: 0, confidence: 0, batch: undefined };
+    let value = 0;
+    let confidence = 0;
+    let batch: Prediction | undefined;
     const t = outputs[this.output];
     const single = t !== undefined && (t.dims.length === 1 || (t.dims.length === 2 && t.dims[0] === 1));
     if (
@@ -518,36 +529,100 @@ export class FeedbackTracker {
         if (!(v >= 0 && v <= 1)) distribution = false;
         sum += v;
       }
-      entry.value = best;
-      if (distribution && Math.abs(sum - 1) < 1e-3) entry.confidence = max;
+      value = best;
+      if (distribution && Math.abs(sum - 1) < 1e-3) confidence = max;
       else {
         let z = 0;
         for (let i = 0; i < data.length; i++) z += Math.exp(Number(data[i]) - max);
-        entry.confidence = 1 / z;
+        confidence = 1 / z;
       }
     } else {
       try {
-        entry.batch = readPrediction(outputs, this.output, this.task);
+        batch = readPrediction(outputs, this.output, this.task);
       } catch {
         return;
       }
     }
     this.counters.logged++;
     // A repeated id replaces its prediction in place (keeping its first place in the expiry order).
-    this.#pending.set(id, entry);
-    if (this.#pending.size > this.#maxPending) {
-      const oldest = this.#pending.keys().next().value as string;
-      this.#pending.delete(oldest);
+    let slot = this.#index.get(id);
+    if (slot === undefined) {
+      if (this.#used === this.#ids.length) this.#compact();
+      slot = this.#first + this.#used;
+      if (slot >= this.#ids.length) slot -= this.#ids.length;
+      this.#used++;
+      this.#ids[slot] = id;
+      this.#index.set(id, slot);
+    }
+    this.#times[slot] = now;
+    this.#values[slot] = value;
+    this.#confidences[slot] = confidence;
+    if (batch !== undefined) {
+      this.#batches ??= new Array<Prediction | undefined>(this.#ids.length).fill(undefined);
+      this.#batches[slot] = batch;
+    } else if (this.#batches !== undefined) this.#batches[slot] = undefined;
+    if (this.#index.size > this.#maxPending) {
+      this.#index.delete(this.#ids[this.#first]!);
+      this.#free(this.#first);
       this.counters.evicted++;
     }
+  }
+
+  /** Frees a slot, and moves the ring's start past the freed slots at its head. */
+  #free(slot: number): void {
+    this.#ids[slot] = undefined;
+    if (this.#batches !== undefined) this.#batches[slot] = undefined;
+    const ids = this.#ids;
+    while (this.#used > 0 && ids[this.#first] === undefined) {
+      this.#first = this.#first + 1 === ids.length ? 0 : this.#first + 1;
+      this.#used--;
+    }
+  }
+
+  /**
+   * The ring is full (of waiting predictions and freed slots): copies the waiting ones, in order,
+   * to the start of a ring of at least four times their number (two times `maxPending` at most,
+   * {@link INITIAL_SLOTS} at least), so that at least as many logs as are waiting, and mostly
+   * three times as many, come before the next compaction: O(1) amortized per log.
+   */
+  #compact(): void {
+    const waiting = this.#index.size;
+    let size = INITIAL_SLOTS;
+    while (size < 4 * waiting && size < 2 * this.#maxPending) size *= 2;
+    while (size < 2 * waiting) size *= 2;
+    const ids = new Array<string | undefined>(size).fill(undefined);
+    const times = new Float64Array(size);
+    const values = new Float64Array(size);
+    const confidences = new Float64Array(size);
+    const batches = this.#batches && new Array<Prediction | undefined>(size).fill(undefined);
+    const old = this.#ids;
+    let to = 0;
+    for (let k = 0, from = this.#first; k < this.#used; k++, from = from + 1 === old.length ? 0 : from + 1) {
+      const id = old[from];
+      if (id === undefined) continue;
+      ids[to] = id;
+      times[to] = this.#times[from]!;
+      values[to] = this.#values[from]!;
+      confidences[to] = this.#confidences[from]!;
+      if (batches) batches[to] = this.#batches![from];
+      this.#index.set(id, to);
+      to++;
+    }
+    this.#ids = ids;
+    this.#times = times;
+    this.#values = values;
+    this.#confidences = confidences;
+    this.#batches = batches;
+    this.#first = 0;
+    this.#used = to;
   }
 
   /** Drops predictions older than the TTL (called from the monitor's timers and on feedback). */
   expire(now: number): void {
     const limit = now - this.#ttlMs;
-    for (const [id, p] of this.#pending) {
-      if (p.time >= limit) break;
-      this.#pending.delete(id);
+    while (this.#used > 0 && this.#times[this.#first]! < limit) {
+      this.#index.delete(this.#ids[this.#first]!);
+      this.#free(this.#first);
       this.counters.expired++;
     }
   }
@@ -562,36 +637,45 @@ export class FeedbackTracker {
       this.counters.invalid++;
       throw invalidArgument('feedback: the request id must be a non-empty string');
     }
-    let values: number[];
+    // One label as a number (no array for the common case), or one per row of a batch.
+    let one = 0;
+    let values: number[] | undefined;
     try {
-      values = Array.isArray(label)
-        ? label.map((l) => labelValue(l, this.task, this.#labels))
-        : [labelValue(label, this.task, this.#labels)];
+      if (Array.isArray(label)) values = label.map((l) => labelValue(l, this.task, this.#labels));
+      else one = labelValue(label, this.task, this.#labels);
     } catch (err) {
       this.counters.invalid++;
       throw err;
     }
-    const p = this.#pending.get(id);
-    if (!p) {
+    const slot = this.#index.get(id);
+    if (slot === undefined) {
       this.counters.unmatched++;
       return false;
     }
-    if (p.time < now - this.#ttlMs) {
+    if (this.#times[slot]! < now - this.#ttlMs) {
       // Past its TTL but not yet swept (the monitor sweeps every 100 ms).
-      this.#pending.delete(id);
+      this.#index.delete(id);
+      this.#free(slot);
       this.counters.expired++;
       this.counters.unmatched++;
       return false;
     }
-    const rows = p.batch ? p.batch.value.length : 1;
-    if (values.length !== rows) {
+    const batch = this.#batches?.[slot];
+    const rows = batch ? batch.value.length : 1;
+    const given = values ? values.length : 1;
+    if (given !== rows) {
       this.counters.invalid++;
-      throw invalidArgument(`feedback: ${values.length} labels for a request of ${rows} rows`);
+      throw invalidArgument(`feedback: ${given} labels for a request of ${rows} rows`);
     }
-    this.#pending.delete(id);
+    const value = this.#values[slot]!;
+    const confidence = this.#confidences[slot]!;
+    this.#index.delete(id);
+    this.#free(slot);
     this.counters.joined++;
-    if (!p.batch) this.#add(p.value, p.confidence, values[0]!);
-    else for (let r = 0; r < rows; r++) this.#add(p.batch.value[r]!, p.batch.confidence[r]!, values[r]!);
+    if (!batch) this.#add(value, confidence, values ? values[0]! : one);
+    else
+      for (let r = 0; r < rows; r++)
+        this.#add(batch.value[r]!, batch.confidence[r]!, values ? values[r]! : one);
     return true;
   }
 
@@ -731,7 +815,7 @@ export class FeedbackTracker {
   }
 
   stats(): FeedbackStats {
-    return { pending: this.#pending.size, ...this.counters };
+    return { pending: this.#index.size, ...this.counters };
   }
 }
 
