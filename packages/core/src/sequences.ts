@@ -283,7 +283,7 @@ export class SequenceStore<S> {
   #notOpen(id: SequenceInfo['id']): ServeError {
     return new ServeError(
       'FAILED_PRECONDITION',
-      `sequence ${typeof id === 'string' ? JSON.stringify(id) : String(id)} of model "${this.#name}" is not open: ` +
+      `sequence ${describeSequenceId(id)} of model "${this.#name}" is not open: ` +
         'its first request must set sequence_start (it may have ended, or timed out after ' +
         `${this.#idleTimeoutMs} ms idle)`,
     );
@@ -562,4 +562,18 @@ export function statefulModel<S>(options: StatefulModelOptions<S>): Model {
     },
   });
   return { ...model, stats: () => ({ sequences: store.stats() }) };
+}
+
+/** Longest part of a client's string sequence id an error message echoes. */
+const ID_ECHO_MAX = 64;
+
+/**
+ * A sequence id as an error message names it: a string quoted, and only its first
+ * {@link ID_ECHO_MAX} characters plus its length when longer (a 64 KiB id must not come back whole
+ * in every error and log line).
+ */
+function describeSequenceId(id: SequenceInfo['id']): string {
+  if (typeof id !== 'string') return String(id);
+  if (id.length <= ID_ECHO_MAX) return JSON.stringify(id);
+  return `${JSON.stringify(id.slice(0, ID_ECHO_MAX))}... (${id.length} characters)`;
 }

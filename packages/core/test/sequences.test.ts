@@ -56,6 +56,19 @@ describe('statefulModel', () => {
     await m.dispose();
   });
 
+  it('echoes at most the first 64 characters of a long sequence id, with its length', async () => {
+    const m = accumulator();
+    const e = await rejection(add(m, 1, { id: 's'.repeat(64 * 1024) }));
+    expect(e.code).toBe('FAILED_PRECONDITION');
+    expect(e.message).toContain(
+      `sequence "${'s'.repeat(64)}"... (65536 characters) of model "acc" is not open`,
+    );
+    expect(e.message.length).toBeLessThan(400);
+    // A short one is quoted whole, as before.
+    expect((await rejection(add(m, 1, { id: 'abc' }))).message).toMatch(/^sequence "abc" of model "acc"/);
+    await m.dispose();
+  });
+
   it('runs a sequence in order even when its requests arrive together', async () => {
     const seen: number[] = [];
     const m = statefulModel<number[]>({
