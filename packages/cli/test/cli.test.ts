@@ -2,72 +2,23 @@
  * The CLI as a user runs it: the built `dist/cli.js` as a child process, real HTTP on loopback,
  * real models. `npm test` builds first; alone, run `npx turbo run build --filter=@mlserve/cli...`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '@mlserve/grpc';
 import { defaultServing } from '@mlserve/repository';
 import { mnistHoldout, modelPath, type TestModel } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, killChildren, type Running, requireBuiltCli, spawnProcess } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+afterEach(killChildren);
 
-interface Running {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray>;
-  exited: Promise<number | null>;
-}
-
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
+/** `mlserve <args>` from the built CLI. */
 function run(args: string[], env: Record<string, string> = {}): Running {
   // These tests read the text a person reads; test/talk.test.ts reads the JSON lines.
   if (args[0] === 'serve' && !args.includes('--log-format')) args = [...args, '--log-format', 'pretty'];
-  const child = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  const waiters: (() => void)[] = [];
-  child.stdout!.on('data', (d) => {
-    out += d;
-    for (const w of waiters.splice(0)) w();
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const waitFor = (re: RegExp, ms = 60_000) =>
-    new Promise<RegExpExecArray>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`timed out waiting for ${re}\nstdout:\n${out}\nstderr:\n${err}`)),
-        ms,
-      );
-      const check = () => {
-        const m = re.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m);
-        } else if (child.exitCode !== null) {
-          clearTimeout(timer);
-          reject(new Error(`exited ${child.exitCode} before ${re}\nstdout:\n${out}\nstderr:\n${err}`));
-        } else waiters.push(check);
-      };
-      child.on('exit', check);
-      check();
-    });
-  return { child, stdout: () => out, stderr: () => err, waitFor, exited };
+  return spawnProcess(process.execPath, [CLI, ...args], { env });
 }
 
 let repo: string;
@@ -78,8 +29,7 @@ async function addModel(name: string, file: TestModel, config?: unknown): Promis
 }
 
 beforeAll(async () => {
-  if (!existsSync(CLI))
-    throw new Error(`${CLI} is missing: run npx turbo run build --filter=@mlserve/cli...`);
+  requireBuiltCli();
   repo = await mkdtemp(join(tmpdir(), 'mlserve-cli-'));
   await addModel('mnist', 'mnist-cnn.onnx');
 });

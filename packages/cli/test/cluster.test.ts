@@ -3,31 +3,20 @@
  * real HTTP on loopback, real models; and the npx orphan fix. `npm test` builds first; alone, run
  * `npx turbo run build --filter=@mlserve/cli...`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { cpuBudget } from '@mlserve/repository';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { processBudget } from '../src/index.js';
+import { CLI, killChildren, type Running, requireBuiltCli, spawnProcess } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-
-interface Running {
-  child: ChildProcess;
-  stderr: () => string;
-  waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray>;
-  exited: Promise<number | null>;
-}
-
-const children: ChildProcess[] = [];
 const pids: number[] = [];
 afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killChildren();
   for (const pid of pids.splice(0)) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -35,48 +24,9 @@ afterEach(() => {
   }
 });
 
+/** `command args`; its `waitFor` matches stdout or stderr, within 90 s. */
 function run(command: string, args: string[], options: { cwd?: string } = {}): Running {
-  const child = spawn(command, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env },
-    ...(options.cwd && { cwd: options.cwd }),
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  const waiters: (() => void)[] = [];
-  const wake = () => {
-    for (const w of waiters.splice(0)) w();
-  };
-  child.stdout!.on('data', (d) => {
-    out += d;
-    wake();
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-    wake();
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const waitFor = (re: RegExp, ms = 90_000) =>
-    new Promise<RegExpExecArray>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`timed out waiting for ${re}\nstdout:\n${out}\nstderr:\n${err}`)),
-        ms,
-      );
-      const check = () => {
-        const m = re.exec(out) ?? re.exec(err);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m);
-        } else if (child.exitCode !== null) {
-          clearTimeout(timer);
-          reject(new Error(`exited ${child.exitCode} before ${re}\nstdout:\n${out}\nstderr:\n${err}`));
-        } else waiters.push(check);
-      };
-      child.on('exit', check);
-      check();
-    });
-  return { child, stderr: () => err, waitFor, exited };
+  return spawnProcess(command, args, { ...options, matchStderr: true, waitMs: 90_000 });
 }
 
 /** Direct children of a process, from /proc. */
@@ -157,8 +107,7 @@ function metricValue(text: string, line: RegExp): number {
 
 let repo: string;
 beforeAll(async () => {
-  if (!existsSync(CLI))
-    throw new Error(`${CLI} is missing: run npx turbo run build --filter=@mlserve/cli...`);
+  requireBuiltCli();
   repo = await mkdtemp(join(tmpdir(), 'mlserve-cluster-'));
   await mkdir(join(repo, 'mnist', '1'), { recursive: true });
   await copyFile(modelPath('mnist-cnn.onnx'), join(repo, 'mnist', '1', 'model.onnx'));

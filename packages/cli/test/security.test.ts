@@ -8,16 +8,15 @@ import { appendFile, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } f
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { loadInferenceProto } from '@mlserve/grpc';
 import { modelPath, requireService } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine, type RunningServer, type ServeOptions, serve, UsageError } from '../src/index.js';
+import { CLI } from './helpers.js';
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const haveOpenssl = requireService('openssl', 'apt-get install -y openssl');
 const haveCurl = requireService('curl', 'apt-get install -y curl');
 

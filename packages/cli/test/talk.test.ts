@@ -2,21 +2,20 @@
  * The CLI talks like a server: the built `dist/cli.js` (and `npx mlserve`) as a child process with
  * stdout on a pipe (so JSON logs by default), real HTTP on loopback, the real mnist model.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, killChildren, requireBuiltCli, spawnProcess } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 type Line = Record<string, unknown> & { msg: string; level: number };
 
-interface Running {
+interface Talking {
   child: ChildProcess;
   /** Every stdout line, parsed (a line that is not JSON fails the test). */
   lines: () => Line[];
@@ -25,87 +24,50 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(killChildren);
 
-function start(command: string, args: string[], cwd?: string): Running {
-  const child = spawn(command, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(cwd && { cwd }),
-    env: { ...process.env, MLSERVE_TEST: '1' },
-  });
-  children.push(child);
-  let buffer = '';
-  let err = '';
+/** `command args` with stdout read as JSON lines. */
+function start(command: string, args: string[], cwd?: string): Talking {
+  const r = spawnProcess(command, args, { ...(cwd && { cwd }), env: { MLSERVE_TEST: '1' } });
   const lines: Line[] = [];
   const bad: string[] = [];
-  const waiters: (() => void)[] = [];
-  child.stdout!.on('data', (d) => {
-    buffer += d;
-    let i = buffer.indexOf('\n');
-    while (i >= 0) {
-      const text = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
+  let read = 0;
+  const parse = () => {
+    const text = r.stdout();
+    for (let i = text.indexOf('\n', read); i >= 0; i = text.indexOf('\n', read)) {
+      const line = text.slice(read, i);
+      read = i + 1;
       try {
-        lines.push(JSON.parse(text) as Line);
+        lines.push(JSON.parse(line) as Line);
       } catch {
-        bad.push(text);
+        bad.push(line);
       }
-      i = buffer.indexOf('\n');
     }
-    for (const w of waiters.splice(0)) w();
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const waitFor = (test: (l: Line) => boolean, what: string, ms = 60_000) =>
-    new Promise<Line>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(`timed out waiting for ${what}\nstdout:\n${JSON.stringify(lines)}\nstderr:\n${err}`),
-          ),
-        ms,
-      );
-      const check = () => {
-        const found = lines.find(test);
-        if (found) {
-          clearTimeout(timer);
-          resolve(found);
-        } else if (child.exitCode !== null) {
-          clearTimeout(timer);
-          reject(new Error(`exited ${child.exitCode} before ${what}\nstderr:\n${err}`));
-        } else waiters.push(check);
-      };
-      child.on('exit', check);
-      check();
-    });
+    return lines;
+  };
   return {
-    child,
+    child: r.child,
     lines: () => {
+      parse();
       expect(bad, 'stdout lines that are not JSON').toEqual([]);
       return lines;
     },
-    stderr: () => err,
-    waitFor,
-    exited,
+    stderr: r.stderr,
+    waitFor: (test, what, ms) => r.waitUntil(() => parse().find(test), what, ms),
+    exited: r.exited,
   };
 }
 
 let repo: string;
 beforeAll(async () => {
-  if (!existsSync(CLI))
-    throw new Error(`${CLI} is missing: run npx turbo run build --filter=@mlserve/cli...`);
+  requireBuiltCli();
   repo = await mkdtemp(join(tmpdir(), 'mlserve-talk-'));
   await mkdir(join(repo, 'mnist', '1'), { recursive: true });
   await copyFile(modelPath('mnist-cnn.onnx'), join(repo, 'mnist', '1', 'model.onnx'));
 });
 afterAll(() => rm(repo, { recursive: true, force: true }));
 
-async function serveJson(...extra: string[]): Promise<{ r: Running; url: string }> {
+async function serveJson(...extra: string[]): Promise<{ r: Talking; url: string }> {
   const r = start(process.execPath, [
     CLI,
     'serve',
