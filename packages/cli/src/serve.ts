@@ -261,9 +261,10 @@ export async function serve(
   }
   // Shutdown: a request that reached the server is still served (return503OnClosing off), but every
   // response from then on closes its connection, so keep-alive clients cannot hold the server open.
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // A callback hook, not an async one: no promise per response.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (registry.stopping) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
   const management = options.management ? { ...repository.management(), ...(token && { token }) } : false;
   await app.register(mlservePlugin, {

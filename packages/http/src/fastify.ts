@@ -19,6 +19,9 @@ function send(reply: FastifyReply, res: ProtocolResponse): FastifyReply {
   return reply.send(res.body ?? '');
 }
 
+/** Marks a request `precheck` passed (a property, not a WeakSet: no weak entry per request). */
+const CHECKED = Symbol('mlserve.checked');
+
 async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Promise<void> {
   const protocol = createProtocol(options);
   const prefix = app.prefix;
@@ -47,23 +50,28 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
     const full = q < 0 ? url : url.slice(0, q);
     return prefix && full.startsWith(prefix) ? full.slice(prefix.length) || '/' : full;
   };
-  // Cross-origin and API-key refusals before the body is read (onRequest runs before parsing).
-  const checked = new WeakSet<FastifyRequest>();
-  app.addHook('onRequest', async (request, reply) => {
-    const refusal = protocol.precheck({
-      id: requestIdOf(request.raw) === undefined ? undefined : request.id,
-      method: request.method,
-      path: pathOf(request),
-      headers: request.headers,
-      localAddress: request.socket.localAddress,
-      log: request.log,
+  // Cross-origin and API-key refusals before the body is read (onRequest runs before parsing). A
+  // callback hook, not an async one: no promise per request. Registered only when there is
+  // something to check.
+  if (protocol.prechecks) {
+    app.addHook('onRequest', (request, reply, done) => {
+      const refusal = protocol.precheck({
+        id: requestIdOf(request.raw) === undefined ? undefined : request.id,
+        method: request.method,
+        path: pathOf(request),
+        headers: request.headers,
+        localAddress: request.socket.localAddress,
+        log: request.log,
+      });
+      if (refusal) {
+        if (request.method === 'POST' || request.method === 'PUT') reply.header('connection', 'close');
+        send(reply, refusal);
+        return;
+      }
+      (request as { [CHECKED]?: true })[CHECKED] = true;
+      done();
     });
-    if (refusal) {
-      if (request.method === 'POST' || request.method === 'PUT') reply.header('connection', 'close');
-      return send(reply, refusal);
-    }
-    checked.add(request);
-  });
+  }
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = pathOf(request);
@@ -71,7 +79,7 @@ async function mlserve(app: FastifyInstance, options: MlservePluginOptions): Pro
     // and in the answer); otherwise the protocol picks it (x-request-id or a UUID).
     const id = requestIdOf(request.raw) === undefined ? undefined : request.id;
     const res = await protocol.handle({
-      checked: checked.has(request),
+      checked: (request as { [CHECKED]?: true })[CHECKED] === true,
       id,
       ...(id !== undefined && {
         setId: (v: string) => {

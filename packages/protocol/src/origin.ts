@@ -99,9 +99,19 @@ export function crossOriginCheck(
     origin !== undefined && (anyOrigin || trusted.has(origin));
   const hosts = new Set((options?.allowedHosts ?? []).map((h) => hostName(h)));
   const anyHost = hosts.has('*');
+  // The last Host/address pair and Content-Type that passed: nearly every request repeats them, so
+  // they are compared as strings instead of parsed again (a request that differs is checked in full).
+  let passedHost: string | undefined;
+  let passedAddress: string | undefined;
+  let passedType: string | undefined;
   return (req) => {
     const host = one(req.headers.host);
-    if (!anyHost && host !== undefined && isLoopbackAddress(req.localAddress)) {
+    if (
+      !anyHost &&
+      host !== undefined &&
+      !(host === passedHost && req.localAddress === passedAddress) &&
+      isLoopbackAddress(req.localAddress)
+    ) {
       const name = hostName(host);
       if (
         name !== 'localhost' &&
@@ -113,6 +123,8 @@ export function crossOriginCheck(
           `Host "${host.slice(0, 100)}" is not served on loopback (DNS rebinding protection); add it to the allowed hosts`,
         );
       }
+      passedHost = host;
+      passedAddress = req.localAddress;
     }
     if (SAFE_METHODS.has(req.method)) return;
     const origin = one(req.headers.origin);
@@ -123,13 +135,14 @@ export function crossOriginCheck(
       throw refused(origin);
     }
     const type = one(req.headers['content-type']);
-    if (type !== undefined) {
+    if (type !== undefined && type !== passedType) {
       const essence = type.split(';', 1)[0]!.trim().toLowerCase();
       if (SIMPLE_CONTENT_TYPES.has(essence)) {
         throw unsupportedMediaType(
           `Content-Type ${essence} is not accepted here (browsers send it cross-origin without a preflight); send application/json, application/octet-stream or none`,
         );
       }
+      passedType = type;
     }
   };
 }

@@ -223,7 +223,9 @@ export function createV2Service(options: V2ServiceOptions) {
       throw err;
     }
     stats.record(model.name, model.version, true, performance.now() - t0, rows, context);
-    if (span) {
+    // A span that records nothing (tracing off, or not sampled) gets no attributes: building their
+    // names costs a string per key per request.
+    if (span?.isRecording()) {
       span.setAttribute('mlserve.model.version', model.version);
       for (const k of CONTEXT_KEYS) {
         const v = context[k];
