@@ -18,6 +18,7 @@ import {
   tensorToBinary,
   V2_DATATYPE,
 } from './codec.js';
+import { NumberList, splitV2Json } from './numbers.js';
 
 /** What a requested output asks for (KServe V2 `outputs[]` entry). */
 export interface RequestedOutput {
@@ -158,6 +159,44 @@ export function parseJson(bytes: Uint8Array, what = 'request body'): unknown {
 }
 
 /**
+ * A V2 JSON request body: `JSON.parse`'s result, except that the flat numeric `data` arrays of
+ * FP32 inputs come as {@link NumberList}s read straight from the text (see `numbers.ts`: the same
+ * float32 values, without a JavaScript number per element). Any body that scanner does not take
+ * whole is parsed by `JSON.parse`, errors included.
+ */
+function parseRequestJson(bytes: Uint8Array): unknown {
+  const what = 'request body';
+  const split = splitV2Json(bytes);
+  if (split !== undefined) {
+    // The rest is decoded as the whole body would be (the numbers taken out are ASCII), so a body
+    // that is not UTF-8 fails the same way.
+    const rest = decodeUtf8(split.rest, what);
+    let json: unknown;
+    try {
+      json = JSON.parse(rest);
+    } catch {
+      json = undefined;
+    }
+    // Each list goes back where its array was (the placeholder 0 must be what JSON.parse left
+    // there: anything else means the text was not what the scanner took it for).
+    const inputs = isPlainObject(json) ? json.inputs : undefined;
+    let ok = Array.isArray(inputs);
+    if (ok) {
+      for (const [index, list] of split.lists) {
+        const input: unknown = (inputs as unknown[])[index];
+        if (!isPlainObject(input) || input.data !== 0) {
+          ok = false;
+          break;
+        }
+        input.data = list;
+      }
+    }
+    if (ok) return json;
+  }
+  return parseJson(bytes, what);
+}
+
+/**
  * Parses `Inference-Header-Content-Length`: the JSON header's byte length in a binary request.
  * Undefined when the header is absent (a JSON-only request).
  *
@@ -192,7 +231,8 @@ export function parseHeaderLength(value: string | undefined, bodyLength: number)
 export function decodeV2Request(body: Uint8Array, headerLength?: number): V2Request {
   const jsonBytes = headerLength === undefined ? body : body.subarray(0, headerLength);
   const binary = headerLength === undefined ? undefined : body.subarray(headerLength);
-  const json = parseJson(jsonBytes, headerLength === undefined ? 'request body' : 'inference header');
+  const json =
+    headerLength === undefined ? parseRequestJson(jsonBytes) : parseJson(jsonBytes, 'inference header');
   if (!isPlainObject(json)) throw invalidArgument('the request must be a JSON object');
 
   let id: string | undefined;
@@ -233,6 +273,13 @@ export function decodeV2Request(body: Uint8Array, headerLength?: number): V2Requ
       }
       t = tensorFromBinary(type, [...dims], count, binary.subarray(offset, offset + size), what);
       offset += size;
+    } else if (raw.data instanceof NumberList) {
+      // Numbers taken out of the text by parseRequestJson: float32 straight into its typed array,
+      // anything else through the general path with the array as JSON.parse reads it.
+      t =
+        type === 'float32' && raw.data.length === count
+          ? { type, dims: [...dims], data: raw.data.toFloat32() }
+          : tensorFromJson(type, [...dims], count, raw.data.toArray(), what);
     } else {
       t = tensorFromJson(type, [...dims], count, raw.data, what);
     }
