@@ -57,7 +57,7 @@ export function readSignature(
   return { inputs, outputs, skippedOutputs };
 }
 
-interface TensorMetadata {
+export interface TensorMetadata {
   name: string;
   isTensor: true;
   type: string;
@@ -71,7 +71,8 @@ function unsupported(m: ValueMetadata): string | undefined {
   return undefined;
 }
 
-function toInfo(m: TensorMetadata): TensorInfo {
+/** One tensor's metadata as a core TensorInfo. @internal */
+export function toInfo(m: TensorMetadata): TensorInfo {
   const dims: number[] = [];
   const dimNames: (string | null)[] = [];
   let named = false;
