@@ -227,7 +227,9 @@ Options:
   --body-limit SIZE       Largest request body, before and after decompression (413 past it;
                           e.g. 16mb, 512kb, bytes; default 64mb).
   --model-memory-budget S Load models on demand within S of memory (e.g. 2GiB, 500MB), per
-                          process: each model's cost is measured at its first load; the least
+                          process: nothing loads at start (metadata from the ONNX header or
+                          config.json "inputs"/"outputs"; other models load once to read it);
+                          each model's cost is measured at its first load; the least
                           recently used idle ones are unloaded to make room (never one serving
                           a request, never one with "pinned": true in its config.json) and load
                           again on their next request (503 with Retry-After when that cannot

@@ -566,11 +566,14 @@ async function summary(
       v.labels.join(',') || '-',
       rolloutCell(v.rollout),
     ];
-    // Under a budget: loaded now, or available (loads on its next request), with its measured cost.
+    // Under a budget: loaded now, or available (loads on its next request), with its measured cost
+    // (~ an estimate from its file size until its first load).
     const m = memory?.versions.find((x) => x.name === v.name && x.version === v.version);
     if (memory)
       row.push(
-        m ? `${m.resident ? 'loaded' : 'available'} ${mib(m.bytes)}${m.pinned ? ' pinned' : ''}` : '-',
+        m
+          ? `${m.resident ? 'loaded' : 'available'} ${m.measured ? '' : '~'}${mib(m.bytes)}${m.pinned ? ' pinned' : ''}`
+          : '-',
       );
     table.push(row);
   }
@@ -648,7 +651,8 @@ function registerRepositoryMetrics(prom: Registry, repository: Repository, regis
       registers: [prom],
     });
     repository.on('version', (e) => {
-      if (e.phase === 'ready') loads.inc({ model: e.name, cause: 'start' });
+      // A version served on demand turns ready without loading (resident false): no load yet.
+      if (e.phase === 'ready' && e.resident !== false) loads.inc({ model: e.name, cause: 'start' });
       else if (e.phase === 'coldStart') {
         loads.inc({ model: e.name, cause: 'demand' });
         coldStart.observe({ model: e.name }, (e.ms ?? 0) / 1000);

@@ -272,8 +272,19 @@ async function defaultBatching(
   return { maxDelayMs: 'auto' };
 }
 
-/** The class labels file of a version (first) or its model directory, one label a line. */
-async function readClassLabels(root: string, dirs: string[], file: string): Promise<string[] | undefined> {
+/**
+ * The class labels file of a version (first) or its model directory, one label a line.
+ *
+ * @example
+ * ```ts
+ * const labels = await readClassLabels(root, [versionDir, modelDir], 'labels.txt');
+ * ```
+ */
+export async function readClassLabels(
+  root: string,
+  dirs: string[],
+  file: string,
+): Promise<string[] | undefined> {
   for (const dir of dirs) {
     const path = join(dir, file);
     let real: string;

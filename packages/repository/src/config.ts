@@ -1,4 +1,4 @@
-import { invalidArgument, warnDeprecated } from '@mlserve/core';
+import { type DataType, invalidArgument, isDataType, type TensorInfo, warnDeprecated } from '@mlserve/core';
 
 /** Which versions of a model are served. */
 export type VersionPolicy =
@@ -101,6 +101,14 @@ export interface ModelConfig {
    * model's versions to make room for others (default false). Without a budget it changes nothing.
    */
   pinned?: boolean;
+  /**
+   * The model's inputs and outputs as config.json declares them (`"inputs"` and `"outputs"`, both
+   * or neither): under a memory budget the version is then served on demand without loading it at
+   * start, whatever its backend or loader; at its first load the model's own metadata must match
+   * (INVALID_ARGUMENT naming the difference otherwise). ONNX models loaded by the default loader
+   * need no declaration: their file's header is read instead.
+   */
+  signature?: { inputs: TensorInfo[]; outputs: TensorInfo[] };
   /** `onnx` or `tfjs`; inferred from the files when absent. */
   backend?: 'onnx' | 'tfjs';
   /** The model file inside a version directory (default `model.onnx` / `model.json` / `saved_model.pb`). */
@@ -161,6 +169,8 @@ const TOP_LEVEL = new Set([
   'validation',
   'description',
   'pinned',
+  'inputs',
+  'outputs',
 ]);
 
 const FILE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -220,6 +230,17 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   if (raw.pinned !== undefined) {
     if (typeof raw.pinned !== 'boolean') throw fail('pinned', 'must be true or false');
     if (raw.pinned) config.pinned = true;
+  }
+  if (raw.inputs !== undefined || raw.outputs !== undefined) {
+    if (raw.inputs === undefined || raw.outputs === undefined)
+      throw fail(
+        raw.inputs === undefined ? 'inputs' : 'outputs',
+        'must be given with the other (inputs and outputs, or neither)',
+      );
+    config.signature = {
+      inputs: parseTensorInfos(raw.inputs, 'inputs', fail),
+      outputs: parseTensorInfos(raw.outputs, 'outputs', fail),
+    };
   }
   if (raw.backend !== undefined) {
     if (raw.backend !== 'onnx' && raw.backend !== 'tfjs') throw fail('backend', 'must be "onnx" or "tfjs"');
@@ -442,6 +463,45 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
     if (val.enabled === false) config.validation.enabled = false;
   }
   return config;
+}
+
+/** `[{ "name": "image", "type": "float32", "dims": [-1, 1, 28, 28] }]`: dim 0 of -1 is the batch dim. */
+function parseTensorInfos(
+  raw: unknown,
+  field: string,
+  fail: (field: string, why: string) => Error,
+): TensorInfo[] {
+  if (!Array.isArray(raw) || raw.length === 0)
+    throw fail(field, 'must be a non-empty array of { "name", "type", "dims" }');
+  const seen = new Set<string>();
+  return raw.map((t, i) => {
+    const f = `${field}[${i}]`;
+    if (!isObject(t)) throw fail(f, 'must be { "name", "type", "dims" }');
+    for (const key of Object.keys(t)) {
+      if (!['name', 'type', 'dims', 'dimNames'].includes(key))
+        throw fail(`${f}.${key}`, 'is not a known field (known: name, type, dims, dimNames)');
+    }
+    if (typeof t.name !== 'string' || t.name.length === 0)
+      throw fail(`${f}.name`, 'must be a non-empty string');
+    if (seen.has(t.name)) throw fail(`${f}.name`, `repeats "${t.name}"`);
+    seen.add(t.name);
+    if (typeof t.type !== 'string' || !isDataType(t.type))
+      throw fail(`${f}.type`, 'must be an element type such as "float32", "int64" or "string"');
+    if (!Array.isArray(t.dims) || !t.dims.every((d) => Number.isSafeInteger(d) && (d as number) >= -1))
+      throw fail(`${f}.dims`, 'must be an array of dims (-1 for a dynamic one)');
+    const dims = t.dims as number[];
+    const info: TensorInfo = { name: t.name, type: t.type as DataType, dims, batched: dims[0] === -1 };
+    if (t.dimNames !== undefined) {
+      if (
+        !Array.isArray(t.dimNames) ||
+        t.dimNames.length !== dims.length ||
+        !t.dimNames.every((n) => n === null || typeof n === 'string')
+      )
+        throw fail(`${f}.dimNames`, 'must be an array of names or null, one per dim');
+      info.dimNames = t.dimNames as (string | null)[];
+    }
+    return info;
+  });
 }
 
 function parseSample(raw: unknown, field: string, fail: (field: string, why: string) => Error): WarmupSample {

@@ -4,7 +4,7 @@
  */
 import { relative } from 'node:path';
 import { invalidArgument, type Model, type ModelRegistry, toServeError, unavailable } from '@mlserve/core';
-import type { MemoryBudget } from './budget.js';
+import type { MemoryBudget, Planned } from './budget.js';
 import type { BuiltPipeline } from './build.js';
 import type { ModelConfig } from './config.js';
 import type { ModelView, VersionView } from './reconcile.js';
@@ -26,6 +26,8 @@ export interface VersionRecord extends VersionView {
   base?: Model;
   /** Under a memory budget: what a load on demand builds from (a reload updates it). */
   source?: { sv: ScannedVersion; config: ModelConfig };
+  /** Under a memory budget: served before its first load, its metadata from here. */
+  planned?: string;
 }
 
 /** What the repository holds of one model. */
@@ -82,6 +84,11 @@ export interface LifecycleHost {
   budget?: MemoryBudget;
   /** Under a budget: whether a model's versions must stay loaded (config.json `pinned`, a rollout). */
   pinned?(name: string): boolean;
+  /**
+   * Under a budget: a version's metadata without loading it (config.json's `inputs`/`outputs`, the
+   * ONNX header), so it is served on demand from the start; `{ why }` when only a load can tell.
+   */
+  plan?(name: string, sv: ScannedVersion, config: ModelConfig): Promise<Planned | { why: string }>;
 }
 
 /**
@@ -163,6 +170,15 @@ export class VersionLifecycle {
           if (host.closed()) throw unavailable('the repository is closing');
           if (host.budget) {
             rec.source = { sv, config };
+            const planned = await host.plan?.(name, sv, config);
+            if (planned && 'why' in planned) {
+              host.log('info', `${name}/${version} loads now to read its metadata: ${planned.why}`, {
+                model: name,
+                version,
+              });
+            } else if (planned) {
+              rec.planned = planned.from;
+            }
             rec.handle = await host.budget.add(
               name,
               version,
@@ -176,6 +192,7 @@ export class VersionLifecycle {
                 rec.base = built.base;
                 return built.model;
               },
+              planned && !('why' in planned) ? planned : undefined,
             );
           } else {
             const built = await host.build(name, sv, config, rec.file);
@@ -196,10 +213,14 @@ export class VersionLifecycle {
           rec.state = 'ready';
           const ms = performance.now() - started;
           report.loaded.push(`${name}/${version}`);
-          host.log('info', `${name}/${version} ready (${rec.backend ?? sv.backend}, ${Math.round(ms)} ms)`, {
-            model: name,
-            version,
-          });
+          const resident = host.budget?.resident(name, version);
+          host.log(
+            'info',
+            resident === false
+              ? `${name}/${version} ready: loads on its first request (metadata from ${rec.planned ?? 'its last load'})`
+              : `${name}/${version} ready (${rec.backend ?? sv.backend}, ${Math.round(ms)} ms)`,
+            { model: name, version },
+          );
           host.emit({
             name,
             version,
@@ -207,6 +228,7 @@ export class VersionLifecycle {
             file: rec.file,
             backend: rec.backend ?? sv.backend,
             ms,
+            ...(resident !== undefined && { resident }),
           });
         },
         (err: unknown) => {
@@ -245,6 +267,34 @@ export class VersionLifecycle {
     if (!handle) return;
     rec.reloading = true;
     const started = performance.now();
+    if (host.budget && rec.source && host.budget.resident(name, version) === false) {
+      // Not loaded now: nothing to rebuild. Its next load builds from the new files and config.
+      try {
+        const planned = await host.plan?.(name, sv, config);
+        rec.source = { sv, config };
+        host.budget.replan(name, version, planned && !('why' in planned) ? planned : undefined);
+        if (planned && !('why' in planned)) rec.planned = planned.from;
+        rec.fp = sv.fp;
+        rec.pipelineKey = key;
+        rec.configFp = state.configFp ?? '';
+        report.loaded.push(`${name}/${version}`);
+        host.log('info', `${name}/${version} changed while not loaded: its next load uses the new files`, {
+          model: name,
+          version,
+        });
+        host.emit({
+          name,
+          version,
+          phase: 'reloaded',
+          file: rec.file,
+          ms: performance.now() - started,
+          resident: false,
+        });
+      } finally {
+        rec.reloading = false;
+      }
+      return;
+    }
     host.log('info', `reloading ${name}/${version}: its files or config.json changed`, {
       model: name,
       version,

@@ -18,11 +18,12 @@ import type { CacheRedisConfig, ModelConfig } from './config.js';
 import { type ModelState, newModelState, VersionLifecycle, type VersionRecord } from './lifecycle.js';
 import type { Loaders } from './loaders.js';
 import { assertSafeName, resolveInside } from './paths.js';
+import { planVersion, signatureDifference } from './plan.js';
 import { reconcile, retirements } from './reconcile.js';
 import { replayRequests } from './replay.js';
 import { RolloutRun } from './rollout.js';
 import { applyLabels, splitTraffic } from './routing.js';
-import { listModels, repositoryRoot, scanModel } from './scan.js';
+import { listModels, repositoryRoot, type ScannedVersion, scanModel } from './scan.js';
 import type {
   PollReport,
   RepositoryEvents,
@@ -229,6 +230,18 @@ export class Repository extends EventEmitter<RepositoryEvents> {
         gone: (name, version) => this.#gone(name, version),
         ...(this.#budget && {
           budget: this.#budget,
+          plan: async (name: string, sv: ScannedVersion, config: ModelConfig) => {
+            const planned = await planVersion(
+              {
+                root: this.#root!,
+                ...(options.loaders && { loaders: options.loaders }),
+                ...(options.workers !== undefined && { workers: options.workers }),
+              },
+              { name, version: sv.version, dir: sv.dir, file: sv.file, backend: sv.backend, config },
+            );
+            if ('why' in planned) return planned;
+            return { ...planned, differs: (loaded) => signatureDifference(planned.metadata, loaded) };
+          },
           pinned: (name: string) =>
             this.#models.get(name)?.config?.pinned === true || this.#rollouts.has(name),
         }),
@@ -310,7 +323,7 @@ export class Repository extends EventEmitter<RepositoryEvents> {
             state: 'READY',
             reason: v.resident
               ? `loaded (${mib} MiB of the memory budget${v.pinned ? ', pinned' : ''})`
-              : `not loaded: loads on its next request (${mib} MiB)`,
+              : `not loaded: loads on its next request (${v.measured ? '' : 'about '}${mib} MiB${v.measured ? '' : ', estimated'})`,
           });
         }
         return rows;
@@ -551,18 +564,20 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     // Under a memory budget the serving version may have been unloaded to make room for this one:
     // the shadow compares against it, so load it again (both stay loaded while the rollout runs).
     this.#budget?.load(state.name, stable.version);
+    // A version served on demand is not loaded yet: the shadow runs on it.
+    this.#budget?.load(state.name, rec.version);
     const { name } = state;
     this.#rollouts.get(name)?.stop();
     rec.gated = true;
     const candidate = rec.version;
     const run: RolloutRun = new RolloutRun({
       name,
-      stable: { version: stable.version, base: () => state.versions.get(stable.version)?.base },
-      candidate: { version: candidate, base: () => state.versions.get(candidate)?.base },
+      stable: { version: stable.version, base: () => this.#base(state, stable.version) },
+      candidate: { version: candidate, base: () => this.#base(state, candidate) },
       gate: rollout.gate,
       canary: rollout.canary,
       replay: async () => {
-        const base = state.versions.get(stable.version)?.base;
+        const base = this.#base(state, stable.version);
         if (!base) return [];
         const source = rollout.gate?.replay;
         if (source === false) return [];
@@ -584,6 +599,12 @@ export class Repository extends EventEmitter<RepositoryEvents> {
     });
     this.#rollouts.set(name, run);
     run.start();
+  }
+
+  /** A version's innermost model, while it is loaded (under a budget it may have been unloaded). */
+  #base(state: ModelState, version: string): Model | undefined {
+    if (this.#budget?.resident(state.name, version) === false) return undefined;
+    return state.versions.get(version)?.base;
   }
 
   #setRollout(name: string, version: string, status: RolloutStatus): void {

@@ -44,6 +44,11 @@ export interface VersionEvent {
   rollout?: RolloutStatus;
   /** `coldStart` / `evicted` (under a memory budget): the version's measured cost, bytes. */
   bytes?: number;
+  /**
+   * `ready` / `reloaded` under a memory budget: whether the version is loaded now (false: it is
+   * served on demand and loads on its first request).
+   */
+  resident?: boolean;
   /** Warmup progress: `{ done, total, batchSize }`. */
   progress?: { done: number; total: number; batchSize: number };
 }
