@@ -342,19 +342,43 @@ describe('deadlines and cancellation', () => {
   });
 
   test('a waiting batch is released early for a deadline that the delay would miss', async () => {
-    // The model takes ~200 ms, which the batcher learns from a first call: a request with 600 ms
-    // left is released about 200 ms (its expected compute) plus a margin before its deadline, so
-    // a timer firing late on a loaded machine still has ~200 ms of slack.
-    const p = probe({ delayMs: 200 });
+    // The model takes ~300 ms, which the batcher learns from a first call. A lone request whose
+    // deadline comes long before the 10 s delay is released for that deadline about its expected
+    // compute plus a 10 ms margin before it. Only that 10 ms is slack: a timer firing later than
+    // that (a loaded machine) makes the batcher, correctly, refuse it at release as not started.
+    // Both outcomes prove the early release; without it the request would sit queued until its
+    // deadline passed and be rejected with a different message, and no batch would be released.
+    const p = probe({ delayMs: 300 });
     const events: BatchEvent[] = [];
     const served = batching({ maxBatchSize: 2, maxDelayMs: 10_000, onBatch: (e) => events.push(e) })(p.model);
+    const learnStart = Date.now();
     await Promise.all([served.infer({ x: rowsOf(1) }), served.infer({ x: rowsOf(1) })]);
+    const learnedMs = Date.now() - learnStart;
     await sleep(5); // arrives on an idle model (not in the turn the last batch ended)
-    const t0 = Date.now();
-    const out = await served.infer({ x: rowsOf(1, 7) }, { deadline: Date.now() + 600 });
-    expect((out.y!.data as Float32Array)[0]).toBe(14);
-    expect(Date.now() - t0).toBeLessThan(5000);
-    expect(events.map((e) => e.reason)).toEqual(['full', 'deadline']);
+    // Enough time left that the entry check (deadline vs the learned compute) admits it.
+    const deadline = Date.now() + Math.max(900, 3 * learnedMs);
+    let refusal: unknown;
+    const out = await served.infer({ x: rowsOf(1, 7) }, { deadline }).catch((e: unknown) => {
+      refusal = e;
+      return undefined;
+    });
+    const settledAt = Date.now();
+    expect(settledAt - learnStart).toBeLessThan(5000); // well before the 10 s delay
+    if (refusal === undefined) {
+      expect((out!.y!.data as Float32Array)[0]).toBe(14);
+      expect(events.map((e) => e.reason)).toEqual(['full', 'deadline']);
+      expect((served.stats!().batching as BatchingStats).releases.deadline).toBe(1);
+    } else {
+      // The late-timer case: released for the deadline, then refused at launch.
+      expect(refusal).toBeInstanceOf(ServeError);
+      expect((refusal as ServeError).code).toBe('DEADLINE_EXCEEDED');
+      expect((refusal as ServeError).message).toBe(
+        'the request cannot finish before its deadline; it was not started',
+      );
+      expect(events.map((e) => e.reason)).toEqual(['full']);
+      expect((served.stats!().batching as BatchingStats).rejected.deadline).toBe(1);
+    }
+    expect(p.calls.map((c) => c.rows)).toEqual(refusal === undefined ? [2, 1] : [2]);
   });
 });
 
