@@ -1,5 +1,6 @@
 import { defineConfig } from 'tsup';
 import { packageBuild } from '../../tsup.shared';
 
-// Two entries: `.` is browser-safe (the codec), `./server` is the Node request path.
-export default defineConfig(packageBuild({ entry: ['src/index.ts', 'src/server.ts'] }));
+// Three entries: `.` is browser-safe (the codec), `./server` is the Node request path, `./grpc` the
+// gRPC messages' contents codec (browser-safe too) the gRPC server and the client share.
+export default defineConfig(packageBuild({ entry: ['src/index.ts', 'src/server.ts', 'src/grpc.ts'] }));

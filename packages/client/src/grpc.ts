@@ -2,17 +2,20 @@ import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import {
-  type DataType,
   type ErrorCode,
   invalidArgument,
   type ParameterValue,
   ServeError,
-  type Tensor,
   type Tensors,
-  tensor,
   toServeError,
   unavailable,
 } from '@mlserve/core';
+import {
+  type ContentsMessage,
+  type ParameterMessage,
+  tensorFromContents,
+  toParameterMessage,
+} from '@mlserve/protocol/grpc';
 import { type Client, remoteModel } from './client.js';
 import { fromV2Datatype, parseShape, tensorFromBinary, tensorToBinary, V2_DATATYPE } from './codec.js';
 import { isErrorCode } from './errors.js';
@@ -91,19 +94,6 @@ export function errorFromStatus(err: Partial<grpc.ServiceError>): ServeError {
   });
 }
 
-type ParamMessage = {
-  bool_param?: boolean;
-  int64_param?: string;
-  string_param?: string;
-  double_param?: number;
-};
-
-function paramMessage(v: ParameterValue): ParamMessage {
-  if (typeof v === 'boolean') return { bool_param: v };
-  if (typeof v === 'string') return { string_param: v };
-  return Number.isSafeInteger(v) ? { int64_param: String(v) } : { double_param: v };
-}
-
 function paramValue(p: Record<string, unknown> | undefined): ParameterValue | undefined {
   switch (p?.parameter_choice) {
     case 'bool_param':
@@ -136,21 +126,6 @@ export interface InferResponseMessage {
   parameters?: Record<string, Record<string, unknown>>;
 }
 
-const CONTENTS: Partial<Record<DataType, string>> = {
-  bool: 'bool_contents',
-  int8: 'int_contents',
-  int16: 'int_contents',
-  int32: 'int_contents',
-  int64: 'int64_contents',
-  uint8: 'uint_contents',
-  uint16: 'uint_contents',
-  uint32: 'uint_contents',
-  uint64: 'uint64_contents',
-  float32: 'fp32_contents',
-  float64: 'fp64_contents',
-  string: 'bytes_contents',
-};
-
 /**
  * Decodes a ModelInferResponse: raw contents (Triton's and mlserve's default) or typed contents.
  *
@@ -173,15 +148,7 @@ export function decodeGrpcResponse(res: InferResponseMessage): Tensors {
         out[o.name] = tensorFromBinary(type, [...dims], count, bytes, what);
         return;
       }
-      const field = CONTENTS[type];
-      const values = (field && o.contents?.[field]) || [];
-      const data =
-        type === 'int64' || type === 'uint64'
-          ? values.map((v) => BigInt(v as string))
-          : type === 'string'
-            ? values.map((b) => Uint8Array.from(b as Uint8Array))
-            : values;
-      out[o.name] = tensor(type, data as never, dims) as Tensor;
+      out[o.name] = tensorFromContents(type, [...dims], count, o.contents as ContentsMessage, what);
     });
   } catch (err) {
     const e = toServeError(err);
@@ -324,19 +291,19 @@ export function createGrpcClient(options: ClientOptions): GrpcClient {
     call: InferCallOptions,
     timeoutMs: number | undefined,
   ) {
-    const params: Record<string, ParamMessage> = {};
+    const params: Record<string, ParameterMessage> = {};
     for (const [k, v] of Object.entries(call.parameters ?? {})) {
       if (k === 'timeout' || k === 'priority' || k.startsWith('sequence_'))
         throw invalidArgument(`parameter "${k}" is set through its own option`);
-      params[k] = paramMessage(v);
+      params[k] = toParameterMessage(v);
     }
-    if (timeoutMs !== undefined) params.timeout = paramMessage(timeoutMs * 1000);
-    if (call.priority !== undefined) params.priority = paramMessage(call.priority);
+    if (timeoutMs !== undefined) params.timeout = toParameterMessage(timeoutMs * 1000);
+    if (call.priority !== undefined) params.priority = toParameterMessage(call.priority);
     if (call.sequence) {
       const id = call.sequence.id;
-      params.sequence_id = typeof id === 'bigint' ? { int64_param: String(id) } : paramMessage(id);
-      if (call.sequence.start !== undefined) params.sequence_start = paramMessage(call.sequence.start);
-      if (call.sequence.end !== undefined) params.sequence_end = paramMessage(call.sequence.end);
+      params.sequence_id = typeof id === 'bigint' ? { int64_param: String(id) } : toParameterMessage(id);
+      if (call.sequence.start !== undefined) params.sequence_start = toParameterMessage(call.sequence.start);
+      if (call.sequence.end !== undefined) params.sequence_end = toParameterMessage(call.sequence.end);
     }
     const cls = call.classification;
     if (typeof cls === 'number' && !call.outputs)
@@ -344,7 +311,7 @@ export function createGrpcClient(options: ClientOptions): GrpcClient {
     const names = call.outputs ?? (cls && typeof cls === 'object' ? Object.keys(cls) : undefined);
     const outputs = names?.map((name) => {
       const k = typeof cls === 'number' ? cls : (cls as Record<string, number> | undefined)?.[name];
-      return k === undefined ? { name } : { name, parameters: { classification: paramMessage(k) } };
+      return k === undefined ? { name } : { name, parameters: { classification: toParameterMessage(k) } };
     });
     const list = Object.entries(inputs);
     return {
