@@ -1,3 +1,4 @@
+import { availableParallelism, loadavg } from 'node:os';
 import { closedLoop, interleaved, type LoadResult, ratioTable, scenario, timePerCall } from '../harness.js';
 
 /**
@@ -110,6 +111,77 @@ export default scenario({
         run: () => closedLoop('feedback', callWithFeedback, { concurrency: 8, durationMs }),
       },
     ]);
+    // The issue's row, "the monitor at its defaults, feedback included, costs at most 3% CPU per
+    // request": the bare model against the monitor at its defaults with feedback, paired round by
+    // round (one short window of each per round, the order alternating, each window's CPU the
+    // process's over its requests plus a 20 ms settle, so that a drain or an evaluation the
+    // monitor leaves behind counts against it), as the median of the per-round ratios with their
+    // quartiles. Both sides make each label's id and read its value (the label's side, as a
+    // transport hands it over); only the monitor joins it.
+    let labelSide = 0;
+    const paired = (m: typeof model, join: boolean) => {
+      let n = 0;
+      return async () => {
+        const i = n++;
+        const out = await m.infer(images[i % images.length]!, { id: `p${i}` });
+        if (i >= LATE) {
+          const id = `p${i - LATE}`;
+          const label = holdout.labels[(i - LATE) % images.length]!;
+          if (join) watchFeedback.feedback(id, label);
+          else labelSide += id.length + label;
+        }
+        return out;
+      };
+    };
+    const pairedBare = paired(model, false);
+    const pairedFed = paired(withFeedback, true);
+    const cpuWindow = async (one: () => Promise<unknown>, callers: number, ms: number) => {
+      const c0 = process.cpuUsage();
+      const until = performance.now() + ms;
+      let requests = 0;
+      await Promise.all(
+        Array.from({ length: callers }, async () => {
+          while (performance.now() < until) {
+            await one();
+            requests++;
+          }
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 20));
+      const c = process.cpuUsage(c0);
+      return (c.user + c.system) / Math.max(1, requests);
+    };
+    const pairRounds = pick(60, 16);
+    const pairMs = pick(250, 150);
+    const pairedRow = async (callers: number) => {
+      await cpuWindow(pairedBare, callers, pairMs);
+      await cpuWindow(pairedFed, callers, pairMs);
+      const ratios: number[] = [];
+      const bareUs: number[] = [];
+      const fedUs: number[] = [];
+      for (let r = 0; r < pairRounds; r++) {
+        const first = r % 2 === 0;
+        const a = await cpuWindow(first ? pairedBare : pairedFed, callers, pairMs);
+        const b = await cpuWindow(first ? pairedFed : pairedBare, callers, pairMs);
+        const [bare, fedUs1] = first ? [a, b] : [b, a];
+        ratios.push(fedUs1 / bare);
+        bareUs.push(bare);
+        fedUs.push(fedUs1);
+      }
+      const q = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.floor(p * (xs.length - 1))]!;
+      return {
+        ratio: q(ratios, 0.5),
+        q1: q(ratios, 0.25),
+        q3: q(ratios, 0.75),
+        bare: q(bareUs, 0.5),
+        fed: q(fedUs, 0.5),
+      };
+    };
+    const loadBefore = loadavg();
+    const row1 = await pairedRow(1);
+    const row8 = await pairedRow(8);
+    const loadAfter = loadavg();
+    void labelSide;
     withCpu([raw, every, chosen, fed], raw);
     withCpu([raw8, every8, chosen8, fed8], raw8);
     await watchAll.flush();
@@ -154,7 +226,25 @@ export default scenario({
       'x the throughput without the monitor',
       { markAt: 1 },
     );
+    const f3 = (x: number) => x.toFixed(3);
+    const rowLine = (label: string, r: Awaited<ReturnType<typeof pairedRow>>) =>
+      `| ${label} | ${r.bare.toFixed(2)} | ${r.fed.toFixed(2)} | **${f3(r.ratio)}** | ${f3(r.q1)} - ${f3(r.q3)} |`;
+    const issueRow = [
+      "#### The cost row: monitor at its defaults ('auto', 2% budget) with feedback, CPU per request x the bare model (paired)",
+      '',
+      `${pairRounds} rounds, each one ${pairMs} ms window of the bare model and one of the monitored model (order alternating), ` +
+        `CPU per request of each window (the process's CPU over its requests and a 20 ms settle); the ratio is the median of the ` +
+        `per-round ratios; target <= 1.03. Load average ${loadBefore.map((x) => x.toFixed(1)).join(', ')} before, ` +
+        `${loadAfter.map((x) => x.toFixed(1)).join(', ')} after, on ${availableParallelism()} cores.`,
+      '',
+      '| callers | bare model, CPU us/req | + monitor defaults + feedback, CPU us/req | CPU x bare (median of rounds) | quartiles of the per-round ratios |',
+      '| --- | --- | --- | --- | --- |',
+      rowLine('1 (sequential)', row1),
+      rowLine('8', row8),
+      '',
+    ].join('\n');
     return [
+      issueRow,
       ratioTable('mnist-cnn, batch 1, sequential calls', raw!, [every!, chosen!, fed!]),
       ratioTable('mnist-cnn, batch 1, 8 concurrent callers', raw8!, [every8!, chosen8!, fed8!]),
       `Feedback: ${fb.logged} predictions logged, ${fb.joined} labels joined (${fb.unmatched} unmatched, ${fb.pending} waiting at the end); ` +
