@@ -4,6 +4,8 @@ import { closedLoop, interleaved, type LoadResult, ratioTable, scenario } from '
  * Models on demand under a memory budget (@mlserve/repository `modelMemoryBudget`), with the
  * repository's defaults (no config.json: default placement, batching and warmup).
  *
+ * 0. Start-up with N models: all loaded at start vs on demand (nothing loads; metadata from the
+ *    ONNX header), and the first request to each.
  * 1. Cold start vs warm latency per model: three models under a budget that holds one, so each
  *    model's first request after another's loads it again (load + default warmup), then warm
  *    requests run on it.
@@ -32,6 +34,65 @@ export default scenario({
       return zeroInputs(meta, meta.maxBatchSize > 0 && meta.inputs.every((i) => i.batched) ? 1 : 0);
     };
     const sections: string[] = [];
+
+    // 0. Start-up: N models, all loaded at start (no budget) vs on demand under a budget (nothing
+    //    loads: metadata from each file's ONNX header), then the first request to each.
+    const startKinds = pick(
+      [
+        ['mnist-cnn.onnx', 40],
+        ['mobilenetv2.onnx', 6],
+      ] as const,
+      [['mnist-cnn.onnx', 8]] as const,
+    );
+    const { loadOnnxModel } = await import('@mlserve/backend-onnx');
+    const startRows: string[] = [];
+    for (const [kind, n] of startKinds) {
+      const dir0 = await mkdtemp(join(tmpdir(), 'mlserve-bench-models-'));
+      const names0 = Array.from({ length: n }, (_, i) => `m${String(i).padStart(2, '0')}`);
+      for (const m of names0) {
+        await mkdir(join(dir0, m, '1'), { recursive: true });
+        await copyFile(modelPath(kind), join(dir0, m, '1', 'model.onnx'));
+      }
+      const times: Record<string, number[]> = { eager: [], eagerBudget: [], lazy: [], first: [] };
+      for (let r = 0; r < pick(2, 1); r++) {
+        for (const mode of ['eager', 'eagerBudget', 'lazy'] as const) {
+          const t0 = performance.now();
+          const repo = await loadRepository(dir0, {
+            ...(mode !== 'eager' && { modelMemoryBudget: '64GiB' }),
+            // A custom loader: its metadata is known only by loading it, so it loads at start (as
+            // every model did under a budget before the ONNX header was read).
+            ...(mode === 'eagerBudget' && {
+              loaders: { onnx: (src: string, o: Record<string, unknown>) => loadOnnxModel(src, o) },
+            }),
+          });
+          times[mode]!.push(performance.now() - t0);
+          if (mode === 'lazy') {
+            if (repo.memory()!.loads !== 0) throw new Error('a model loaded at start under a budget');
+            const t1 = performance.now();
+            for (const m of names0) await repo.registry.infer(m, undefined, inputsOf(repo, m));
+            times.first!.push(performance.now() - t1);
+          }
+          await repo.close();
+        }
+      }
+      await rm(dir0, { recursive: true, force: true });
+      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      const label = kind.replace('.onnx', '');
+      log(
+        `start-up ${n} x ${label}: eager ${med(times.eager!).toFixed(0)} ms, lazy ${med(times.lazy!).toFixed(0)} ms`,
+      );
+      startRows.push(
+        `| ${n} x ${label} | ${med(times.eager!).toFixed(0)} | ${med(times.eagerBudget!).toFixed(0)} | ${med(times.lazy!).toFixed(1)} | ${(med(times.eager!) / med(times.lazy!)).toFixed(0)}x | ${med(times.first!).toFixed(0)} |`,
+      );
+    }
+    sections.push(
+      'Start-up: a repository of N copies of a model with the defaults (warmup included), all loaded at start (no budget), loaded once at start under a budget (a custom loader: how every model started under a budget before the ONNX header was read), and on demand (a budget, the default loader: nothing loads, metadata from the header); then the first request to each, one at a time.',
+      '',
+      '| models | all loaded at start (ms) | under a budget, loaded once at start (ms) | on demand (ms) | eager / on demand | then first request to each (ms) |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...startRows,
+      '',
+    );
 
     // 1. Cold start vs warm, per model.
     const kinds = pick(
