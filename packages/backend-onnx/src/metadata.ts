@@ -35,14 +35,14 @@ export function readSignature(
     if (!info) {
       const known = inputs.map((i) => `"${i.name}"`).join(', ');
       throw new TypeError(
-        `options.padValues names "${name}", which is not an input of the model (inputs: ${known})`,
+        `loadOnnxModel: options.padValues names "${name}", which is not an input of the model (inputs: ${known})`,
       );
     }
     const v = padValues[name]!;
     const wantsBigint = info.type === 'int64' || info.type === 'uint64';
     if (wantsBigint ? typeof v !== 'bigint' && !Number.isSafeInteger(v) : typeof v !== 'number') {
       throw new TypeError(
-        `options.padValues.${name} must be a ${wantsBigint ? 'bigint or integer' : 'number'}`,
+        `loadOnnxModel: options.padValues.${name} must be a ${wantsBigint ? 'bigint or integer' : 'number'}`,
       );
     }
     info.padValue = wantsBigint ? BigInt(v) : v;

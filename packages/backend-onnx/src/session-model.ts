@@ -177,24 +177,29 @@ export async function loadWithRuntime(
   source: OnnxModelSource,
   options: OnnxModelOptions = {},
 ): Promise<Model> {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('loadOnnxModel: options must be an object');
   const name = options.name ?? nameFromSource(source);
   if (typeof name !== 'string' || name.length === 0) {
-    throw new TypeError('options.name must be a non-empty string (it is required when the source is bytes)');
+    throw new TypeError(
+      'loadOnnxModel: options.name must be a non-empty string (it is required when the source is bytes)',
+    );
   }
   const version = options.version ?? '1';
   if (typeof version !== 'string' || version.length === 0)
-    throw new TypeError('options.version must be a non-empty string');
-  checkPositiveInteger(options.intraOpNumThreads, 'intraOpNumThreads');
-  checkPositiveInteger(options.interOpNumThreads, 'interOpNumThreads');
+    throw new TypeError('loadOnnxModel: options.version must be a non-empty string');
+  checkPositiveInteger(options.intraOpNumThreads, 'intraOpNumThreads', 'loadOnnxModel');
+  checkPositiveInteger(options.interOpNumThreads, 'interOpNumThreads', 'loadOnnxModel');
   const requested = options.executionProviders ?? options.sessionOptions?.executionProviders ?? [runtime.cpu];
   if (!Array.isArray(requested) || requested.length === 0) {
-    throw new TypeError('options.executionProviders must be a non-empty array');
+    throw new TypeError('loadOnnxModel: options.executionProviders must be a non-empty array');
   }
   for (const p of requested) {
     const n = typeof p === 'string' ? p : (p as { name?: unknown } | null)?.name;
     if (typeof n !== 'string' || n.length === 0) {
-      throw new TypeError('options.executionProviders entries must be provider names or objects with a name');
+      throw new TypeError(
+        'loadOnnxModel: options.executionProviders entries must be provider names or objects with a name',
+      );
     }
   }
 

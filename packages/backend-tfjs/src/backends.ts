@@ -151,7 +151,7 @@ export async function activateBackend(
   options: BackendOptions = {},
 ): Promise<ActiveBackend> {
   if (typeof requested !== 'string' || requested.length === 0) {
-    throw new ServeError('INVALID_ARGUMENT', 'options.backend must be a backend name');
+    throw new ServeError('INVALID_ARGUMENT', 'loadTfjsModel: options.backend must be a backend name');
   }
   if (requested !== 'auto') return activateOne(requested, options);
   const failures: string[] = [];

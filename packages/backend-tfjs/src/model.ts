@@ -264,9 +264,11 @@ export async function loadTfjsModel(
 ): Promise<Model> {
   const { name = 'tfjs-model', version = '1', backend: requested = 'auto', format = 'auto' } = options;
   if (typeof name !== 'string' || name.length === 0)
-    throw invalidArgument('options.name must be a non-empty string');
+    throw invalidArgument('loadTfjsModel: options.name must be a non-empty string');
   if (!['auto', 'graph', 'layers', 'saved_model'].includes(format)) {
-    throw invalidArgument(`options.format must be auto, graph, layers or saved_model, got ${String(format)}`);
+    throw invalidArgument(
+      `loadTfjsModel: options.format must be auto, graph, layers or saved_model, got ${String(format)}`,
+    );
   }
   if (source === null || source === undefined || (typeof source === 'string' && source.length === 0)) {
     throw invalidArgument('a model source (path, URL or artifacts) is required');

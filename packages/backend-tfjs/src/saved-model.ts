@@ -58,7 +58,7 @@ export async function loadSavedModel(
     );
   }
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
-    throw invalidArgument('options.tags must be an array of strings');
+    throw invalidArgument('loadTfjsModel: options.tags must be an array of strings');
   }
   const metaGraphs = await api.getMetaGraphsFromSavedModel(path);
   const wanted = [...tags].sort().join(',');

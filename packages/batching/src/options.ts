@@ -174,45 +174,46 @@ function nonNegative(v: unknown): boolean {
 
 /** Throws a TypeError naming the first bad option. */
 export function validateOptions(options: BatchingOptions): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('batching: options must be an object');
   const o = options;
-  checkPositiveInteger(o.maxBatchSize, 'maxBatchSize');
+  checkPositiveInteger(o.maxBatchSize, 'maxBatchSize', 'batching');
   if (o.maxDelayMs !== undefined && o.maxDelayMs !== 'auto' && !nonNegative(o.maxDelayMs)) {
-    throw new TypeError("options.maxDelayMs must be a non-negative number or 'auto'");
+    throw new TypeError("batching: options.maxDelayMs must be a non-negative number or 'auto'");
   }
   if (o.maxLatencyMs !== undefined && !(nonNegative(o.maxLatencyMs) && o.maxLatencyMs > 0)) {
-    throw new TypeError('options.maxLatencyMs must be a positive number');
+    throw new TypeError('batching: options.maxLatencyMs must be a positive number');
   }
   if (o.preferredBatchSizes !== undefined) {
     if (!Array.isArray(o.preferredBatchSizes) || !o.preferredBatchSizes.every(isPositiveInteger)) {
-      throw new TypeError('options.preferredBatchSizes must be an array of positive integers');
+      throw new TypeError('batching: options.preferredBatchSizes must be an array of positive integers');
     }
   }
-  checkPositiveInteger(o.maxQueue, 'maxQueue');
-  checkPositiveInteger(o.maxQueueSize, 'maxQueueSize');
+  checkPositiveInteger(o.maxQueue, 'maxQueue', 'batching');
+  checkPositiveInteger(o.maxQueueSize, 'maxQueueSize', 'batching');
   if (o.rejectStatus !== undefined && o.rejectStatus !== 429 && o.rejectStatus !== 503) {
-    throw new TypeError('options.rejectStatus must be 429 or 503');
+    throw new TypeError('batching: options.rejectStatus must be 429 or 503');
   }
-  checkPositiveInteger(o.maxConcurrentBatches, 'maxConcurrentBatches');
+  checkPositiveInteger(o.maxConcurrentBatches, 'maxConcurrentBatches', 'batching');
   if (o.priorityAgingMs !== undefined && !(nonNegative(o.priorityAgingMs) && o.priorityAgingMs > 0)) {
-    throw new TypeError('options.priorityAgingMs must be a positive number');
+    throw new TypeError('batching: options.priorityAgingMs must be a positive number');
   }
   if (o.padValues !== undefined) {
     if (typeof o.padValues !== 'object' || o.padValues === null) {
-      throw new TypeError('options.padValues must be an object of numbers or bigints');
+      throw new TypeError('batching: options.padValues must be an object of numbers or bigints');
     }
     for (const [k, v] of Object.entries(o.padValues)) {
       if (typeof v !== 'bigint' && !(typeof v === 'number' && Number.isFinite(v))) {
-        throw new TypeError(`options.padValues["${k}"] must be a finite number or a bigint`);
+        throw new TypeError(`batching: options.padValues["${k}"] must be a finite number or a bigint`);
       }
     }
   }
   if (o.variableLength !== undefined && o.variableLength !== 'pad' && o.variableLength !== 'bucket') {
-    throw new TypeError("options.variableLength must be 'pad' or 'bucket'");
+    throw new TypeError("batching: options.variableLength must be 'pad' or 'bucket'");
   }
   if (o.trimOutputs !== undefined) {
     if (typeof o.trimOutputs !== 'object' || o.trimOutputs === null) {
-      throw new TypeError('options.trimOutputs must be an object');
+      throw new TypeError('batching: options.trimOutputs must be an object');
     }
     for (const [k, list] of Object.entries(o.trimOutputs)) {
       const ok =
@@ -227,12 +228,12 @@ export function validateOptions(options: BatchingOptions): void {
         );
       if (!ok) {
         throw new TypeError(
-          `options.trimOutputs["${k}"] must be an array of { dim, input, inputDim } (dims >= 1)`,
+          `batching: options.trimOutputs["${k}"] must be an array of { dim, input, inputDim } (dims >= 1)`,
         );
       }
     }
   }
   if (o.onBatch !== undefined && typeof o.onBatch !== 'function') {
-    throw new TypeError('options.onBatch must be a function');
+    throw new TypeError('batching: options.onBatch must be a function');
   }
 }

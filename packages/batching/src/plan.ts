@@ -80,7 +80,7 @@ export function makePlan(meta: ModelMetadata, options: BatchingOptions): Plan {
   if (mode === 'pad' && !padsKnown) {
     const missing = variable.find((v) => v.pad === undefined)!;
     throw new TypeError(
-      `options.variableLength 'pad' needs a pad value for input "${missing.name}" (options.padValues or the model's padValue)`,
+      `batching: options.variableLength 'pad' needs a pad value for input "${missing.name}" (options.padValues or the model's padValue)`,
     );
   }
   const bucket = mode === 'bucket' && variable.length > 0;

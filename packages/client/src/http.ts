@@ -84,7 +84,7 @@ function outputsOf(options: InferCallOptions, binary: boolean): RequestedOutput[
 export function createHttpClient(options: ClientOptions, sender: HttpSender): Client {
   const base = new URL(options.url);
   if (base.protocol !== 'http:' && base.protocol !== 'https:')
-    throw new TypeError(`url must be http(s)://host:port, got ${options.url}`);
+    throw new TypeError(`createClient: options.url must be http(s)://host:port, got ${options.url}`);
   const prefix = base.pathname.replace(/\/+$/, '');
   const policy = retryPolicy(options.retry);
   const compress = options.compression === 'gzip';

@@ -48,10 +48,12 @@ export function createClient(options: ClientOptions): Client {
     });
   }
   if (options.transport !== undefined && options.transport !== 'http')
-    throw new TypeError(`transport must be 'http' or 'grpc', got ${String(options.transport)}`);
+    throw new TypeError(
+      `createClient: options.transport must be 'http' or 'grpc', got ${String(options.transport)}`,
+    );
   const origin = new URL(options.url).origin;
   const connections = options.connections ?? 32;
   if (!Number.isSafeInteger(connections) || connections < 1)
-    throw new TypeError('connections must be a positive integer');
+    throw new TypeError('createClient: options.connections must be a positive integer');
   return createHttpClient(options, undiciSender(origin, connections));
 }

@@ -46,10 +46,10 @@ export function concurrencyLimit(options: ConcurrencyLimitOptions): GenericMiddl
   const { maxConcurrent, maxQueue = 0 } = options;
   const status = renamedOption(options, 'rejectStatus', 'status', 'concurrencyLimit') ?? 429;
   if (!Number.isSafeInteger(maxConcurrent) || maxConcurrent < 1) {
-    throw new TypeError('options.maxConcurrent must be a positive integer');
+    throw new TypeError('concurrencyLimit: options.maxConcurrent must be a positive integer');
   }
   if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) {
-    throw new TypeError('options.maxQueue must be a non-negative integer');
+    throw new TypeError('concurrencyLimit: options.maxQueue must be a non-negative integer');
   }
   return preserveSignature((inner: Model) => {
     let inFlight = 0;

@@ -106,8 +106,8 @@ export function fromFunction<
     options: InferOptions,
   ) => Promise<Tensors> | Tensors;
   if (typeof name !== 'string' || name.length === 0)
-    throw new TypeError('options.name must be a non-empty string');
-  if (typeof infer !== 'function') throw new TypeError('options.infer must be a function');
+    throw new TypeError('fromFunction: options.name must be a non-empty string');
+  if (typeof infer !== 'function') throw new TypeError('fromFunction: options.infer must be a function');
   const inputs = options.inputs.map(toTensorInfo);
   const outputs = options.outputs.map(toTensorInfo);
   const allBatched = inputs.length > 0 && inputs.every((i) => i.batched);

@@ -69,14 +69,14 @@ function keyOf(id: SequenceInfo['id']): string {
   return typeof id === 'string' ? `s:${id}` : `n:${String(id)}`;
 }
 
-function checkLimits(options: SequenceOptions): void {
+function checkLimits(options: SequenceOptions, where: string): void {
   const { idleTimeoutMs, maxSequences, unsequenced } = options;
   if (idleTimeoutMs !== undefined && !(idleTimeoutMs > 0))
-    throw new TypeError('options.idleTimeoutMs must be a positive number of milliseconds');
+    throw new TypeError(`${where}: options.idleTimeoutMs must be a positive number of milliseconds`);
   if (maxSequences !== undefined && !(Number.isSafeInteger(maxSequences) && maxSequences >= 1))
-    throw new TypeError('options.maxSequences must be a positive integer');
+    throw new TypeError(`${where}: options.maxSequences must be a positive integer`);
   if (unsequenced !== undefined && unsequenced !== 'single' && unsequenced !== 'reject')
-    throw new TypeError("options.unsequenced must be 'single' or 'reject'");
+    throw new TypeError(`${where}: options.unsequenced must be 'single' or 'reject'`);
 }
 
 /**
@@ -119,9 +119,9 @@ export class SequenceStore<S> {
   #closed = false;
 
   constructor(options: SequenceStoreOptions<S>) {
-    checkLimits(options);
+    checkLimits(options, 'SequenceStore');
     if (typeof options.initialState !== 'function')
-      throw new TypeError('options.initialState must be a function');
+      throw new TypeError('SequenceStore: options.initialState must be a function');
     this.#name = options.name;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.#maxSequences = options.maxSequences ?? 1000;
@@ -408,11 +408,12 @@ function zerosLike(info: TensorInfo, rows: number): Tensor {
  * ```
  */
 export function sequences(options: SequencesOptions): Middleware {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
-  checkLimits(options);
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('sequences: options must be an object');
+  checkLimits(options, 'sequences');
   const state = options.state;
   if (!Array.isArray(state) || state.length === 0)
-    throw new TypeError('options.state must name at least one { input, output } pair');
+    throw new TypeError('sequences: options.state must name at least one { input, output } pair');
   const exposeState = options.exposeState ?? false;
   const forwardSequence = options.forwardSequence ?? false;
   return function sequencesMiddleware(inner: Model): Model {
@@ -545,7 +546,9 @@ export interface StatefulModelOptions<S>
  * ```
  */
 export function statefulModel<S>(options: StatefulModelOptions<S>): Model {
-  if (typeof options.infer !== 'function') throw new TypeError('options.infer must be a function');
+  if (typeof options.infer !== 'function')
+    throw new TypeError('statefulModel: options.infer must be a function');
+  checkLimits(options, 'statefulModel');
   const store = new SequenceStore<S>({ ...options, name: options.name });
   const userDispose = options.dispose;
   const model = fromFunction({

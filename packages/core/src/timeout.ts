@@ -24,7 +24,7 @@ export interface TimeoutOptions {
 export function timeout({ defaultMs, maxMs }: TimeoutOptions = {}): GenericMiddleware {
   for (const [k, v] of Object.entries({ defaultMs, maxMs })) {
     if (v !== undefined && !(Number.isFinite(v) && v > 0))
-      throw new TypeError(`options.${k} must be a positive number`);
+      throw new TypeError(`timeout: options.${k} must be a positive number`);
   }
   return preserveSignature((inner: Model) =>
     wrap(inner, {

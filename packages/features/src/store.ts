@@ -118,14 +118,16 @@ export interface RedisFeatureStoreOptions {
 export function redisFeatureStore(options: RedisFeatureStoreOptions): FeatureStore {
   const { client, prefix = '', layout = 'hash', fields, readyTimeoutMs = 1000 } = options;
   if (!(Number.isFinite(readyTimeoutMs) && readyTimeoutMs > 0))
-    throw new TypeError('options.readyTimeoutMs must be a positive number');
+    throw new TypeError('redisFeatureStore: options.readyTimeoutMs must be a positive number');
   if (!client || typeof client.pipeline !== 'function')
-    throw new TypeError('options.client must be an ioredis client');
+    throw new TypeError('redisFeatureStore: options.client must be an ioredis client');
   if (layout !== 'hash' && layout !== 'binary')
-    throw new TypeError("options.layout must be 'hash' or 'binary'");
+    throw new TypeError("redisFeatureStore: options.layout must be 'hash' or 'binary'");
   if (layout === 'binary') {
     if (!Array.isArray(fields) || fields.length === 0) {
-      throw new TypeError("options.fields must list the stored feature order for layout 'binary'");
+      throw new TypeError(
+        "redisFeatureStore: options.fields must list the stored feature order for layout 'binary'",
+      );
     }
     const order = [...fields];
     return {

@@ -192,16 +192,16 @@ export function inferenceService(options: GrpcServerOptions): {
   const { registry, onError } = options;
   const outputContents = options.outputContents ?? 'raw';
   if (outputContents !== 'raw' && outputContents !== 'match')
-    throw new TypeError("options.outputContents must be 'raw' or 'match'");
+    throw new TypeError("inferenceService: options.outputContents must be 'raw' or 'match'");
   const maxStreamInFlight = options.maxStreamInFlight ?? 64;
-  checkPositiveInteger(maxStreamInFlight, 'maxStreamInFlight');
+  checkPositiveInteger(maxStreamInFlight, 'maxStreamInFlight', 'inferenceService');
   const managed: ManagementOptions | undefined =
     options.management === true ? {} : options.management || undefined;
   const token = options.token ?? managed?.token;
   const auth = options.auth ? createAuthenticator(options.auth) : undefined;
   if (auth && token)
     throw new TypeError(
-      'options.auth and a management token cannot be combined: give keys the management scope',
+      'inferenceService: options.auth and a management token cannot be combined: give keys the management scope',
     );
   const service = createV2Service({
     ...options,
@@ -551,8 +551,8 @@ export function inferenceService(options: GrpcServerOptions): {
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const receive = options.maxReceiveMessageLength ?? DEFAULT_MESSAGE_LIMIT;
   const send = options.maxSendMessageLength ?? DEFAULT_MESSAGE_LIMIT;
-  checkPositiveInteger(receive, 'maxReceiveMessageLength');
-  checkPositiveInteger(send, 'maxSendMessageLength');
+  checkPositiveInteger(receive, 'maxReceiveMessageLength', 'createGrpcServer');
+  checkPositiveInteger(send, 'maxSendMessageLength', 'createGrpcServer');
   const { service, implementation } = inferenceService(options);
   const server = new grpc.Server({
     ...options.serverOptions,
@@ -604,9 +604,9 @@ export interface GrpcServing {
 export async function serveGrpc(options: ServeGrpcOptions): Promise<GrpcServing> {
   const { host = '127.0.0.1', port = 0, shutdownTimeoutMs = 10_000 } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new TypeError('options.port must be an integer from 0 to 65535');
+    throw new TypeError('serveGrpc: options.port must be an integer from 0 to 65535');
   if (options.tls && options.credentials)
-    throw new TypeError('options.tls and options.credentials: give one');
+    throw new TypeError('serveGrpc: options.tls and options.credentials: give one');
   const credentials = options.tls
     ? grpc.ServerCredentials.createSsl(
         null,

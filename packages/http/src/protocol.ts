@@ -343,12 +343,12 @@ export function createProtocol(options: MlserveHttpOptions) {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const compressThreshold = options.compressThreshold ?? 1024;
   if (!Number.isSafeInteger(bodyLimit) || bodyLimit <= 0)
-    throw new TypeError('options.bodyLimit must be a positive integer');
+    throw new TypeError('createProtocol: options.bodyLimit must be a positive integer');
   const auth = options.auth ? createAuthenticator(options.auth) : undefined;
   const managed = typeof options.management === 'object' ? options.management : undefined;
   if (auth && managed?.token)
     throw new TypeError(
-      'options.auth and management.token cannot be combined: give keys the management scope',
+      'createProtocol: options.auth and management.token cannot be combined: give keys the management scope',
     );
   const service = createV2Service(options);
   const cors = options.cors ? corsPolicy(options.cors) : undefined;

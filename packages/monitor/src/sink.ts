@@ -78,9 +78,10 @@ abstract class BufferedSink implements PayloadSink {
   constructor(
     readonly maxPending: number,
     readonly batchSize: number,
+    where: string,
   ) {
     if (!Number.isInteger(maxPending) || maxPending < 1)
-      throw new TypeError('options.maxPending must be a positive integer');
+      throw new TypeError(`${where}: options.maxPending must be a positive integer`);
   }
   protected abstract writeBatch(records: PayloadRecord[]): Promise<void>;
   protected async release(): Promise<void> {}
@@ -146,15 +147,15 @@ class JsonLinesSink extends BufferedSink {
   readonly #maxBytes: number;
   readonly #keep: number;
   constructor(o: JsonLinesSinkOptions) {
-    super(o.maxPending ?? 1000, 256);
+    super(o.maxPending ?? 1000, 256, 'jsonLinesSink');
     this.#path = o.path;
     this.#maxBytes = o.maxBytes ?? 64 * 1024 * 1024;
     this.#keep = o.keep ?? 5;
     if (typeof o.path !== 'string' || o.path.length === 0)
-      throw new TypeError('options.path must be a non-empty string');
-    if (!(this.#maxBytes > 0)) throw new TypeError('options.maxBytes must be positive');
+      throw new TypeError('jsonLinesSink: options.path must be a non-empty string');
+    if (!(this.#maxBytes > 0)) throw new TypeError('jsonLinesSink: options.maxBytes must be positive');
     if (!Number.isInteger(this.#keep) || this.#keep < 0)
-      throw new TypeError('options.keep must be an integer >= 0');
+      throw new TypeError('jsonLinesSink: options.keep must be an integer >= 0');
   }
 
   protected async writeBatch(records: PayloadRecord[]): Promise<void> {
@@ -245,9 +246,9 @@ export interface RedisStreamSinkOptions {
 class RedisStreamSink extends BufferedSink {
   readonly #o: Required<RedisStreamSinkOptions>;
   constructor(o: RedisStreamSinkOptions) {
-    super(o.maxPending ?? 1000, 128);
+    super(o.maxPending ?? 1000, 128, 'redisStreamSink');
     if (!o.client || typeof o.client.pipeline !== 'function')
-      throw new TypeError('options.client must be an ioredis client');
+      throw new TypeError('redisStreamSink: options.client must be an ioredis client');
     this.#o = { stream: 'mlserve:payloads', maxLen: 100_000, maxPending: 1000, ...o };
   }
   protected async writeBatch(records: PayloadRecord[]): Promise<void> {

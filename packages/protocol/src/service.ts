@@ -133,13 +133,15 @@ const tracer = trace.getTracer('@mlserve/protocol');
 export function createV2Service(options: V2ServiceOptions) {
   const { registry, labels = {}, maxTimeoutMs, validate = true } = options;
   if (maxTimeoutMs !== undefined && !(maxTimeoutMs > 0))
-    throw new TypeError('options.maxTimeoutMs must be positive');
+    throw new TypeError('createV2Service: options.maxTimeoutMs must be positive');
   const management: ManagementOptions | undefined =
     options.management === true ? {} : options.management ? options.management : undefined;
   const modelActions = options.modelActions ?? {};
   for (const name of Object.keys(modelActions)) {
     if (RESERVED_ACTIONS.has(name) || !/^[a-z][a-z0-9_-]*$/.test(name))
-      throw new TypeError(`options.modelActions: "${name}" is reserved or not a lower-case path segment`);
+      throw new TypeError(
+        `createV2Service: options.modelActions: "${name}" is reserved or not a lower-case path segment`,
+      );
   }
   const stats = new ServerStats();
   // One entry per loaded model version: the registry hands out one stable handle per version (a

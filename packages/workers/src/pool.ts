@@ -141,7 +141,7 @@ function stickyBalancer(
 
 function positiveInt(name: string, v: unknown): void {
   if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 1)) {
-    throw new TypeError(`options.${name} must be a positive integer`);
+    throw new TypeError(`workerPool: options.${name} must be a positive integer`);
   }
 }
 
@@ -171,10 +171,12 @@ function checkDescription(options: WorkerPoolOptions): ModelDescription {
       backend.module.length > 0 &&
       (backend.export === undefined || typeof backend.export === 'string'));
   if (!okBackend) {
-    throw invalidArgument("options.backend must be 'onnx', 'tfjs' or { module: string, export?: string }");
+    throw invalidArgument(
+      "workerPool: options.backend must be 'onnx', 'tfjs' or { module: string, export?: string }",
+    );
   }
   if (!(typeof source === 'string' || source instanceof Uint8Array)) {
-    throw invalidArgument('options.source must be a path, a URL string or bytes');
+    throw invalidArgument('workerPool: options.source must be a path, a URL string or bytes');
   }
   let resolved = backend;
   if (typeof backend === 'object' && (backend.module.startsWith('.') || backend.module.startsWith('/'))) {
@@ -188,7 +190,7 @@ function checkDescription(options: WorkerPoolOptions): ModelDescription {
       description.options = structuredClone(options.options);
     } catch (err) {
       throw invalidArgument(
-        `options.options must be structured-cloneable (no functions): ${toServeError(err).message}`,
+        `workerPool: options.options must be structured-cloneable (no functions): ${toServeError(err).message}`,
       );
     }
   }
@@ -400,19 +402,22 @@ export async function workerPool<I extends TensorTypes = TensorTypes, O extends 
 }
 
 async function startPool(options: WorkerPoolOptions): Promise<Model> {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('workerPool: options must be an object');
   const description = checkDescription(options);
   for (const k of ['threads', 'intraOpThreads', 'minThreads', 'loadTimeoutMs'] as const)
     positiveInt(k, options[k]);
   if (options.maxQueue !== undefined && !(Number.isSafeInteger(options.maxQueue) && options.maxQueue >= 0)) {
-    throw new TypeError('options.maxQueue must be a non-negative integer');
+    throw new TypeError('workerPool: options.maxQueue must be a non-negative integer');
   }
   if (options.sequenceIdleTimeoutMs !== undefined && !(options.sequenceIdleTimeoutMs > 0)) {
-    throw new TypeError('options.sequenceIdleTimeoutMs must be a positive number of milliseconds');
+    throw new TypeError(
+      'workerPool: options.sequenceIdleTimeoutMs must be a positive number of milliseconds',
+    );
   }
   for (const k of ['idleTimeoutMs', 'idleTimeout'] as const) {
     if (options[k] !== undefined && !((options[k] as number) >= 0)) {
-      throw new TypeError(`options.${k} must be a non-negative number of milliseconds`);
+      throw new TypeError(`workerPool: options.${k} must be a non-negative number of milliseconds`);
     }
   }
   const idleTimeoutMs =
@@ -431,7 +436,7 @@ async function startPool(options: WorkerPoolOptions): Promise<Model> {
   const copyInputs = options.copyInputs ?? false;
   const loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
   if (options.isolation !== undefined && options.isolation !== 'thread' && options.isolation !== 'process') {
-    throw new TypeError("options.isolation must be 'thread' or 'process'");
+    throw new TypeError("workerPool: options.isolation must be 'thread' or 'process'");
   }
 
   const data: WorkerData = { description, intraOpThreads };
