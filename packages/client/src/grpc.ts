@@ -19,7 +19,7 @@ import {
 import { type Client, remoteModel } from './client.js';
 import { fromV2Datatype, parseShape, tensorFromBinary, tensorToBinary, V2_DATATYPE } from './codec.js';
 import { isErrorCode } from './errors.js';
-import { CallScope, type RetryPolicy, retryDelay, retryPolicy, sleep } from './retry.js';
+import { CallScope, type RetryPolicy, retryPolicy } from './retry.js';
 import type { CallOptions, ClientOptions, InferCallOptions } from './types.js';
 import { parseModelMetadata, parseServerMetadata } from './v2.js';
 
@@ -272,13 +272,7 @@ export function createGrpcClient(options: ClientOptions): GrpcClient {
           if (scope.signal.aborted) throw scope.abortError();
           err = errorFromStatus(e as grpc.ServiceError);
         }
-        const wait = retryDelay(retries, err, attempt, scope.remainingMs());
-        if (wait === undefined) throw err;
-        try {
-          await sleep(wait, scope.signal);
-        } catch {
-          throw scope.abortError();
-        }
+        await scope.backoff(retries, err, attempt);
       }
     } finally {
       scope.dispose();

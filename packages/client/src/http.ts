@@ -9,7 +9,7 @@ import {
 import { type Client, remoteModel } from './client.js';
 import { encodeV2Request, type RequestedOutput } from './codec.js';
 import { errorFromAnswer } from './errors.js';
-import { CallScope, type RetryPolicy, retryDelay, retryPolicy, sleep } from './retry.js';
+import { CallScope, type RetryPolicy, retryPolicy } from './retry.js';
 import type { CallOptions, ClientOptions, InferCallOptions, ServerMetadata } from './types.js';
 import { parseModelMetadata, parseServerMetadata, readInferResponse } from './v2.js';
 
@@ -157,13 +157,8 @@ export function createHttpClient(options: ClientOptions, sender: HttpSender): Cl
             retryable = method === 'GET' || !e.sent;
           } else throw toServeError(e);
         }
-        const wait = retryable ? retryDelay(retries, err, attempt, scope.remainingMs()) : undefined;
-        if (wait === undefined) throw err;
-        try {
-          await sleep(wait, scope.signal);
-        } catch {
-          throw scope.abortError();
-        }
+        if (!retryable) throw err;
+        await scope.backoff(retries, err, attempt);
       }
     } finally {
       scope.dispose();

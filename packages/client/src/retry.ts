@@ -128,6 +128,21 @@ export class CallScope {
     return new ServeError('CANCELLED', 'the call was cancelled', { cause: reason });
   }
 
+  /**
+   * Between attempts: throws `err` when the policy allows no retry of it now (attempts used up, not
+   * retryable, or no wait fits before the deadline), else waits the backoff (or the server's
+   * retry-after hint); a cancel or the deadline during the wait throws {@link abortError}.
+   */
+  async backoff(policy: RetryPolicy, err: ServeError, attempt: number): Promise<void> {
+    const wait = retryDelay(policy, err, attempt, this.remainingMs());
+    if (wait === undefined) throw err;
+    try {
+      await sleep(wait, this.signal);
+    } catch {
+      throw this.abortError();
+    }
+  }
+
   /** Releases the timer and the listener. */
   dispose(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);

@@ -1,20 +1,7 @@
-import type { DataType, ParameterValue, SequenceInfo, Tensor } from '@mlserve/core';
+import type { DataType, ParameterValue, SequenceInfo } from '@mlserve/core';
 
-/** Tensor names to their element types: a model's inputs or outputs as TypeScript sees them. */
-export type TensorTypes = Record<string, DataType>;
-
-/** Named tensors whose types follow a {@link TensorTypes} record: `{ logits: Tensor<'float32'> }`. */
-export type TypedTensors<T extends TensorTypes> = { [K in keyof T]: Tensor<T[K]> };
-
-/**
- * What a model takes and gives, by name and element type. Give it to `client.model()` and the
- * model's `infer` is typed: a misspelt input or output fails to compile, and `out.logits.data` is a
- * `Float32Array`, not a union of every array type.
- */
-export interface Signature<I extends TensorTypes = TensorTypes, O extends TensorTypes = TensorTypes> {
-  inputs: I;
-  outputs: O;
-}
+// The typed-model vocabulary is core's (one definition): re-exported for client users.
+export type { Signature, TensorTypes, TypedTensors } from '@mlserve/core';
 
 /** How failed calls are retried. Only answers that mean "not run, try later" are retried. */
 export interface RetryOptions {
