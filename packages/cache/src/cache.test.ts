@@ -11,7 +11,7 @@ import {
 } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
 import { type CacheEvent, type CacheStats, responseCache } from './cache.js';
-import { memoryStore } from './store.js';
+import { entrySize, memoryStore } from './store.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -384,6 +384,47 @@ describe('responseCache: in process', () => {
     expect((await rejectionOf(served.infer(bad))).code).toBe('INVALID_ARGUMENT');
     expect((await rejectionOf(served.infer(null as never))).code).toBe('INVALID_ARGUMENT');
     expect(calls).toHaveLength(0);
+  });
+
+  it('memoryStore hands back equal, independent tensors of every numeric class and charges entrySize', () => {
+    const store = memoryStore({ max: 4 });
+    const answer = (v: number): Tensors => ({
+      logits: { type: 'float32', dims: [1, 3], data: new Float32Array([v, 2, 3]) },
+      ids: { type: 'int64', dims: [1], data: new BigInt64Array([BigInt(v)]) },
+      mask: { type: 'uint8', dims: [5], data: new Uint8Array([v, 0, 1, 0, 1]) },
+      text: { type: 'string', dims: [1], data: ['x'] },
+    });
+    const numeric = (v: number): Tensors => {
+      const { text: _text, ...rest } = answer(v);
+      return rest;
+    };
+    const offsetView = new Float64Array([9, 7, 8]).subarray(1); // a view that does not start its buffer
+    const views: Tensors = { v: { type: 'float64', dims: [2], data: offsetView } };
+    store.set('k1', numeric(1), {});
+    store.set('k2', numeric(2), {}); // the same shape as k1's
+    store.set('k3', answer(3), {}); // strings: kept as copies
+    store.set('k4', views, {});
+    const cases: [string, Tensors][] = [
+      ['k1', numeric(1)],
+      ['k2', numeric(2)],
+      ['k3', answer(3)],
+      ['k4', { v: { type: 'float64', dims: [2], data: new Float64Array([7, 8]) } }],
+    ];
+    for (const [key, want] of cases) {
+      const got = store.get(key) as Tensors;
+      expect(got).toEqual(want);
+      for (const name of Object.keys(want)) {
+        expect(got[name]!.data.constructor).toBe(want[name]!.data.constructor);
+      }
+      (got[Object.keys(got)[0]!]!.data as Float32Array)[0] = 99; // mutating a copy changes nothing kept
+      (got[Object.keys(got)[0]!]!.dims as number[])[0] = 42;
+      expect(store.get(key)).toEqual(want);
+    }
+    const expected = ['k1', 'k2', 'k3'].reduce(
+      (n, k, i) => n + entrySize(k, i === 2 ? answer(3) : numeric(1)),
+      0,
+    );
+    expect(store.stats!().bytes).toBe(expected + entrySize('k4', views));
   });
 
   it('keeps models apart in one shared store, and a listener that throws breaks nothing', async () => {

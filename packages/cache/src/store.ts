@@ -1,4 +1,4 @@
-import { byteSize, cloneTensor, type Tensors } from '@mlserve/core';
+import { byteSize, cloneTensor, type Tensor, type Tensors } from '@mlserve/core';
 import { LRUCache } from 'lru-cache';
 
 /** Counters a store may report (all optional: a shared store may not know its size). */
@@ -100,35 +100,48 @@ export function memoryStore(options: MemoryStoreOptions): CacheStore {
   const { max, maxSize, onEvict } = options;
   let evictions = 0;
   let expirations = 0;
-  const lru = new LRUCache<string, Tensors>({
+  let lastLayout: Layout | undefined;
+  const lru = new LRUCache<string, Stored>({
     ...(max !== undefined ? { max } : {}),
     ...(maxSize !== undefined ? { maxSize } : {}),
     // Always sized, so `bytes` is known even when only `max` bounds the store.
     maxEntrySize: options.maxEntrySize ?? maxSize ?? Number.MAX_SAFE_INTEGER,
-    sizeCalculation: (value: Tensors, key: string) => entrySize(key, value),
+    sizeCalculation: storedSize,
     ttlAutopurge: false,
     updateAgeOnGet: false,
     allowStale: false,
     dispose: (value, key, reason) => {
       if (reason === 'evict') {
         evictions++;
-        onEvict?.(key, entrySize(key, value));
+        onEvict?.(key, storedSize(value, key));
       } else if (reason === 'expire') expirations++;
     },
-  } as LRUCache.Options<string, Tensors, unknown>);
+  } as LRUCache.Options<string, Stored, unknown>);
   return {
     kind: 'memory',
     get(key) {
       const found = lru.get(key);
       if (!found) return undefined;
+      if (found instanceof Packed) return unpack(found);
       const copy: Tensors = {};
       for (const name of Object.keys(found)) copy[name] = cloneTensor(found[name]!);
       return copy;
     },
     set(key, value, { ttlMs }) {
-      const copy: Tensors = {};
-      for (const name of Object.keys(value)) copy[name] = cloneTensor(value[name]!);
-      lru.set(key, copy, ttlMs !== undefined ? { ttl: ttlMs } : undefined);
+      // A one-tensor numeric answer (the common case) is kept as its data's copy plus a layout
+      // shared by every answer of the same shape, instead of an object tree per entry that every
+      // scavenge copies and promotes.
+      const layout = layoutOf(value, lastLayout);
+      let stored: Stored;
+      if (layout !== undefined) {
+        lastLayout = layout;
+        stored = pack(layout, value);
+      } else {
+        const copy: Tensors = {};
+        for (const name of Object.keys(value)) copy[name] = cloneTensor(value[name]!);
+        stored = copy;
+      }
+      lru.set(key, stored, ttlMs !== undefined ? { ttl: ttlMs } : undefined);
     },
     delete(key) {
       lru.delete(key);
@@ -137,5 +150,95 @@ export function memoryStore(options: MemoryStoreOptions): CacheStore {
       lru.clear();
     },
     stats: () => ({ entries: lru.size, bytes: lru.calculatedSize, evictions, expirations }),
+  };
+}
+
+type TypedArrayCtor = new (
+  ...args: unknown[]
+) => ArrayBufferView & { length: number; set(from: ArrayLike<unknown>): void };
+
+/** The shape of a numeric answer: names, types, dims, data classes and byte lengths. */
+class Layout {
+  readonly names: string[] = [];
+  readonly types: Tensor['type'][] = [];
+  readonly dims: (readonly number[])[] = [];
+  readonly ctors: TypedArrayCtor[] = [];
+  readonly byteLengths: number[] = [];
+  /** `entrySize` less the key's part. */
+  size = 64;
+
+  /** Whether `value` has exactly this shape. */
+  fits(value: Tensors, names: string[]): boolean {
+    if (names.length !== this.names.length) return false;
+    for (let i = 0; i < names.length; i++) {
+      const t = value[names[i]!];
+      if (names[i] !== this.names[i] || t === undefined || t.type !== this.types[i]) return false;
+      const data = t.data as ArrayBufferView;
+      if (data.constructor !== this.ctors[i] || data.byteLength !== this.byteLengths[i]) return false;
+      const want = this.dims[i]!;
+      const dims = t.dims;
+      if (dims.length !== want.length) return false;
+      for (let d = 0; d < dims.length; d++) if (dims[d] !== want[d]) return false;
+    }
+    return true;
+  }
+}
+
+/** A one-tensor numeric answer as kept: its layout (shared) and a copy of its data. */
+class Packed {
+  constructor(
+    readonly layout: Layout,
+    readonly data: ArrayBufferView,
+  ) {}
+}
+
+type Stored = Tensors | Packed;
+
+function storedSize(value: Stored, key: string): number {
+  return value instanceof Packed ? value.layout.size + key.length : entrySize(key, value);
+}
+
+/** The layout of a numeric answer (`last` when it fits); undefined when it cannot be packed. */
+function layoutOf(value: Tensors, last: Layout | undefined): Layout | undefined {
+  const names = Object.keys(value);
+  if (names.length !== 1) return undefined;
+  if (last?.fits(value, names)) return last;
+  const layout = new Layout();
+  for (const name of names) {
+    const t = value[name]!;
+    const data = t.data as unknown;
+    // (A Buffer's slice() is a view, not a copy: Buffers take the general path.)
+    if (
+      t.type === 'string' ||
+      !ArrayBuffer.isView(data) ||
+      data instanceof DataView ||
+      Buffer.isBuffer(data)
+    ) {
+      return undefined;
+    }
+    const view = data as ArrayBufferView & { length: number };
+    layout.names.push(name);
+    layout.types.push(t.type);
+    layout.dims.push([...t.dims]);
+    layout.ctors.push(view.constructor as TypedArrayCtor);
+    layout.byteLengths.push(view.byteLength);
+    layout.size += 64 + name.length * 2 + t.dims.length * 8 + byteSize(t);
+  }
+  return layout;
+}
+
+function pack(layout: Layout, value: Tensors): Packed {
+  return new Packed(
+    layout,
+    (value[layout.names[0]!]!.data as unknown as { slice(): ArrayBufferView }).slice(),
+  );
+}
+
+/** Fresh tensors (the caller may keep and mutate them) from a packed answer. */
+function unpack(p: Packed): Tensors {
+  const layout = p.layout;
+  const data = (p.data as unknown as { slice(): ArrayBufferView }).slice();
+  return {
+    [layout.names[0]!]: { type: layout.types[0]!, dims: [...layout.dims[0]!], data } as unknown as Tensor,
   };
 }
