@@ -3,6 +3,7 @@ import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, test } from 'vitest';
 import { checkReport, publishablePackages, root } from '../api-report.mjs';
+import { committedGraph, layers, packageGraph, renderGraph } from '../architecture.mjs';
 
 /** Every workspace package: `{ name, dir, json }`. */
 function workspacePackages() {
@@ -58,4 +59,25 @@ describe('workspace imports', () => {
       ).toEqual([]);
     },
   );
+});
+
+describe('docs/architecture.md', () => {
+  test('the package graph is a DAG with @mlserve/core alone at the bottom', () => {
+    const graph = packageGraph();
+    const layer = layers(graph); // throws on a cycle
+    const bottom = [...layer].filter(([, l]) => l === 0).map(([n]) => n);
+    expect(bottom).toEqual(['core']);
+    expect(graph.get('core').deps.size).toBe(0);
+  });
+
+  test('its diagram is the one package.json files give (node scripts/architecture.mjs rewrites it)', () => {
+    expect(committedGraph(), 'run: node scripts/architecture.mjs').toBe(renderGraph());
+  });
+
+  test('every file it names exists', () => {
+    const page = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8');
+    const named = [...new Set(page.match(/packages\/[a-z0-9-]+\/src\/[\w/.-]+\.ts/g) ?? [])];
+    expect(named.length).toBeGreaterThan(10);
+    expect(named.filter((f) => !existsSync(join(root, f)))).toEqual([]);
+  });
 });

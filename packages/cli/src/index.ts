@@ -1,6 +1,14 @@
-export * from './args.js';
-export * from './cluster.js';
-export * from './keys.js';
-export * from './log.js';
-export * from './parent.js';
-export * from './serve.js';
+export {
+  type Command,
+  HTTP_DEFAULTS,
+  type KeysCreateOptions,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  parseCommandLine,
+  type ServeOptions,
+  UsageError,
+} from './args.js';
+export type { Output } from './log.js';
+export { type MetricsSource, type RunningServer, type ServeHooks, serve } from './serve.js';

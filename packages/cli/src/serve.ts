@@ -17,9 +17,9 @@ import {
   genRequestId,
   mlservePlugin,
   parseKeys,
-  V2_DATATYPE,
 } from '@mlserve/http';
 import { metrics } from '@mlserve/metrics';
+import { V2_DATATYPE } from '@mlserve/protocol';
 import {
   Repository,
   type RepositoryLogger,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { cpuBudget } from '@mlserve/repository';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { processBudget } from '../src/index.js';
+import { processBudget } from '../src/cluster.js';
 import { CLI, killChildren, type Running, requireBuiltCli, spawnProcess } from './helpers.js';
 
 const pids: number[] = [];

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine, type ServeOptions, serve, startMetricsPort, UsageError } from '../src/index.js';
+import { startMetricsPort } from '../src/cluster.js';
+import { parseCommandLine, type ServeOptions, serve, UsageError } from '../src/index.js';
 
 const parse = (...args: string[]): ServeOptions => {
   const c = parseCommandLine(['serve', '--model-repository', 'm', ...args]);

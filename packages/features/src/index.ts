@@ -1,3 +1,19 @@
 export type { LoaderStats } from './loader.js';
-export * from './lookup.js';
-export * from './store.js';
+export {
+  type FeatureLookupOptions,
+  type FeatureLookupStats,
+  featureLookup,
+  type LookupFeature,
+} from './lookup.js';
+export {
+  decodeBinaryFeatures,
+  encodeBinaryFeatures,
+  type FeatureRecord,
+  type FeatureRedisClient,
+  type FeatureStore,
+  type FeatureValue,
+  type MemoryFeatureStore,
+  memoryFeatureStore,
+  type RedisFeatureStoreOptions,
+  redisFeatureStore,
+} from './store.js';

@@ -1,3 +1,9 @@
-export * from './codec.js';
-export * from './proto.js';
-export * from './server.js';
+export { LOADER_OPTIONS, loadInferenceProto, PROTO_PATH } from './proto.js';
+export {
+  createGrpcServer,
+  type GrpcServerOptions,
+  type GrpcServing,
+  inferenceService,
+  type ServeGrpcOptions,
+  serveGrpc,
+} from './server.js';

@@ -7,11 +7,10 @@ import {
   decodeInputs,
   encodeOutputs,
   type InferRequestMessage,
-  LOADER_OPTIONS,
-  PROTO_PATH,
   parameterValue,
   tensorToContents,
-} from '../src/index.js';
+} from '../src/codec.js';
+import { LOADER_OPTIONS, PROTO_PATH } from '../src/index.js';
 
 const defs = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS);
 // A service definition carries each method's (de)serializers: put requests through the wire format.

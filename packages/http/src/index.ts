@@ -1,4 +1,3 @@
-export * from '@mlserve/protocol';
 export {
   AUTH_SCOPES,
   type AuthScope,
@@ -9,11 +8,26 @@ export {
   parseKeys,
   type RateLimit,
   readKeysFile,
-  ServerStats,
   type StoredKey,
-  tritonConfig,
 } from '@mlserve/protocol/server';
-export * from './express.js';
-export * from './fastify.js';
-export * from './protocol.js';
-export * from './tfserving.js';
+export { type MlserveRouterOptions, mlserveRouter } from './express.js';
+export { type MlservePluginOptions, mlservePlugin } from './fastify.js';
+export {
+  type Authenticator,
+  type AuthOptions,
+  type CorsOptions,
+  type CrossOriginOptions,
+  createProtocol,
+  decodeBody,
+  errorResponse,
+  genRequestId,
+  type Logger,
+  type ManagementOptions,
+  type MetricsSource,
+  type MlserveHttpOptions,
+  type Protocol,
+  type ProtocolRequest,
+  type ProtocolResponse,
+  requestIdOf,
+} from './protocol.js';
+export { decodePredict, encodePredict, type PredictRequest } from './tfserving.js';

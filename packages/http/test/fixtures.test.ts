@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { DATA_TYPES, fromFunction, ModelRegistry } from '@mlserve/core';
+import { V2_DATATYPE } from '@mlserve/protocol';
 import { mnistHoldout } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { V2_DATATYPE } from '../src/index.js';
 import { argmax, loadMnist, SERVERS, type TestServer } from './helpers.js';
 
 interface Case {

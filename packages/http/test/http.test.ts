@@ -10,10 +10,11 @@ import {
   type Tensor,
   TYPED_ARRAY,
 } from '@mlserve/core';
+import { V2_DATATYPE } from '@mlserve/protocol';
 import { mnistHoldout } from '@mlserve/test-utils';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mlserveRouter, V2_DATATYPE } from '../src/index.js';
+import { mlserveRouter } from '../src/index.js';
 import { argmax, binaryBody, bytes, loadMnist, readBinary, SERVERS, type TestServer } from './helpers.js';
 
 const DIGITS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];

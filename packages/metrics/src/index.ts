@@ -1,1 +1,1 @@
-export * from './metrics.js';
+export { type MetricsOptions, metrics, metricsText } from './metrics.js';

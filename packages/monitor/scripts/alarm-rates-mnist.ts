@@ -20,7 +20,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { extractor } from '../src/extractors.js';
-import { type Profile, profile, scoreFeatures, windowFor } from '../src/index.js';
+import { type Profile, profile, scoreFeatures } from '../src/index.js';
+import { windowFor } from '../src/window.js';
 import { mnistModel } from '../test/mnist-data.js';
 import { allDigits, type FeatureTable, featuresOf, rng, shuffle } from './mnist-features.js';
 

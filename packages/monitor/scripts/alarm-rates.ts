@@ -17,7 +17,8 @@
  */
 
 import { extractor } from '../src/extractors.js';
-import { type Profile, profile, scoreFeatures, windowFor } from '../src/index.js';
+import { type Profile, profile, scoreFeatures } from '../src/index.js';
+import { windowFor } from '../src/window.js';
 import { invert, mnistModel, shift } from '../test/mnist-data.js';
 import { allDigits, type FeatureTable, fade, featuresOf, rng, shuffle } from './mnist-features.js';
 

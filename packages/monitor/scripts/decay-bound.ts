@@ -20,7 +20,8 @@
  *   minus one standard error of the baseline), for baselines measured on 200 and 10,000 rows, and
  *   with no margin.
  */
-import { designCusum, wilson } from '../src/index.js';
+import { designCusum } from '../src/index.js';
+import { wilson } from '../src/stats.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => {

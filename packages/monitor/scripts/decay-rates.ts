@@ -17,7 +17,8 @@
  */
 import type { Tensors } from '@mlserve/core';
 import { mnistHoldout } from '@mlserve/test-utils';
-import { type Baseline, designCusum, FeedbackTracker, measureBaseline, wilson } from '../src/index.js';
+import { type Baseline, designCusum, FeedbackTracker, measureBaseline } from '../src/index.js';
+import { wilson } from '../src/stats.js';
 import { batchOf, mnistModel } from '../test/mnist-data.js';
 import { fade, rng } from './mnist-features.js';
 

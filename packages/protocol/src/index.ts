@@ -6,5 +6,34 @@
  * validation, deadlines, spans, statistics, the repository extension) is at
  * `@mlserve/protocol/server` (Node only).
  */
-export * from './codec.js';
-export * from './v2.js';
+export {
+  fromV2Datatype,
+  MAX_RANK,
+  parseShape,
+  splitLengthPrefixed,
+  tensorDataToJson,
+  tensorFromBinary,
+  tensorFromJson,
+  tensorToBinary,
+  tensorToNested,
+  V2_DATATYPE,
+} from './codec.js';
+export {
+  classificationLabels,
+  classify,
+  decodeV2Request,
+  decodeV2Response,
+  type EncodedMessage,
+  type EncodedResponse,
+  encodeV2Request,
+  encodeV2Response,
+  parseHeaderLength,
+  parseJson,
+  type RequestedOutput,
+  type ReservedParameters,
+  reservedParameters,
+  type V2Request,
+  type V2RequestOptions,
+  type V2Response,
+  v2ModelMetadata,
+} from './v2.js';

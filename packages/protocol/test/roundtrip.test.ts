@@ -1,8 +1,8 @@
 import { isServeError, type Tensor, type Tensors, tensorsEqual } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { bytesElementToString } from '../src/codec.js';
 import {
-  bytesElementToString,
   decodeV2Request,
   decodeV2Response,
   encodeV2Request,

@@ -18,7 +18,8 @@ import {
   tensorsEqual,
   validateRequest,
 } from '@mlserve/core';
-import { decodePredict, decodeV2Request, parseHeaderLength, splitLengthPrefixed } from '@mlserve/http';
+import { decodePredict } from '@mlserve/http';
+import { decodeV2Request, parseHeaderLength, splitLengthPrefixed } from '@mlserve/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { check } from './helpers.js';

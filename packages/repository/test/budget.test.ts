@@ -12,14 +12,8 @@ import { loadInferenceProto, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin } from '@mlserve/http';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type BudgetEntry,
-  loadRepository,
-  parseBytes,
-  pickEvictions,
-  type RepositoryOptions,
-  type VersionEvent,
-} from '../src/index.js';
+import { type BudgetEntry, pickEvictions } from '../src/budget.js';
+import { loadRepository, parseBytes, type RepositoryOptions, type VersionEvent } from '../src/index.js';
 import { addVersion, tempRepo, writeConfig } from './helpers.js';
 import { onnxLoader } from './loader.js';
 

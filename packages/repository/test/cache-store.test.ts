@@ -1,6 +1,7 @@
 import { isServeError, type Middleware, wrap } from '@mlserve/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadRepository, parseModelConfig } from '../src/index.js';
+import { parseModelConfig } from '../src/config.js';
+import { loadRepository } from '../src/index.js';
 import { addVersion, digit, tempRepo, writeConfig } from './helpers.js';
 import { onnxLoader } from './loader.js';
 

@@ -7,7 +7,9 @@ import {
   wrap,
 } from '@mlserve/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadRepository, parseModelConfig, runWarmup, warmupBatchSizes, zeroInputs } from '../src/index.js';
+import { parseModelConfig } from '../src/config.js';
+import { loadRepository, zeroInputs } from '../src/index.js';
+import { runWarmup, warmupBatchSizes } from '../src/warmup.js';
 import { addVersion, tempRepo, writeConfig } from './helpers.js';
 import { onnxLoader } from './loader.js';
 

@@ -5,8 +5,8 @@ import { loadOnnxModel } from '@mlserve/backend-onnx';
 import { wrap } from '@mlserve/core';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
+import { cgroupCpuQuota } from '../src/defaults.js';
 import {
-  cgroupCpuQuota,
   cpuBudget,
   defaultServing,
   loadRepository,

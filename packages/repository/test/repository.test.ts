@@ -5,12 +5,12 @@ import { mnistHoldout } from '@mlserve/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   defaultServing,
-  importOptional,
   loadRepository,
   Repository,
   type RepositoryOptions,
   type VersionEvent,
 } from '../src/index.js';
+import { importOptional } from '../src/loaders.js';
 import { addVersion, argmax, delay, digit, sleep, tempRepo, writeConfig } from './helpers.js';
 import { type LoaderLog, onnxLoader } from './loader.js';
 

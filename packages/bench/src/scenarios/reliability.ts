@@ -1,5 +1,5 @@
 import { isServeError } from '@mlserve/core';
-import { decodeV2Request, parseHeaderLength } from '@mlserve/http';
+import { decodeV2Request, parseHeaderLength } from '@mlserve/protocol';
 import { interleaved, ratioTable, scenario, timePerCall } from '../harness.js';
 
 /**
