@@ -19,7 +19,13 @@ export {
   rowsIndependent,
   type ServingDefaults,
 } from './defaults.js';
-export type { Loaders, ModelLoader, WorkerPoolOptions } from './loaders.js';
+export type {
+  BackendLoader,
+  Loaders,
+  ModelLoader,
+  WorkerPoolLoaderOptions,
+  WorkerPoolOptions,
+} from './loaders.js';
 export type { ModelView, VersionView } from './reconcile.js';
 export { loadRepository, type ManagementHooks, Repository, type RepositoryOptions } from './repository.js';
 export type { GateFigures } from './rollout.js';
