@@ -1,6 +1,6 @@
 import { DEPRECATED_CODE } from '@mlserve/core';
 import { expect, it } from 'vitest';
-import { parseModelConfig } from '../src/index.js';
+import { parseModelConfig } from '../src/config.js';
 
 /** The MLSERVE_DEPRECATED warnings `fn` emits (process warnings arrive on the next tick). */
 async function deprecationsOf(fn: () => unknown): Promise<string[]> {
