@@ -846,96 +846,56 @@ async function createMetrics(
   const prom = await importOptional<typeof import('prom-client')>('prom-client', {
     neededBy: 'the metrics option',
   });
-  const get = <T>(name: string, make: () => T): T => getOrCreateMetric(registry, name, make);
-  const score = get(
+  // One gauge per name: several monitors (one per model version) publish to one registry.
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[]) =>
+    getOrCreateMetric(
+      registry,
+      name,
+      () => new prom.Gauge<L>({ name, help, labelNames, registers: [registry] }),
+    );
+  const score = gauge(
     'mlserve_drift_score',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_drift_score',
-        help: 'Drift score of a feature over the live window against the reference profile',
-        labelNames: ['model', 'version', 'feature', 'metric'],
-        registers: [registry],
-      }),
+    'Drift score of a feature over the live window against the reference profile',
+    ['model', 'version', 'feature', 'metric'],
   );
-  const detected = get(
-    'mlserve_drift_detected',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_drift_detected',
-        help: '1 while a feature crosses a drift threshold, else 0',
-        labelNames: ['model', 'version', 'feature'],
-        registers: [registry],
-      }),
-  );
-  const windowRows = get(
-    'mlserve_monitor_window_rows',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_monitor_window_rows',
-        help: 'Rows in the drift monitor window',
-        labelNames: ['model', 'version'],
-        registers: [registry],
-      }),
-  );
-  const requests = get(
+  const detected = gauge('mlserve_drift_detected', '1 while a feature crosses a drift threshold, else 0', [
+    'model',
+    'version',
+    'feature',
+  ]);
+  const windowRows = gauge('mlserve_monitor_window_rows', 'Rows in the drift monitor window', [
+    'model',
+    'version',
+  ]);
+  const requests = gauge(
     'mlserve_monitor_requests',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_monitor_requests',
-        help: 'Requests seen by the drift monitor, by outcome (sampled, dropped, extract_error)',
-        labelNames: ['model', 'version', 'outcome'],
-        registers: [registry],
-      }),
+    'Requests seen by the drift monitor, by outcome (sampled, dropped, extract_error)',
+    ['model', 'version', 'outcome'],
   );
-  const sampleRate = get(
+  const sampleRate = gauge(
     'mlserve_monitor_sample_rate',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_monitor_sample_rate',
-        help: "Fraction of requests the drift monitor measures (moved by sampleRate 'auto')",
-        labelNames: ['model', 'version'],
-        registers: [registry],
-      }),
+    "Fraction of requests the drift monitor measures (moved by sampleRate 'auto')",
+    ['model', 'version'],
   );
-  const starved = get(
+  const starved = gauge(
     'mlserve_monitor_starved',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_monitor_starved',
-        help: "1 while sampleRate 'auto' is held at its floor because the CPU budget is spent, else 0",
-        labelNames: ['model', 'version'],
-        registers: [registry],
-      }),
+    "1 while sampleRate 'auto' is held at its floor because the CPU budget is spent, else 0",
+    ['model', 'version'],
   );
-  const quality = get(
+  const quality = gauge(
     'mlserve_model_quality',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_model_quality',
-        help: 'Live model quality from ground-truth feedback over the rolling window, and its baseline (metric: accuracy, accuracy_lower, accuracy_upper, baseline, mae, mae_lower, mae_upper, calibration_gap, ece, window_labels)',
-        labelNames: ['model', 'version', 'metric'],
-        registers: [registry],
-      }),
+    'Live model quality from ground-truth feedback over the rolling window, and its baseline (metric: accuracy, accuracy_lower, accuracy_upper, baseline, mae, mae_lower, mae_upper, calibration_gap, ece, window_labels)',
+    ['model', 'version', 'metric'],
   );
-  const decay = get(
+  const decay = gauge(
     'mlserve_model_decay_detected',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_model_decay_detected',
-        help: '1 while the decay alarm (accuracy or error against the baseline) stands, else 0',
-        labelNames: ['model', 'version'],
-        registers: [registry],
-      }),
+    '1 while the decay alarm (accuracy or error against the baseline) stands, else 0',
+    ['model', 'version'],
   );
-  const labels = get(
+  const labels = gauge(
     'mlserve_feedback',
-    () =>
-      new prom.Gauge({
-        name: 'mlserve_feedback',
-        help: 'Feedback join counters (logged, labels, joined, unmatched, expired, evicted, invalid, pending)',
-        labelNames: ['model', 'version', 'outcome'],
-        registers: [registry],
-      }),
+    'Feedback join counters (logged, labels, joined, unmatched, expired, evicted, invalid, pending)',
+    ['model', 'version', 'outcome'],
   );
   return {
     sampling(stats) {
