@@ -5,9 +5,9 @@
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { tensor } from '@mlserve/core';
-import { mnistHoldout, requireService } from '@mlserve/test-utils';
+import { launchChromium, mnistHoldout, requireService } from '@mlserve/test-utils';
 import { build, type Plugin } from 'esbuild';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Servers, startServers } from './servers.js';
 
@@ -82,17 +82,7 @@ describe.runIf(haveChromium)('in Chromium', () => {
         '/client-test.js': { type: 'text/javascript', body: js },
       },
     });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-dev-shm-usage',
-      ],
-    });
+    browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

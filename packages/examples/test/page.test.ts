@@ -2,8 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, requireService } from '@mlserve/test-utils';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { freePort, launchChromium, requireService } from '@mlserve/test-utils';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExampleApp } from '../src/app.js';
 import { createFastifyApp } from '../src/fastify-app.js';
@@ -170,19 +170,7 @@ describe.runIf(haveChromium)('the drawing page in Chromium', () => {
     await example.app.listen({ port, host: '127.0.0.1' });
     base = `http://127.0.0.1:${port}`;
     // launch() starts Chromium with a fresh, temporary profile (user-data-dir) every time.
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

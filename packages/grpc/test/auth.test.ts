@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { fromFunction, ModelRegistry } from '@mlserve/core';
 import { createAuthenticator, createKey } from '@mlserve/protocol/server';
+import { echoRegistry } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GrpcServing, serveGrpc } from '../src/index.js';
 import { connect, rejection } from './client.js';
@@ -10,19 +10,7 @@ const readerKey = createKey({ name: 'dashboard', scopes: ['metadata'] });
 const adminKey = createKey({ name: 'ops', scopes: ['infer', 'metadata', 'management'] });
 const slowKey = createKey({ name: 'trial', scopes: ['infer'], rateLimit: { perSecond: 0.2, burst: 2 } });
 
-const calls = { n: 0 };
-const registry = new ModelRegistry();
-registry.add(
-  fromFunction({
-    name: 'echo',
-    inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
-    outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
-    infer: ({ x }) => {
-      calls.n++;
-      return { y: x! };
-    },
-  }),
-);
+const { registry, calls } = echoRegistry();
 const REQUEST = {
   model_name: 'echo',
   inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], contents: { fp32_contents: [3] } }],

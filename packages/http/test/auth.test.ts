@@ -1,10 +1,10 @@
 import { connect } from 'node:net';
 import { createAuthenticator, createKey } from '@mlserve/protocol/server';
-import { requireService } from '@mlserve/test-utils';
+import { echoRegistry, launchChromium, pageServer, requireService } from '@mlserve/test-utils';
 import type { Browser } from 'playwright-core';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoRegistry, launchChromium, pageServer, SERVERS } from './helpers.js';
+import { SERVERS } from './helpers.js';
 
 const haveChromium = requireService('chromium', 'apt-get install -y chromium');
 const BODY = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [3] }] });

@@ -1,12 +1,11 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
-import { fromFunction, type Model, ModelRegistry } from '@mlserve/core';
+import type { Model } from '@mlserve/core';
 import { modelPath } from '@mlserve/test-utils';
 import express from 'express';
 import Fastify from 'fastify';
-import { type Browser, chromium } from 'playwright-core';
 import { type MlserveRouterOptions, mlservePlugin, mlserveRouter } from '../src/index.js';
 
 /** mnist-cnn on @mlserve/backend-onnx (one intra-op thread: the machine is shared). */
@@ -87,56 +86,4 @@ export function argmax(a: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
   return best;
-}
-
-/** A registry with one identity model, `echo`, that counts its calls. */
-export function echoRegistry() {
-  const calls = { n: 0 };
-  const registry = new ModelRegistry();
-  registry.add(
-    fromFunction({
-      name: 'echo',
-      inputs: [{ name: 'x', type: 'float32', dims: [-1, -1] }],
-      outputs: [{ name: 'y', type: 'float32', dims: [-1, -1] }],
-      infer: ({ x }) => {
-        calls.n++;
-        return { y: x! };
-      },
-    }),
-  );
-  return { registry, calls };
-}
-
-/** A static page on its own loopback port (another origin than the API's). */
-export async function pageServer(
-  title = 'other origin',
-): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>${title}</title>`);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** Debian's Chromium, headless, as the browser tests drive it. */
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--disable-background-networking',
-      '--no-first-run',
-    ],
-  });
 }

@@ -2,13 +2,12 @@ import { once } from 'node:events';
 import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ModelRegistry } from '@mlserve/core';
-import { requireService } from '@mlserve/test-utils';
+import { echoRegistry, launchChromium, pageServer, requireService } from '@mlserve/test-utils';
 import express from 'express';
 import Fastify from 'fastify';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MlserveHttpOptions, mlservePlugin, mlserveRouter } from '../src/index.js';
-import { echoRegistry, launchChromium, pageServer } from './helpers.js';
 
 const haveChromium = requireService('chromium', 'apt-get install -y chromium');
 const BODY = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [3] }] });

@@ -1,4 +1,6 @@
+export * from './browser.js';
 export * from './models.js';
 export * from './ports.js';
 export * from './redis.js';
+export * from './registries.js';
 export * from './service.js';
