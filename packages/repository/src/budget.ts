@@ -202,11 +202,13 @@ export interface Planned {
 
 /**
  * The cost of a version never loaded, per byte of its files, until one version has been measured:
- * RSS growth over file size measured here for MobileNetV2 (13.3 MiB file) with the repository's
- * default warmup (up to batch 32): about 290 MiB, so 22x; without warmup about 3x. Once versions
- * with files of 1 MiB or more have been measured, their mean ratio is used instead.
+ * RSS growth over file size at a first load, measured here (2026-12-07, 2 cores) for MobileNetV2
+ * (13.3 MiB file) with the repository's default warmup (up to batch 32): 415-418 MiB, so 30x;
+ * without warmup 98 MiB (7x). Reloads after an eviction grow RSS less (147 MiB in bench `models`:
+ * the allocator reuses what the evicted session freed). Once versions with files of 1 MiB or more
+ * have been measured, their mean ratio is used instead.
  */
-export const DEFAULT_COST_FACTOR = 22;
+export const DEFAULT_COST_FACTOR = 30;
 /** Files smaller than this say too little about the ratio (their RSS growth is noise). */
 const MIN_FACTOR_BYTES = 2 ** 20;
 
