@@ -69,7 +69,7 @@ async function setup(config: string, oldPath: string, model: import('@mlserve/co
       : lib.monitor({
           profile: ref,
           extractors,
-          ...(kind === 'all' ? { sampleRate: 1, queueSize: 1024 } : {}),
+          ...(kind === 'all' ? { sampleRate: 1, maxPending: 1024 } : {}),
           ...(kind.startsWith('rate0') ? { sampleRate: 0 } : {}),
           ...(kind === 'fed' || kind === 'rate0fb' ? { feedback: {} } : {}),
         });

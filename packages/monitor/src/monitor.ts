@@ -7,6 +7,7 @@ import {
   importOptional,
   invalidArgument,
   type Model,
+  renamedOption,
   type Tensors,
   wrap,
 } from '@mlserve/core';
@@ -62,7 +63,12 @@ export interface MonitorOptions {
    * CPU time and the event loop's idle time so far, ms.
    */
   clock?: MonitorClock;
-  /** Requests waiting to be measured; when full, new ones are dropped and counted (default 256). */
+  /**
+   * Requests waiting to be measured; when full, new ones are dropped and counted (default 256).
+   * The same idea as the sinks' and feedback's `maxPending`.
+   */
+  maxPending?: number;
+  /** @deprecated use `maxPending` */
   queueSize?: number;
   /**
    * The chance of a false alarm per evaluation, across all features together (default 0.01): a
@@ -256,7 +262,6 @@ export function monitor(options: MonitorOptions): Monitor {
     window = { size: 1000 },
     sampleRate = 'auto',
     budget = 0.02,
-    queueSize = 256,
     minRows = 30,
     alpha = 0.01,
     correction = 'holm',
@@ -267,6 +272,7 @@ export function monitor(options: MonitorOptions): Monitor {
     onDrift,
     clock = realClock,
   } = options;
+  const queueSize = renamedOption(options, 'maxPending', 'queueSize', 'monitor') ?? 256;
   assertProfile(ref);
   if (!Array.isArray(extractors) || extractors.length === 0) {
     throw invalidArgument('monitor: options.extractors must name at least one extractor');
@@ -282,7 +288,10 @@ export function monitor(options: MonitorOptions): Monitor {
   rate('sinkSampleRate', sinkSampleRate);
   const positiveInt = (name: string, v: number) =>
     checkPositiveInteger(v ?? Number.NaN, name, 'monitor', invalidArgument);
-  positiveInt('queueSize', queueSize);
+  positiveInt(
+    options.maxPending === undefined && options.queueSize !== undefined ? 'queueSize' : 'maxPending',
+    queueSize,
+  );
   positiveInt('drainBatch', drainBatch);
   positiveInt('minRows', minRows);
   if (!(evaluateEveryMs > 0)) throw invalidArgument('monitor: options.evaluateEveryMs must be positive');
@@ -306,7 +315,7 @@ export function monitor(options: MonitorOptions): Monitor {
   const rings = new Map<string, NumericWindow | CategoricalWindow>();
   for (const [name, f] of Object.entries(ref.features)) rings.set(name, windowFor(capacity, f));
   // A fixed ring of references (parallel arrays, so a push allocates nothing): O(1) to add and
-  // take, never larger than queueSize.
+  // take, never larger than queueSize (options.maxPending).
   const qInputs = new Array<Tensors | undefined>(queueSize);
   const qOutputs = new Array<Tensors | undefined>(queueSize);
   const qTimes = new Float64Array(queueSize);

@@ -31,7 +31,7 @@ describe('monitor stays bounded', () => {
       profile: ref,
       extractors: ex,
       window: { size: 500 },
-      queueSize: 64,
+      maxPending: 64,
       sampleRate: 1,
     });
     const served = pipeline(tabular(), watch);
@@ -63,7 +63,7 @@ describe('monitor stays bounded', () => {
 
   it('samples the requested fraction', async () => {
     const ref = await reference();
-    const watch = monitor({ profile: ref, extractors: ex, sampleRate: 0.1, queueSize: 10_000 });
+    const watch = monitor({ profile: ref, extractors: ex, sampleRate: 0.1, maxPending: 10_000 });
     const served = pipeline(tabular(), watch);
     for (let i = 0; i < 5000; i++) await served.infer(row(i % 100, i % 13));
     const s = watch.stats();

@@ -42,7 +42,7 @@ export default scenario({
       extractors,
       window: { size: 1000 },
       sampleRate: 1,
-      queueSize: 1024,
+      maxPending: 1024,
     });
     // The default: every request measured while that costs under 2% of the thread, fewer beyond.
     const watchAuto = monitor({ profile: ref, extractors, window: { size: 1000 } });
