@@ -1,8 +1,5 @@
 import { type ConnectingClient, whenConnected } from '@mlserve/core';
 
-// Moved to core (one copy for the Redis cache and feature stores); still exported from here.
-export { type ConnectingClient, whenConnected };
-
 /** A stored feature value; `null` (or an absent property) means the entity lacks that feature. */
 export type FeatureValue = number | string | null;
 
