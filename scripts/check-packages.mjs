@@ -48,6 +48,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { packWorkspaces } from './pack.mjs';
 
 const started = performance.now();
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -200,19 +201,13 @@ const packDir = mkdtempSync(join(tmpdir(), 'mlserve-pack-'));
 process.on('exit', () => rmSync(packDir, { recursive: true, force: true }));
 let packed;
 try {
-  const out = execFileSync(
-    'npm',
-    [
-      'pack',
-      '--json',
-      '--ignore-scripts',
-      '--pack-destination',
+  packed = new Map(
+    packWorkspaces(
+      root,
+      publishable.map((p) => p.dir),
       packDir,
-      ...publishable.flatMap((p) => ['-w', relative(root, p.dir)]),
-    ],
-    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 },
+    ).map((t) => [t.name, t]),
   );
-  packed = new Map(JSON.parse(out).map((t) => [t.name, t]));
 } catch (err) {
   rmSync(packDir, { recursive: true, force: true });
   console.error(`check-packages: npm pack failed: ${err.stderr ?? err.message}`);

@@ -27,12 +27,13 @@ import {
 } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createGrpcClient } from '@mlserve/client/grpc';
 import { freePort, modelPath, type RedisServer, requireService, startRedis } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packWorkspaces } from '../../../scripts/pack.mjs';
 import { type Block, extractBlocks } from '../src/extract.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -100,20 +101,11 @@ function buildApp(): void {
   const packages = publicPackages();
   const packDir = join(work, 'pack');
   mkdirSync(packDir);
-  const packed = JSON.parse(
-    execFileSync(
-      'npm',
-      [
-        'pack',
-        '--json',
-        '--ignore-scripts',
-        '--pack-destination',
-        packDir,
-        ...packages.flatMap((p) => ['-w', relative(root, p.dir)]),
-      ],
-      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 },
-    ),
-  ) as { name: string; filename: string }[];
+  const packed = packWorkspaces(
+    root,
+    packages.map((p) => p.dir),
+    packDir,
+  );
 
   app = join(work, 'app');
   const modules = join(app, 'node_modules');
