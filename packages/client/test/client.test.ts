@@ -1,5 +1,5 @@
-import { isServeError, type ServeError, type Tensor, tensor, tensorsEqual } from '@mlserve/core';
-import { mnistHoldout } from '@mlserve/test-utils';
+import { type Tensor, tensor, tensorsEqual } from '@mlserve/core';
+import { mnistHoldout, rejection } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { type Client, createClient, parseClassification } from '../src/index.js';
 import { type Servers, startServers } from './servers.js';
@@ -22,16 +22,6 @@ afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await s?.close();
 });
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 const digit = (i: number) => tensor('float32', mnistHoldout().image(i), [1, 1, 28, 28]);
 const argmax = (t: Tensor) => {

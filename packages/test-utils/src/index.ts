@@ -1,4 +1,5 @@
 export * from './browser.js';
+export * from './errors.js';
 export * from './models.js';
 export * from './ports.js';
 export * from './redis.js';

@@ -1,18 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { isServeError, type Model, type ServeError } from '@mlserve/core';
+import type { Model } from '@mlserve/core';
+import { rejection } from '@mlserve/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerPool } from '../src/index.js';
 import { FAULTY, info, maxOverlap, spin, x } from './helpers.js';
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Child processes of this process running the built child.js. */
 function childProcesses(): number {

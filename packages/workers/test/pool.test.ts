@@ -3,22 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
 import { loadTfjsModel } from '@mlserve/backend-tfjs';
-import { isServeError, type Model, type ServeError, tensorsEqual } from '@mlserve/core';
-import { mnistHoldout, modelPath } from '@mlserve/test-utils';
+import { type Model, type ServeError, tensorsEqual } from '@mlserve/core';
+import { mnistHoldout, modelPath, rejection } from '@mlserve/test-utils';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workerPool } from '../src/index.js';
 import { FAULTY, info, ORT_LOADER, spin, x } from './helpers.js';
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('workerPool with a loader module (onnxruntime-node)', () => {
   let pool: Model;

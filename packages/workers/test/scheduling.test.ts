@@ -1,19 +1,10 @@
 import { batching } from '@mlserve/batching';
 import { responseCache } from '@mlserve/cache';
-import { isServeError, type Model, pipeline, type ServeError } from '@mlserve/core';
+import { type Model, pipeline, type ServeError } from '@mlserve/core';
+import { rejection } from '@mlserve/test-utils';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { computeBudget, setComputeBudget, workerPool } from '../src/index.js';
 import { FAULTY, info, maxOverlap, spin, x } from './helpers.js';
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 const faulty = (extra: Partial<Parameters<typeof workerPool>[0]> = {}) =>
   workerPool({ backend: { module: FAULTY }, source: 'unused', intraOpThreads: 1, ...extra });
