@@ -1,7 +1,7 @@
 import { isServeError } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodePredict } from './tfserving.js';
+import { decodePredict } from '../src/tfserving.js';
 
 /** Decoding must either succeed or throw a ServeError INVALID_ARGUMENT: never anything else. */
 function decodeOrInvalid(run: () => unknown): void {

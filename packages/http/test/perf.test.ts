@@ -1,6 +1,6 @@
 import { fromFunction, type Model, ModelRegistry, wrap } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { createProtocol } from './protocol.js';
+import { createProtocol } from '../src/protocol.js';
 
 describe('metadata on the request path', () => {
   function counted(version: string): { model: Model; calls: () => number } {
