@@ -1,7 +1,7 @@
 import { isServeError } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { tensorDataToJson, tensorFromJson } from './codec.js';
+import { tensorDataToJson, tensorFromJson } from '../src/codec.js';
 
 /** Builds a tensor through the general path only (nested one level: never taken by the fast path). */
 function general(type: 'float32' | 'float64', data: number[]) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { corsPolicy } from './cors.js';
-import { createAuthenticator, createKey, keyDigest, parseKeys } from './keys.js';
-import { crossOriginCheck } from './origin.js';
+import { corsPolicy } from '../src/cors.js';
+import { createAuthenticator, createKey, keyDigest, parseKeys } from '../src/keys.js';
+import { crossOriginCheck } from '../src/origin.js';
 
 function code(fn: () => unknown): string | undefined {
   try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readNumberList, splitV2Json } from './numbers.js';
-import { decodeV2Request } from './v2.js';
+import { readNumberList, splitV2Json } from '../src/numbers.js';
+import { decodeV2Request } from '../src/v2.js';
 
 /**
  * The reference every case is compared with: the same JSON with its "datatype" keys escaped

@@ -1,7 +1,7 @@
 import { isServeError } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeV2Request, encodeV2Response, parseHeaderLength } from './v2.js';
+import { decodeV2Request, encodeV2Response, parseHeaderLength } from '../src/v2.js';
 
 /** Decoding must either succeed or throw a ServeError INVALID_ARGUMENT: never anything else. */
 function decodeOrInvalid(run: () => unknown): void {

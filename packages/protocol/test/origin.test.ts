@@ -1,6 +1,6 @@
 import { isServeError } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { crossOriginCheck, isLoopbackAddress, type OriginRequest } from './origin.js';
+import { crossOriginCheck, isLoopbackAddress, type OriginRequest } from '../src/origin.js';
 
 /** The refusal's code and status, or 'ok'. */
 function verdict(check: ((r: OriginRequest) => void) | undefined, req: OriginRequest): string {
