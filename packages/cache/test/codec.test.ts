@@ -1,6 +1,6 @@
 import { DATA_TYPES, type DataType, isServeError, type Tensor, tensor, tensorsEqual } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { decodeTensors, encodeTensors } from './codec.js';
+import { decodeTensors, encodeTensors } from '../src/codec.js';
 
 function sample(type: DataType): Tensor {
   switch (type) {

@@ -10,12 +10,12 @@ import {
 import Redis from 'ioredis';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CacheStats, responseCache } from './cache.js';
-import { decodeTensors } from './codec.js';
-import { cacheKey } from './key.js';
-import { redisStore } from './redis-store.js';
-import { memoryStore } from './store.js';
-import { tieredStore } from './tiered-store.js';
+import { type CacheStats, responseCache } from '../src/cache.js';
+import { decodeTensors } from '../src/codec.js';
+import { cacheKey } from '../src/key.js';
+import { redisStore } from '../src/redis-store.js';
+import { memoryStore } from '../src/store.js';
+import { tieredStore } from '../src/tiered-store.js';
 
 const haveRedis = requireService('redis-server', 'apt-get install -y redis-server');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

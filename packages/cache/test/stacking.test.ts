@@ -3,7 +3,7 @@ import { fromFunction, type InferContext, pipeline } from '@mlserve/core';
 import { mnistHoldout, modelPath } from '@mlserve/test-utils';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CacheStats, responseCache } from './cache.js';
+import { type CacheStats, responseCache } from '../src/cache.js';
 
 /**
  * The documented order, cache outside batching, against the real @mlserve/batching and a real

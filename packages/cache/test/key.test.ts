@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isServeError, type Tensor, tensor } from '@mlserve/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { cacheKey } from './key.js';
+import { cacheKey } from '../src/key.js';
 
 const scope = { name: 'm', version: '1' };
 const x = (values: number[], dims = [1, values.length]) => tensor('float32', values, dims);

@@ -10,8 +10,8 @@ import {
   tensor,
 } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { type CacheEvent, type CacheStats, responseCache } from './cache.js';
-import { entrySize, memoryStore } from './store.js';
+import { type CacheEvent, type CacheStats, responseCache } from '../src/cache.js';
+import { entrySize, memoryStore } from '../src/store.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
