@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { binOf, chiSquare, histogram, ksDistance, psi, quantileEdges, regularizedGammaP } from './stats.js';
+import {
+  binOf,
+  chiSquare,
+  histogram,
+  ksDistance,
+  psi,
+  quantileEdges,
+  regularizedGammaP,
+} from '../src/stats.js';
 
 describe('stats', () => {
   it('bins by interior edges, right-inclusive', () => {

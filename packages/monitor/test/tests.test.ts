@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { extractor } from './extractors.js';
-import { scoreFeatures } from './monitor.js';
-import { type Profile, profile } from './profile.js';
-import { bonferroni, chiSquareHomogeneity, holm, kolmogorovQ, ksPValue, wilson } from './stats.js';
-import { windowFor } from './window.js';
+import { extractor } from '../src/extractors.js';
+import { scoreFeatures } from '../src/monitor.js';
+import { type Profile, profile } from '../src/profile.js';
+import { bonferroni, chiSquareHomogeneity, holm, kolmogorovQ, ksPValue, wilson } from '../src/stats.js';
+import { windowFor } from '../src/window.js';
 
 /** mulberry32: the same draws on every run. */
 function rng(seed: number): () => number {

@@ -1,9 +1,9 @@
 import { fromFunction, pipeline } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { columns } from './extractors.js';
-import { monitor } from './monitor.js';
-import { profile } from './profile.js';
-import { feedbackAction, feedbackHandler, MAX_FEEDBACK_BATCH } from './route.js';
+import { columns } from '../src/extractors.js';
+import { monitor } from '../src/monitor.js';
+import { profile } from '../src/profile.js';
+import { feedbackAction, feedbackHandler, MAX_FEEDBACK_BATCH } from '../src/route.js';
 
 const model = fromFunction({
   name: 'tab',

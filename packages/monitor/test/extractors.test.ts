@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { columns, imageStats, predictedClass, topScore } from './extractors.js';
+import { columns, imageStats, predictedClass, topScore } from '../src/extractors.js';
 
 describe('extractors', () => {
   it('summarises grey images: mean, std, bright share and where the ink is', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { NumericProfile } from './profile.js';
-import { histogram, ksDistance, psi, quantileEdges, quantileSorted } from './stats.js';
-import { CategoricalWindow, NumericWindow } from './window.js';
+import type { NumericProfile } from '../src/profile.js';
+import { histogram, ksDistance, psi, quantileEdges, quantileSorted } from '../src/stats.js';
+import { CategoricalWindow, NumericWindow } from '../src/window.js';
 
 function seeded(seed: number) {
   let s = seed >>> 0;

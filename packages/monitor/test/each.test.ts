@@ -1,6 +1,13 @@
 import type { Tensors } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { columns, type Extractor, extractor, imageStats, predictedClass, topScore } from './extractors.js';
+import {
+  columns,
+  type Extractor,
+  extractor,
+  imageStats,
+  predictedClass,
+  topScore,
+} from '../src/extractors.js';
 
 /** What `each` emits, gathered into columns named like `extract`'s. */
 function viaEach(ex: Extractor, inputs: Tensors, outputs?: Tensors): Record<string, (number | string)[]> {

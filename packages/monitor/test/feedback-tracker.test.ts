@@ -1,6 +1,6 @@
 import type { Tensors } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { type Baseline, designCusum, FeedbackTracker, readPrediction } from './feedback.js';
+import { type Baseline, designCusum, FeedbackTracker, readPrediction } from '../src/feedback.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
