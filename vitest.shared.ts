@@ -18,7 +18,7 @@ export function packageProject(name: string, overrides: UserWorkspaceConfig['tes
     test: {
       name,
       environment: 'node',
-      include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+      include: ['test/**/*.test.ts'],
       testTimeout: 30_000,
       hookTimeout: 60_000,
       ...overrides,
