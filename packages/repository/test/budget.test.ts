@@ -7,9 +7,10 @@
  */
 
 import * as grpc from '@grpc/grpc-js';
-import { isServeError, type Middleware, type ServeError, type Tensors, wrap } from '@mlserve/core';
+import { type Middleware, type Tensors, wrap } from '@mlserve/core';
 import { loadInferenceProto, serveGrpc } from '@mlserve/grpc';
 import { mlservePlugin } from '@mlserve/http';
+import { rejection } from '@mlserve/test-utils';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BudgetEntry, pickEvictions } from '../src/budget.js';
@@ -84,16 +85,6 @@ const resident = (repo: Awaited<ReturnType<typeof twenty>>['repo']) =>
     .versions.filter((v) => v.resident)
     .map((v) => v.name)
     .sort();
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('sizes and eviction order', () => {
   it('parses sizes, refusing what is not one', () => {

@@ -1,22 +1,6 @@
-import { DEPRECATED_CODE } from '@mlserve/core';
+import { deprecationsOf } from '@mlserve/test-utils';
 import { expect, it } from 'vitest';
 import { parseModelConfig } from '../src/config.js';
-
-/** The MLSERVE_DEPRECATED warnings `fn` emits (process warnings arrive on the next tick). */
-async function deprecationsOf(fn: () => unknown): Promise<string[]> {
-  const seen: string[] = [];
-  const listener = (w: Error & { code?: string }) => {
-    if (w.code === DEPRECATED_CODE) seen.push(w.message);
-  };
-  process.on('warning', listener);
-  try {
-    await fn();
-    await new Promise((resolve) => setImmediate(resolve));
-  } finally {
-    process.off('warning', listener);
-  }
-  return seen;
-}
 
 it('config.json batching.maxQueueSize, the deprecated name of maxQueue, still sets it and warns once', async () => {
   const seen = await deprecationsOf(() => {

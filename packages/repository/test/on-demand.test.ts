@@ -6,9 +6,9 @@
  */
 import { copyFile } from 'node:fs/promises';
 import { loadOnnxModel } from '@mlserve/backend-onnx';
-import { isServeError, type ServeError, type Tensors } from '@mlserve/core';
+import type { Tensors } from '@mlserve/core';
 import { mlservePlugin } from '@mlserve/http';
-import { mnistHoldout, modelPath, type TestModel } from '@mlserve/test-utils';
+import { mnistHoldout, modelPath, rejection, type TestModel } from '@mlserve/test-utils';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../src/config.js';
@@ -41,16 +41,6 @@ async function open(dir: string, options: RepositoryOptions = {}) {
   const events: VersionEvent[] = [];
   repo.on('version', (e) => events.push(e));
   return { repo, events };
-}
-
-async function rejection(p: Promise<unknown>): Promise<ServeError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isServeError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
 }
 
 async function until(what: string, cond: () => boolean, ms = 30_000) {
