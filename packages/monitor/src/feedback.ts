@@ -434,6 +434,8 @@ export class FeedbackTracker {
   /** The oldest slot in use (always a waiting prediction, unless none waits), and slots in use from it. */
   #first = 0;
   #used = 0;
+  /** Slots left behind by an id logged again (still holding the id, no longer indexed). */
+  #stale = 0;
   readonly #correct: Float64Array;
   readonly #confidence: Float64Array;
   #head = 0;
@@ -544,15 +546,20 @@ export class FeedbackTracker {
       }
     }
     this.counters.logged++;
-    // A repeated id replaces its prediction in place (keeping its first place in the expiry order).
-    let slot = this.#index.get(id);
-    if (slot === undefined) {
-      if (this.#used === this.#ids.length) this.#compact();
-      slot = this.#first + this.#used;
-      if (slot >= this.#ids.length) slot -= this.#ids.length;
-      this.#used++;
-      this.#ids[slot] = id;
-      this.#index.set(id, slot);
+    // One index operation: the id goes into the next slot. A repeated id moves there too (its
+    // prediction replaced, its expiry restarted); its old slot keeps the id but no longer owns it
+    // (the index points elsewhere), and is skipped when it reaches the ring's head.
+    if (this.#used === this.#ids.length) this.#compact();
+    let slot = this.#first + this.#used;
+    if (slot >= this.#ids.length) slot -= this.#ids.length;
+    const size = this.#index.size;
+    this.#index.set(id, slot);
+    this.#used++;
+    this.#ids[slot] = id;
+    if (this.#index.size === size) {
+      // A repeated id: its old slot, wherever it is, is now stale.
+      this.#stale++;
+      this.#advance();
     }
     this.#times[slot] = now;
     this.#values[slot] = value;
@@ -572,8 +579,23 @@ export class FeedbackTracker {
   #free(slot: number): void {
     this.#ids[slot] = undefined;
     if (this.#batches !== undefined) this.#batches[slot] = undefined;
+    this.#advance();
+  }
+
+  /**
+   * Moves the ring's start past freed slots, and past stale ones (a slot whose id was logged again
+   * later: the index points past it), so that the head is always a waiting prediction.
+   */
+  #advance(): void {
     const ids = this.#ids;
-    while (this.#used > 0 && ids[this.#first] === undefined) {
+    while (this.#used > 0) {
+      const id = ids[this.#first];
+      if (id !== undefined) {
+        if (this.#stale === 0 || this.#index.get(id) === this.#first) return;
+        ids[this.#first] = undefined;
+        if (this.#batches !== undefined) this.#batches[this.#first] = undefined;
+        this.#stale--;
+      }
       this.#first = this.#first + 1 === ids.length ? 0 : this.#first + 1;
       this.#used--;
     }
@@ -599,7 +621,7 @@ export class FeedbackTracker {
     let to = 0;
     for (let k = 0, from = this.#first; k < this.#used; k++, from = from + 1 === old.length ? 0 : from + 1) {
       const id = old[from];
-      if (id === undefined) continue;
+      if (id === undefined || (this.#stale > 0 && this.#index.get(id) !== from)) continue;
       ids[to] = id;
       times[to] = this.#times[from]!;
       values[to] = this.#values[from]!;
@@ -615,6 +637,7 @@ export class FeedbackTracker {
     this.#batches = batches;
     this.#first = 0;
     this.#used = to;
+    this.#stale = 0;
   }
 
   /** Drops predictions older than the TTL (called from the monitor's timers and on feedback). */
@@ -687,10 +710,11 @@ export class FeedbackTracker {
       this.#sum -= old;
       this.#sumErr2 -= old * old;
       if (this.task === 'classification') this.#calibrate(old, oldConf, -1);
-      this.#head = (this.#head + 1) % this.#window;
+      this.#head = this.#head + 1 === this.#window ? 0 : this.#head + 1;
       this.#length--;
     }
-    const slot = (this.#head + this.#length) % this.#window;
+    let slot = this.#head + this.#length;
+    if (slot >= this.#window) slot -= this.#window;
     this.#correct[slot] = x;
     this.#confidence[slot] = confidence;
     this.#length++;

@@ -212,6 +212,16 @@ const ADJUST_EVERY_MS = 100;
 const DRAIN_DELAY_MS = 5;
 /** The lowest rate `'auto'` goes down to (a request in a thousand keeps the window moving). */
 const MIN_AUTO_RATE = 0.001;
+/**
+ * What a measured request, a logged prediction or a joined label is charged, as a multiple of the
+ * time timed around it. The work touches memory (the request's tensors, the windows, the index,
+ * its own code) that the model then fetches back into the caches, and that cost shows up as the
+ * model computing slower, where no timer around the monitor's work can see it. Measured on
+ * mnist-cnn (onnxruntime, 40 us a request; `scripts/cost-ab.ts`, paired rounds): the CPU a
+ * measured request adds is 1.9x the time timed around its measuring, and the join's 2-3x; charging
+ * the timed time alone let the default 2% budget cost 4-5% of the CPU per request.
+ */
+const UNSEEN_COST = 2;
 /** Timed feedback calls kept per adjustment period (their median is charged for every call). */
 const FEEDBACK_SAMPLES = 63;
 
@@ -222,6 +232,8 @@ const realClock: MonitorClock = {
     return { cpuMs: (u.user + u.system) / 1000, idleMs: eventLoop.eventLoopUtilization().idle };
   },
 };
+
+const ignore = (): void => undefined;
 
 /** The median time of timing nothing with performance.now(), ms. */
 function measureTimerOverhead(): number {
@@ -357,6 +369,11 @@ export function monitor(options: MonitorOptions): Monitor {
   let bound = false;
   let timer: NodeJS.Timeout | undefined;
   let adjustTimer: NodeJS.Timeout | undefined;
+  /**
+   * The wall clock as of the last tick (every ADJUST_EVERY_MS): the time a prediction is logged
+   * and a label joined at, for the feedback TTL (Date.now() per request costs ~45 ns, twice).
+   */
+  let wallNow = Date.now();
   let metrics: Metrics | undefined;
   let metricsLoad: Promise<void> | undefined;
 
@@ -437,7 +454,8 @@ export function monitor(options: MonitorOptions): Monitor {
     if (feedbackTimed > 0) {
       const timed = feedbackTimes.subarray(0, feedbackTimed).sort();
       const median = Math.max(0, timed[feedbackTimed >> 1]! - timerOverhead);
-      feedbackCost = feedbackCost > 0 ? 0.5 * feedbackCost + 0.5 * median : median;
+      const charged = median * UNSEEN_COST;
+      feedbackCost = feedbackCost > 0 ? 0.5 * feedbackCost + 0.5 * charged : charged;
       feedbackTimed = 0;
     }
     periodFeedback = feedbackCost * periodFeedbackCalls;
@@ -491,8 +509,9 @@ export function monitor(options: MonitorOptions): Monitor {
       periodMeasured++;
     }
     const t1 = clock.now();
-    counters.busyMs += t1 - t0;
-    periodBusy += t1 - t0;
+    const charged = (t1 - t0) * UNSEEN_COST;
+    counters.busyMs += charged;
+    periodBusy += charged;
     adapt(t1);
   }
 
@@ -629,49 +648,28 @@ export function monitor(options: MonitorOptions): Monitor {
     // The budget is checked on a clock, so a rate that fell under load comes back up when the load
     // goes, even if hardly any request is sampled in between.
     adjustTimer = setInterval(() => {
+      wallNow = Date.now();
       adapt(clock.now());
-      tracker?.expire(Date.now());
+      tracker?.expire(wallNow);
     }, ADJUST_EVERY_MS);
     adjustTimer.unref();
     return wrap(inner, {
       layer: 'monitor',
-      infer: async function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
-        const outputs = await inner.infer(inputs, opts);
+      infer: function monitorInfer(inputs: Tensors, opts?: InferOptions): Promise<Tensors> {
+        // What this request needs is decided before it runs, so that a request with nothing to
+        // log, measure or record passes on the inner promise itself (no await, no extra promise),
+        // and one that has work taps the inner promise rather than chaining another in front of
+        // the caller: the caller's own continuation runs after the tap, so a label sent from it
+        // finds the prediction logged.
         counters.requests++;
-        if (tracker !== undefined && opts?.id !== undefined) {
-          if ((++feedbackCalls & 31) === 0) {
-            const now = Date.now();
-            const t0 = clock.now();
-            tracker.log(opts.id, outputs, now);
-            timedFeedback(clock.now() - t0);
-          } else {
-            periodFeedbackCalls++;
-            tracker.log(opts.id, outputs, Date.now());
-          }
-        }
-        const sampled = currentRate >= 1 || Math.random() < currentRate;
-        if (sampled) {
-          counters.sampled++;
-          if (qLength >= queueSize) counters.dropped++;
-          else {
-            let slot = qHead + qLength;
-            if (slot >= queueSize) slot -= queueSize;
-            qInputs[slot] = inputs;
-            qOutputs[slot] = outputs;
-            qTimes[slot] = Date.now();
-            qLength++;
-            if (qLength >= drainBatch) schedule();
-            else arm();
-          }
-        }
+        const sampled = currentRate >= 1 || (currentRate > 0 && Math.random() < currentRate);
         if (opts?.context) opts.context.monitorSampled = sampled;
-        if (sink && sinkSampleRate > 0 && Math.random() < sinkSampleRate) {
-          const record = { time: Date.now(), model: modelName, version: modelVersion, inputs, outputs };
-          if (opts?.id !== undefined) Object.assign(record, { id: opts.id });
-          if (opts?.context) Object.assign(record, { context: opts.context });
-          sink.write(record);
-        }
-        return outputs;
+        const id = tracker !== undefined ? opts?.id : undefined;
+        const record = sink !== undefined && sinkSampleRate > 0 && Math.random() < sinkSampleRate;
+        const result = inner.infer(inputs, opts);
+        if (sampled || id !== undefined || record)
+          result.then((outputs) => observe(inputs, outputs, sampled, id, record, opts), ignore);
+        return result;
       },
       stats,
       async warmup() {
@@ -685,6 +683,48 @@ export function monitor(options: MonitorOptions): Monitor {
       },
     });
   }) as unknown as Monitor;
+
+  /** A request's answer, for the feedback log, the drift queue and the sink (see monitorInfer). */
+  function observe(
+    inputs: Tensors,
+    outputs: Tensors,
+    sampled: boolean,
+    id: string | undefined,
+    record: boolean,
+    opts: InferOptions | undefined,
+  ): void {
+    if (id !== undefined) {
+      if ((++feedbackCalls & 31) === 0) {
+        const t0 = clock.now();
+        tracker!.log(id, outputs, wallNow);
+        timedFeedback(clock.now() - t0);
+      } else {
+        periodFeedbackCalls++;
+        tracker!.log(id, outputs, wallNow);
+      }
+    }
+    if (sampled) {
+      counters.sampled++;
+      if (qLength >= queueSize) counters.dropped++;
+      else {
+        let slot = qHead + qLength;
+        if (slot >= queueSize) slot -= queueSize;
+        qInputs[slot] = inputs;
+        qOutputs[slot] = outputs;
+        // Only a window of the last N ms needs each row's own time; otherwise the tick's will do.
+        qTimes[slot] = windowMs !== undefined ? Date.now() : wallNow;
+        qLength++;
+        if (qLength >= drainBatch) schedule();
+        else arm();
+      }
+    }
+    if (record) {
+      const entry = { time: Date.now(), model: modelName, version: modelVersion, inputs, outputs };
+      if (opts?.id !== undefined) Object.assign(entry, { id: opts.id });
+      if (opts?.context) Object.assign(entry, { context: opts.context });
+      sink!.write(entry);
+    }
+  }
 
   /** One call in 32 of the feedback path is timed; adapt() charges every call its period's median. */
   function timedFeedback(ms: number): void {
@@ -708,16 +748,15 @@ export function monitor(options: MonitorOptions): Monitor {
     if (!tracker) noFeedback();
     let matched: boolean;
     if ((++feedbackCalls & 31) === 0) {
-      const now = Date.now();
       const t0 = clock.now();
       try {
-        matched = tracker.feedback(requestId, label, now);
+        matched = tracker.feedback(requestId, label, wallNow);
       } finally {
         timedFeedback(clock.now() - t0);
       }
     } else {
       periodFeedbackCalls++;
-      matched = tracker.feedback(requestId, label, Date.now());
+      matched = tracker.feedback(requestId, label, wallNow);
     }
     if (matched && tracker.takeChange()) {
       const q = tracker.report();
