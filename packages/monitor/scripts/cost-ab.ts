@@ -12,10 +12,12 @@
  *     [--configs bare,fed] [--old /path/to/old/monitor/dist/index.js] [--prof DIR]
  *
  * Configurations: `bare` (mnist-cnn alone; `bare2`... a second one, a control for the noise),
- * `auto` (monitor at its defaults), `fed` (defaults plus feedback: every request logged under its
- * id, its label joined 64 requests later), `rate0` / `rate0fb` (no request measured, without and
- * with feedback: the layer and the join alone), `all` (every request measured), and any of them
- * with `-old` for the monitor build named by `--old` (an old-against-new comparison). Every
+ * `auto` (monitor at its defaults), `fed` (defaults plus feedback: every request with an id, its
+ * label sent 64 requests later, the join in 'auto'), `rate0` / `rate0fb` (no request measured,
+ * without and with feedback), `all` (every request measured), `rate0skip` (the
+ * join's sample empty: ids hashed, labels checked and skipped), `j<N>` (nothing measured, the join
+ * fixed at N% of the ids), `fixed` (1% measured, 30% joined), and any of them with `-old` for the
+ * monitor build named by `--old` (an old-against-new comparison). Every
  * configuration gives each request an id and makes each label's id (the label's side, as a
  * transport hands it over); only those with feedback join it. `--prof DIR` writes a V8 CPU profile.
  */
@@ -72,9 +74,17 @@ async function setup(config: string, oldPath: string, model: import('@mlserve/co
           ...(kind === 'all' ? { sampleRate: 1, maxPending: 1024 } : {}),
           ...(kind.startsWith('rate0') ? { sampleRate: 0 } : {}),
           ...(kind === 'fed' || kind === 'rate0fb' ? { feedback: {} } : {}),
+          ...(kind === 'rate0skip' ? { feedback: { sampleRate: 0 } } : {}),
+          ...(/^j\d+$/.test(kind)
+            ? { sampleRate: 0, feedback: { sampleRate: Number(kind.slice(1)) / 100 } }
+            : {}),
+          ...(kind === 'fixed' ? { sampleRate: 0.01, feedback: { sampleRate: 0.3 } } : {}),
         });
   const served = watch ? pipeline(model, watch) : pipeline(model);
-  const fed = kind === 'fed' || kind === 'rate0fb' ? watch : undefined;
+  const fed =
+    kind === 'fed' || kind === 'rate0fb' || kind === 'rate0skip' || kind === 'fixed' || /^j\d+$/.test(kind)
+      ? watch
+      : undefined;
   let n = 0;
   let labelSide = 0;
   const one = async () => {
@@ -156,7 +166,15 @@ async function child(configs: string[], oldPath: string): Promise<void> {
         requests,
         gcUs,
         gcs,
-        stats: s && { sampleRate: s.sampleRate, sampled: s.sampled, requests: s.requests, busyMs: s.busyMs },
+        stats: s && {
+          sampleRate: s.sampleRate,
+          sampled: s.sampled,
+          requests: s.requests,
+          busyMs: s.busyMs,
+          ...(s.feedback
+            ? { joinRate: s.feedback.sampleRate, joined: s.feedback.joined, skipped: s.feedback.skipped }
+            : {}),
+        },
       };
       process.send!(w);
     },

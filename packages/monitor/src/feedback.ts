@@ -354,12 +354,19 @@ export interface FeedbackStats {
   joined: number;
   /** Labels that found no prediction (unknown id, already labelled, expired or evicted). */
   unmatched: number;
+  /**
+   * Labels for requests outside the join's sample (see `FeedbackOptions.sampleRate`): their
+   * predictions were not logged, so they are not joined and not counted as unmatched.
+   */
+  skipped: number;
   /** Predictions dropped unlabelled after `ttlMs`. */
   expired: number;
   /** Predictions dropped unlabelled because `maxPending` were waiting. */
   evicted: number;
   /** Labels rejected (not a class, not a number, wrong count for the batch). */
   invalid: number;
+  /** The share of request ids in the join's sample now (in a monitor's `stats().feedback`). */
+  sampleRate?: number;
 }
 
 /** Options of the ground-truth side of `monitor()` (`monitor({ feedback: { ... } })`). */
@@ -393,6 +400,37 @@ export interface FeedbackOptions {
   alpha?: number;
   /** Labels over which `alpha` is counted (default 500). */
   horizon?: number;
+  /**
+   * The share of request ids whose predictions are logged and whose labels are joined, or
+   * `'auto'` (the default): all of them while the join and the drift measuring fit the monitor's
+   * `budget` together, else a share that gives the join half of it. The sample is chosen by a hash
+   * of the request id ({@link joinUnit}), so the prediction's side and the label's side agree
+   * without remembering anything; labels outside it are counted as `skipped`. A sample of ids is
+   * an unbiased sample of the labelled traffic: accuracy and calibration estimate the same thing,
+   * over more labels. `1` joins every label whatever it costs.
+   */
+  sampleRate?: number | 'auto';
+}
+
+/**
+ * Where a request id falls in [0, 1): a 32-bit FNV-1a hash of its UTF-16 code units (finished with MurmurHash3's fmix32). A request is in the join's sample when this is below the sample rate, on both sides of
+ * the join.
+ *
+ * @example
+ * ```ts
+ * joinUnit('req-42'); // 0.194..., the same in every process
+ * ```
+ */
+export function joinUnit(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  // FNV mixes a short key's last characters poorly: finish with MurmurHash3's fmix32.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 4294967296;
 }
 
 /** Fired when the decay alarm is raised or clears. */
@@ -462,6 +500,7 @@ export class FeedbackTracker {
     expired: 0,
     evicted: 0,
     invalid: 0,
+    skipped: 0,
   };
 
   constructor(options: FeedbackOptions, profileBaseline: Baseline | undefined) {
@@ -651,10 +690,12 @@ export class FeedbackTracker {
   }
 
   /**
-   * Joins a label with the prediction logged under `id`. Returns whether it found one; throws
-   * INVALID_ARGUMENT for a label that is not a class (or number), or the wrong count for a batch.
+   * Joins a label with the prediction logged under `id`. Returns whether it found one (when not,
+   * it counts as unmatched, or as skipped when `outside`: the request may have been outside the
+   * join's sample); throws INVALID_ARGUMENT for a label that is not a class (or number), or the
+   * wrong count for a batch.
    */
-  feedback(id: string, label: unknown, now: number): boolean {
+  feedback(id: string, label: unknown, now: number, outside = false): boolean {
     this.counters.labels++;
     if (typeof id !== 'string' || id === '') {
       this.counters.invalid++;
@@ -672,7 +713,8 @@ export class FeedbackTracker {
     }
     const slot = this.#index.get(id);
     if (slot === undefined) {
-      this.counters.unmatched++;
+      if (outside) this.counters.skipped++;
+      else this.counters.unmatched++;
       return false;
     }
     if (this.#times[slot]! < now - this.#ttlMs) {
@@ -831,6 +873,29 @@ export class FeedbackTracker {
     const c = this.#changed;
     this.#changed = false;
     return c;
+  }
+
+  /** How long a prediction waits for its label, ms. */
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+
+  /**
+   * Counts a label for a request outside the join's sample (after checking it, so that a bad
+   * label is refused whether or not it would have been joined).
+   */
+  skip(id: string, label: unknown): void {
+    this.counters.labels++;
+    try {
+      if (typeof id !== 'string' || id === '')
+        throw invalidArgument('feedback: the request id must be a non-empty string');
+      if (Array.isArray(label)) for (const l of label) labelValue(l, this.task, this.#labels);
+      else labelValue(label, this.task, this.#labels);
+    } catch (err) {
+      this.counters.invalid++;
+      throw err;
+    }
+    this.counters.skipped++;
   }
 
   /** Whether the decay alarm stands. */

@@ -21,6 +21,7 @@ export {
   type FeedbackStats,
   FeedbackTracker,
   type Interval,
+  joinUnit,
   type LabeledSample,
   measureBaseline,
   type Prediction,

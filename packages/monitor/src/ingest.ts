@@ -5,6 +5,11 @@ import { invalidArgument } from '@mlserve/core';
 /** What bulk ingestion feeds: a monitor (or anything with its `feedback` method). */
 export interface FeedbackTarget {
   feedback(requestId: string, label: unknown): boolean;
+  /**
+   * Whether a label for this request id is joined (false when the join is sampled and the id is
+   * outside the sample): tells a skipped label from an unmatched one.
+   */
+  joins?(requestId: string): boolean;
 }
 
 /** Counts of one bulk ingestion. */
@@ -15,6 +20,8 @@ export interface IngestStats {
   joined: number;
   /** No prediction under that id in this process (unknown, expired, already labelled). */
   unmatched: number;
+  /** Outside the join's sample (see the monitor's `feedback.sampleRate`): not joined, by design. */
+  skipped: number;
   /** Not JSON, no id, or a label the monitor rejected. */
   invalid: number;
   /** The last invalid record's reason. */
@@ -30,6 +37,7 @@ function apply(target: FeedbackTarget, stats: IngestStats, record: unknown): voi
     const label = r.label ?? r.target ?? r.labels;
     if (label === undefined) throw invalidArgument('a feedback record needs "label" (or "target")');
     if (target.feedback(r.id, label)) stats.joined++;
+    else if (target.joins?.(r.id) === false) stats.skipped++;
     else stats.unmatched++;
   } catch (err) {
     stats.invalid++;
@@ -48,7 +56,7 @@ function apply(target: FeedbackTarget, stats: IngestStats, record: unknown): voi
  * ```
  */
 export async function ingestFeedbackFile(target: FeedbackTarget, path: string): Promise<IngestStats> {
-  const stats: IngestStats = { records: 0, joined: 0, unmatched: 0, invalid: 0 };
+  const stats: IngestStats = { records: 0, joined: 0, unmatched: 0, skipped: 0, invalid: 0 };
   const lines = createInterface({
     input: createReadStream(path, 'utf8'),
     crlfDelay: Number.POSITIVE_INFINITY,
@@ -122,7 +130,7 @@ export async function feedbackFromRedisStream(
     count = 500,
     blockMs = 1000,
   } = options;
-  const stats: IngestStats = { records: 0, joined: 0, unmatched: 0, invalid: 0 };
+  const stats: IngestStats = { records: 0, joined: 0, unmatched: 0, skipped: 0, invalid: 0 };
   const conn = client.duplicate();
   if (group) {
     try {

@@ -17,6 +17,7 @@ import {
   type FeedbackOptions,
   type FeedbackStats,
   FeedbackTracker,
+  joinUnit,
   type QualityReport,
 } from './feedback.js';
 import { assertProfile, type CategoricalProfile, type NumericProfile, type Profile } from './profile.js';
@@ -54,7 +55,8 @@ export interface MonitorOptions {
   sampleRate?: number | 'auto';
   /**
    * With `sampleRate: 'auto'`, the share of the process's CPU time (or of the event loop's idle
-   * time, when the server is quiet) the monitor may spend measuring and scoring (default 0.02).
+   * time, when the server is quiet) the monitor may spend measuring and scoring and, with
+   * `feedback` (its `sampleRate: 'auto'`), joining labels (default 0.01).
    */
   budget?: number;
   /**
@@ -202,6 +204,12 @@ export interface Monitor extends GenericMiddleware {
    * label that cannot be one. Needs the `feedback` option.
    */
   feedback(requestId: string, label: unknown): boolean;
+  /**
+   * Whether a label for `requestId` is joined: true unless the join is sampled (see
+   * `FeedbackOptions.sampleRate`) and the id falls outside the sample at some rate of the last
+   * TTL. A sender may use it to send only the labels that will count.
+   */
+  joins(requestId: string): boolean;
   /** Rolling accuracy (or MAE) and calibration against the baseline, and the decay alarm. */
   quality(): QualityReport;
 }
@@ -213,15 +221,32 @@ const DRAIN_DELAY_MS = 5;
 /** The lowest rate `'auto'` goes down to (a request in a thousand keeps the window moving). */
 const MIN_AUTO_RATE = 0.001;
 /**
- * What a measured request, a logged prediction or a joined label is charged, as a multiple of the
- * time timed around it. The work touches memory (the request's tensors, the windows, the index,
- * its own code) that the model then fetches back into the caches, and that cost shows up as the
- * model computing slower, where no timer around the monitor's work can see it. Measured on
- * mnist-cnn (onnxruntime, 40 us a request; `scripts/cost-ab.ts`, paired rounds): the CPU a
- * measured request adds is 1.9x the time timed around its measuring, and the join's 2-3x; charging
- * the timed time alone let the default 2% budget cost 4-5% of the CPU per request.
+ * What measuring a request costs beyond the time timed around it, ms. The work touches memory
+ * (the request's tensors, the windows, its own code) that the model then fetches back into the
+ * caches, and that cost shows up as the model computing slower, where no timer around the
+ * monitor's work can see it. Measured on mnist-cnn (onnxruntime, 40 us a request;
+ * `scripts/cost-ab.ts`, paired rounds): a measured request adds 7.8 us of CPU for 4.1 us timed.
+ * Charging the timed time alone let a 2% budget cost 4-5% per request. (A multiple of the timed
+ * time fits the hot path, but a rare, cold call's timed time already holds its cache misses:
+ * multiplied, it priced rare measuring out altogether.)
  */
-const UNSEEN_COST = 2;
+const MEASURE_UNSEEN_MS = 0.0037;
+/**
+ * The same for each call of the feedback join (a logged prediction, a joined label), whose timer
+ * also misses the tap on the model's promise: on mnist-cnn the join added 1.75 us of CPU per
+ * request for 0.21 us timed over its two calls (configurations `bare` and `j100`, 100 rounds).
+ */
+const JOIN_UNSEEN_MS = 0.00075;
+/** Periods in a row the budget must hold 'auto' at its floor before the monitor warns. */
+const STARVED_PERIODS = 5;
+/** The smallest share of request ids 'auto' keeps in the feedback join. */
+const MIN_JOIN_RATE = 0.01;
+/**
+ * The join's rate history is kept in this many buckets spanning the feedback TTL, so that a label
+ * can tell whether its request could have been in the sample (the lowest and highest rates in
+ * force while its prediction could still be waiting).
+ */
+const JOIN_BUCKETS = 16;
 /** Timed feedback calls kept per adjustment period (their median is charged for every call). */
 const FEEDBACK_SAMPLES = 63;
 
@@ -249,8 +274,9 @@ function measureTimerOverhead(): number {
  * Watches a model's traffic for drift against a reference profile. The request path only pushes
  * references to the request's tensors into a bounded queue (dropping, and counting, when it is
  * full); features are extracted and scored later, off the request path. By default
- * (`sampleRate: 'auto'`) every request is measured while that costs under `budget` (2%) of the
- * CPU, and a random sample of them when it would cost more.
+ * (`sampleRate: 'auto'`) every request is measured while that costs under `budget` (1%) of the
+ * CPU, and a random sample of them when it would cost more; with `feedback`, the join of labels
+ * shares the budget the same way (a sample of request ids).
  *
  * @example
  * ```ts
@@ -259,7 +285,7 @@ function measureTimerOverhead(): number {
  *   profile: ref,
  *   extractors: [imageStats('image'), predictedClass('logits')],
  *   window: { size: 1000 },
- *   budget: 0.02, // sampleRate 'auto': at most 2% of the CPU on measuring
+ *   budget: 0.02, // sampleRate 'auto': up to 2% of the CPU on measuring (default 1%)
  *   metrics: { registry },
  *   onDrift: (e) => log.warn(e, `${e.feature} ${e.type}`),
  * });
@@ -273,7 +299,7 @@ export function monitor(options: MonitorOptions): Monitor {
     extractors,
     window = { size: 1000 },
     sampleRate = 'auto',
-    budget = 0.02,
+    budget = 0.01,
     minRows = 30,
     alpha = 0.01,
     correction = 'holm',
@@ -347,6 +373,23 @@ export function monitor(options: MonitorOptions): Monitor {
   let feedbackTimed = 0;
   /** Time of one feedback call (ms): a moving average of each period's median. */
   let feedbackCost = 0;
+  // The feedback join's sample of request ids (see FeedbackOptions.sampleRate): the rate in force,
+  // and the lowest and highest rates of the last TTL, per bucket of the TTL.
+  const joinOption = options.feedback?.sampleRate ?? 'auto';
+  const joinAuto = joinOption === 'auto';
+  if (!joinAuto) rate('feedback.sampleRate', joinOption);
+  let joinRate = joinAuto ? 1 : (joinOption as number);
+  let joinFloor = joinRate;
+  let joinCeil = joinRate;
+  const joinLow = new Float64Array(JOIN_BUCKETS).fill(joinRate);
+  const joinHigh = new Float64Array(JOIN_BUCKETS).fill(joinRate);
+  const joinBucketMs = Math.max(ADJUST_EVERY_MS, (tracker?.ttlMs ?? 0) / (JOIN_BUCKETS - 1));
+  let joinBucket = 0;
+  let joinBucketEnd = Date.now() + joinBucketMs;
+  /** Requests that came with an id this period (whether or not in the join's sample). */
+  let periodIds = 0;
+  /** The join's charge per request id at a rate of 1 (ms), a moving average. */
+  let joinCostPerId = 0;
   // What timing an empty stretch costs (the timer's own overhead), taken off each timed call.
   const timerOverhead = clock === realClock ? measureTimerOverhead() : 0;
   const first = clock.usage();
@@ -355,8 +398,13 @@ export function monitor(options: MonitorOptions): Monitor {
   let starved = false;
   let warned = false;
   let periodMeasured = 0;
+  /** Time charged for measuring this period (periodBusy less the evaluations). */
+  let periodMeasuring = 0;
   let periodRequests = 0;
   let busyShare = 0;
+  /** busyShare over recent periods with requests (a moving average). */
+  let spentShare = 0;
+  let starvedPeriods = 0;
   /** Time to measure one request (ms), a moving average over adjustment periods. */
   let sampleCost = 0;
   let lastExtractError: string | undefined;
@@ -428,6 +476,28 @@ export function monitor(options: MonitorOptions): Monitor {
     }
   }
 
+  /** Puts a join rate in force, keeping the lowest and highest of the TTL's buckets. */
+  function setJoinRate(r: number, wall: number): void {
+    joinRate = r;
+    while (wall >= joinBucketEnd) {
+      joinBucket = joinBucket + 1 === JOIN_BUCKETS ? 0 : joinBucket + 1;
+      joinLow[joinBucket] = r;
+      joinHigh[joinBucket] = r;
+      joinBucketEnd += joinBucketMs;
+      if (wall - joinBucketEnd > joinBucketMs * JOIN_BUCKETS) joinBucketEnd = wall + joinBucketMs;
+    }
+    if (r < joinLow[joinBucket]!) joinLow[joinBucket] = r;
+    if (r > joinHigh[joinBucket]!) joinHigh[joinBucket] = r;
+    let lo = 1;
+    let hi = 0;
+    for (let i = 0; i < JOIN_BUCKETS; i++) {
+      if (joinLow[i]! < lo) lo = joinLow[i]!;
+      if (joinHigh[i]! > hi) hi = joinHigh[i]!;
+    }
+    joinFloor = lo;
+    joinCeil = hi;
+  }
+
   /**
    * Every ADJUST_EVERY_MS: the busy share of the last period and, with 'auto', the rate that keeps
    * it within the budget. The share is of the process's CPU time, or of the event loop's idle
@@ -454,32 +524,69 @@ export function monitor(options: MonitorOptions): Monitor {
     if (feedbackTimed > 0) {
       const timed = feedbackTimes.subarray(0, feedbackTimed).sort();
       const median = Math.max(0, timed[feedbackTimed >> 1]! - timerOverhead);
-      const charged = median * UNSEEN_COST;
+      const charged = median + JOIN_UNSEEN_MS;
       feedbackCost = feedbackCost > 0 ? 0.5 * feedbackCost + 0.5 * charged : charged;
       feedbackTimed = 0;
     }
     periodFeedback = feedbackCost * periodFeedbackCalls;
     counters.busyMs += periodFeedback;
     periodFeedbackCalls = 0;
-    if (cpuMs > 0) busyShare = Math.min(1, (periodBusy + periodFeedback) / cpuMs);
+    if (cpuMs > 0) {
+      busyShare = Math.min(1, (periodBusy + periodFeedback) / cpuMs);
+      if (requests > 0) spentShare = spentShare > 0 ? 0.8 * spentShare + 0.2 * busyShare : busyShare;
+    }
     if (periodMeasured > 0) {
-      const cost = periodBusy / periodMeasured;
+      // Per measured request, without the evaluations: one landing in a period with few
+      // requests measured made a request look milliseconds dear and starved the rate.
+      const cost = periodMeasuring / periodMeasured;
       sampleCost = sampleCost > 0 ? 0.5 * sampleCost + 0.5 * cost : cost;
     }
     // A period much longer than ADJUST_EVERY_MS (a blocked event loop) says little about now.
     const representative = elapsed < 3 * ADJUST_EVERY_MS;
+    // The rates follow estimates (of what a measured request and a joined label cost) that lag
+    // and scatter; when what was actually charged ran over the budget lately, the room shrinks
+    // by as much, so that the spend holds the budget on average.
+    const allowed = budget * cpuMs * (spentShare > budget ? budget / spentShare : 1);
+    // What the join may spend this period: with 'auto', its share of the budget (below); with a
+    // fixed rate, what it spent.
+    let joinSpend = periodFeedback;
+    if (periodIds > 0 && periodFeedback > 0) {
+      // The join's charge per request id at a rate of 1 (its calls scale with the rate): a moving
+      // average, as one period's median of a few dozen timed calls is noisy.
+      const perId = periodFeedback / (Math.max(joinRate, MIN_JOIN_RATE) * periodIds);
+      joinCostPerId = joinCostPerId > 0 ? 0.8 * joinCostPerId + 0.2 * perId : perId;
+    }
+    if (joinAuto && representative && cpuMs > 0 && periodIds > 0) {
+      // The join gets all it needs while it and 'auto' measuring fit the budget together, else at
+      // least half the budget (more when measuring needs less than its half; a fixed sampleRate
+      // is outside the budget), and measuring the rest, so that neither starves the other.
+      // Down at once, up at most 1.5x a period; periods without requests leave it alone.
+      const joinNeed = joinCostPerId * periodIds;
+      const measureNeed = auto ? sampleCost * requests : 0;
+      let target = 1;
+      if (joinNeed > 0 && joinNeed + measureNeed > allowed) {
+        const share = Math.max(allowed / 2, allowed - measureNeed);
+        target = share / joinNeed;
+        joinSpend = Math.min(share, joinNeed);
+      }
+      const next = Math.min(1, Math.max(MIN_JOIN_RATE, Math.min(target, joinRate * 1.5)));
+      setJoinRate(next, wallNow);
+    }
+    periodIds = 0;
     if (auto && representative && requests > 0 && sampleCost > 0 && cpuMs > 0) {
       // Down at once, up at most 1.5x a period: a period that was partly idle overstates the room.
-      // The feedback join's time is spent whatever the rate: what is left of the budget measures.
-      const target = Math.max(0, budget * cpuMs - periodFeedback) / (sampleCost * requests);
+      // What the join spends (or may spend) is taken first: what is left of the budget measures.
+      const target = Math.max(0, allowed - joinSpend) / (sampleCost * requests);
       currentRate = Math.min(1, Math.max(MIN_AUTO_RATE, Math.min(target, currentRate * 1.5)));
       starved = target <= MIN_AUTO_RATE;
-      if (starved && !warned) {
+      // Warned about once it lasts (a cold start's first periods, before the JIT, cost more).
+      starvedPeriods = starved ? starvedPeriods + 1 : 0;
+      if (starvedPeriods >= STARVED_PERIODS && !warned) {
         warned = true;
         const pct = (v: number) => `${+(v * 100).toFixed(2)}%`;
         process.emitWarning(
           `monitor(${modelName}): the CPU budget (${pct(budget)}) is spent` +
-            (periodFeedback >= budget * cpuMs ? ' by the feedback join alone' : '') +
+            (joinSpend >= allowed ? ' by the feedback join alone' : '') +
             `; drift is measured on only ${pct(MIN_AUTO_RATE)} of requests. Raise options.budget or set a sampleRate.`,
           { code: 'MLSERVE_MONITOR_BUDGET' },
         );
@@ -491,13 +598,15 @@ export function monitor(options: MonitorOptions): Monitor {
     periodBusy = 0;
     periodFeedback = 0;
     periodMeasured = 0;
+    periodMeasuring = 0;
     periodRequests = counters.requests;
   }
 
   /** Measures up to `n` queued requests (all of them from flush()). */
   function drainSome(n: number): void {
     const t0 = clock.now();
-    for (let i = Math.min(n, qLength); i > 0; i--) {
+    const measured = Math.min(n, qLength);
+    for (let i = measured; i > 0; i--) {
       const inputs = qInputs[qHead]!;
       const outputs = qOutputs[qHead]!;
       qInputs[qHead] = undefined;
@@ -509,9 +618,10 @@ export function monitor(options: MonitorOptions): Monitor {
       periodMeasured++;
     }
     const t1 = clock.now();
-    const charged = (t1 - t0) * UNSEEN_COST;
+    const charged = t1 - t0 + measured * MEASURE_UNSEEN_MS;
     counters.busyMs += charged;
     periodBusy += charged;
+    periodMeasuring += charged;
     adapt(t1);
   }
 
@@ -616,7 +726,7 @@ export function monitor(options: MonitorOptions): Monitor {
     };
     if (lastExtractError !== undefined) out.lastExtractError = lastExtractError;
     if (sink) out.sink = sink.stats();
-    if (tracker) out.feedback = tracker.stats();
+    if (tracker) out.feedback = { ...tracker.stats(), sampleRate: joinRate };
     return out;
   }
 
@@ -664,7 +774,12 @@ export function monitor(options: MonitorOptions): Monitor {
         counters.requests++;
         const sampled = currentRate >= 1 || (currentRate > 0 && Math.random() < currentRate);
         if (opts?.context) opts.context.monitorSampled = sampled;
-        const id = tracker !== undefined ? opts?.id : undefined;
+        let id = tracker !== undefined ? opts?.id : undefined;
+        if (id !== undefined) {
+          periodIds++;
+          // Outside the join's sample: its prediction is not logged (its label will be skipped).
+          if (joinRate < 1 && !(joinUnit(id) < joinRate)) id = undefined;
+        }
         const record = sink !== undefined && sinkSampleRate > 0 && Math.random() < sinkSampleRate;
         const result = inner.infer(inputs, opts);
         if (sampled || id !== undefined || record)
@@ -746,17 +861,35 @@ export function monitor(options: MonitorOptions): Monitor {
   middleware.quality = quality;
   middleware.feedback = (requestId: string, label: unknown): boolean => {
     if (!tracker) noFeedback();
+    // A request outside the join's sample at every rate of the last TTL was never logged: its
+    // label is checked and counted, nothing more. One that was in it at some rates and not at
+    // others is looked up, and counts as skipped rather than unmatched when nothing is found.
+    let outside = false;
+    let current = true;
+    if (joinFloor < 1 && typeof requestId === 'string') {
+      const u = joinUnit(requestId);
+      if (u >= joinCeil) {
+        tracker.skip(requestId, label);
+        return false;
+      }
+      outside = u >= joinFloor;
+      current = u < joinRate;
+    }
     let matched: boolean;
-    if ((++feedbackCalls & 31) === 0) {
+    if (!current) {
+      // Outside the sample in force (a lookup, mostly a miss): not charged as a join call, as
+      // the charge per call is scaled up by the rate to estimate the join's whole cost.
+      matched = tracker.feedback(requestId, label, wallNow, outside);
+    } else if ((++feedbackCalls & 31) === 0) {
       const t0 = clock.now();
       try {
-        matched = tracker.feedback(requestId, label, wallNow);
+        matched = tracker.feedback(requestId, label, wallNow, outside);
       } finally {
         timedFeedback(clock.now() - t0);
       }
     } else {
       periodFeedbackCalls++;
-      matched = tracker.feedback(requestId, label, wallNow);
+      matched = tracker.feedback(requestId, label, wallNow, outside);
     }
     if (matched && tracker.takeChange()) {
       const q = tracker.report();
@@ -774,6 +907,7 @@ export function monitor(options: MonitorOptions): Monitor {
     }
     return matched;
   };
+  middleware.joins = (requestId: string): boolean => joinFloor >= 1 || joinUnit(requestId) < joinFloor;
   middleware.flush = async () => {
     drainSome(qLength);
     await metricsLoad;
@@ -942,7 +1076,7 @@ async function createMetrics(
   );
   const labels = gauge(
     'mlserve_feedback',
-    'Feedback join counters (logged, labels, joined, unmatched, expired, evicted, invalid, pending)',
+    'Feedback join counters (logged, labels, joined, unmatched, skipped, expired, evicted, invalid, pending)',
     ['model', 'version', 'outcome'],
   );
   return {

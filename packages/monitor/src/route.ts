@@ -1,10 +1,15 @@
 import { invalidArgument, notFound } from '@mlserve/core';
 import type { FeedbackTarget } from './ingest.js';
 
-/** What a feedback request answers: how many labels joined their prediction, how many found none. */
+/**
+ * What a feedback request answers: how many labels joined their prediction, how many found none,
+ * and how many were for requests outside the join's sample (see the monitor's
+ * `feedback.sampleRate`).
+ */
 export interface FeedbackResult {
   joined: number;
   unmatched: number;
+  skipped: number;
 }
 
 /**
@@ -28,6 +33,7 @@ function one(target: FeedbackTarget, record: unknown, result: FeedbackResult): v
   const label = r.label ?? r.target;
   if (label === undefined) throw invalidArgument(`feedback: the label for "${r.id.slice(0, 64)}" is missing`);
   if (target.feedback(r.id, label)) result.joined++;
+  else if (target.joins?.(r.id) === false) result.skipped++;
   else result.unmatched++;
 }
 
@@ -35,13 +41,13 @@ function one(target: FeedbackTarget, record: unknown, result: FeedbackResult): v
  * The feedback handler for the HTTP and gRPC servers: routes a body of `{"id": "...", "label": 7}`
  * (`target` for regression, an array label for a batch request) or `{"labels": [{"id", "label"},
  * ...]}` (at most {@link MAX_FEEDBACK_BATCH}) to the monitor of the named model, and answers
- * `{ joined, unmatched }`. Labels before a bad one in a batch are kept; the bad one is reported.
+ * `{ joined, unmatched, skipped }`. Labels before a bad one in a batch are kept; the bad one is reported.
  *
  * @example
  * ```ts
  * const watch = monitor({ profile, extractors, feedback: {} });
  * const handle = feedbackHandler({ mnist: watch });
- * handle('mnist', undefined, { id: 'req-42', label: 7 }); // { joined: 1, unmatched: 0 }
+ * handle('mnist', undefined, { id: 'req-42', label: 7 }); // { joined: 1, unmatched: 0, skipped: 0 }
  * ```
  */
 export function feedbackHandler(
@@ -58,7 +64,7 @@ export function feedbackHandler(
     if (!target) throw notFound(`no monitor with feedback for model "${model.slice(0, 200)}"`);
     if (typeof body !== 'object' || body === null || Array.isArray(body))
       throw invalidArgument('feedback: the body must be a JSON object: {"id", "label"} or {"labels": [...]}');
-    const result: FeedbackResult = { joined: 0, unmatched: 0 };
+    const result: FeedbackResult = { joined: 0, unmatched: 0, skipped: 0 };
     const labels = (body as { labels?: unknown }).labels;
     if (labels !== undefined && (body as { id?: unknown }).id === undefined) {
       if (!Array.isArray(labels)) throw invalidArgument('feedback: "labels" must be an array');
@@ -69,7 +75,7 @@ export function feedbackHandler(
           one(target, record, result);
         } catch (err) {
           if (err instanceof Error)
-            err.message = `labels[${i}]: ${err.message} (${result.joined + result.unmatched} before it applied)`;
+            err.message = `labels[${i}]: ${err.message} (${result.joined + result.unmatched + result.skipped} before it applied)`;
           throw err;
         }
       }
@@ -96,7 +102,7 @@ export type FeedbackAction = (req: {
  * ```ts
  * const app = Fastify();
  * await app.register(mlservePlugin, { registry, modelActions: { feedback: feedbackAction({ mnist: watch }) } });
- * // POST /v2/models/mnist/feedback {"id": "req-42", "label": 7} -> {"joined": 1, "unmatched": 0}
+ * // POST /v2/models/mnist/feedback {"id": "req-42", "label": 7} -> {"joined": 1, "unmatched": 0, "skipped": 0}
  * ```
  */
 export function feedbackAction(monitors: Parameters<typeof feedbackHandler>[0]): FeedbackAction {

@@ -1,6 +1,6 @@
 import { fromFunction, type Model, pipeline, type Tensors } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
-import { extractor, type MonitorClock, monitor, profile } from '../src/index.js';
+import { extractor, type FeedbackOptions, type MonitorClock, monitor, profile } from '../src/index.js';
 
 /**
  * A simulated clock, so that what 'auto' decides does not depend on how busy the machine is: time
@@ -26,7 +26,7 @@ const one = (v: number): Tensors => ({
   logits: { type: 'float32', dims: [1, 3], data: Float32Array.of(v % 3, 1, 0.5) },
 });
 
-async function setup(budget?: number) {
+async function setup(budget?: number, feedback: FeedbackOptions = {}) {
   const { s, clock } = simulated();
   // A cheap model: 200 us of compute per request. Measuring a request costs 5 us (charged 10).
   const model: Model = fromFunction({
@@ -64,9 +64,9 @@ async function setup(budget?: number) {
   const watch = monitor({
     profile: ref,
     extractors: [costly],
-    feedback: {},
+    feedback,
     clock,
-    ...(budget === undefined ? {} : { budget }),
+    budget: budget ?? 0.02,
   });
   const served = pipeline(model, watch);
   /** n requests, each labelled 64 requests later; returns the share sampled among them. */
@@ -95,18 +95,28 @@ describe("sampleRate 'auto' with feedback", () => {
     process.on('warning', onWarning);
     try {
       const { watch, served, run } = await setup();
-      await run(3000, 0); // settle
-      const share = await run(5000, 3000);
+      await run(8000, 0); // settle
+      const share = await run(5000, 8000);
       const st = watch.stats();
-      // Budget 2% of 200 us = 4 us a request; the join takes 1 us (two calls of 0.5 us), measuring
-      // 5 us, each charged twice (what a timer cannot see): about a fifth of requests fit. Charging
-      // the stalls x32 left none (rate 0.001).
+      // Budget 2% of 200 us = 4 us a request; the join takes 1 us (two calls of 0.5 us, each
+      // charged 0.75 us more: what a timer around it cannot see), measuring 5 us (charged 3.7 us
+      // more). Both do not fit: the join gets half the budget (about four ids in five stay in its
+      // sample) and measuring the other half (about a fifth of requests). Charging the stalls x32
+      // left no measuring.
       expect(share).toBeGreaterThan(0.05);
       expect(st.sampleRate).toBeGreaterThan(0.05);
       expect(st.starved).toBe(false);
       // The busy time charged per request stays near the budget, not 30x beyond it.
       expect(st.busyMs / st.requests).toBeLessThan(0.02 * 0.2 * 2);
-      expect(st.feedback!.joined).toBeGreaterThan(7000);
+      // Every label either joined or was skipped as outside the join's sample, whatever the rate
+      // did meanwhile: none is taken for unmatched.
+      const fb = st.feedback!;
+      expect(fb.joined).toBeGreaterThan(0.5 * fb.labels);
+      expect(fb.sampleRate).toBeGreaterThan(0.6);
+      expect(fb.sampleRate).toBeLessThan(0.95);
+      expect(fb.skipped).toBeGreaterThan(0);
+      expect(fb.joined + fb.skipped).toBe(fb.labels);
+      expect(fb.unmatched).toBe(0);
       await served.dispose();
     } finally {
       process.off('warning', onWarning);
@@ -121,8 +131,9 @@ describe("sampleRate 'auto' with feedback", () => {
     };
     process.on('warning', onWarning);
     try {
-      // 0.5% of 200 us is 1 us: less than the join alone (1 us, charged 2).
-      const { watch, served, run } = await setup(0.005);
+      // 0.5% of 200 us is 1 us: less than the join alone (1 us, charged 2.5), which is told to join
+      // every label (a join in 'auto' would keep to half the budget).
+      const { watch, served, run } = await setup(0.005, { sampleRate: 1 });
       await run(3000, 0);
       const st = watch.stats();
       expect(st.starved).toBe(true);

@@ -162,8 +162,9 @@ describe.runIf(haveRedis)('feedback from a Redis stream (real redis-server)', ()
 
   it('every replica reads every label and joins its own predictions (no group)', async () => {
     // Two replicas: each served half of the digits.
-    const a = monitor({ profile: ref, extractors, sampleRate: 1, feedback: {} });
-    const b = monitor({ profile: ref, extractors, sampleRate: 1, feedback: {} });
+    // Every label joined whatever it costs (the counts below are exact).
+    const a = monitor({ profile: ref, extractors, sampleRate: 1, feedback: { sampleRate: 1 } });
+    const b = monitor({ profile: ref, extractors, sampleRate: 1, feedback: { sampleRate: 1 } });
     const servedA = pipeline(model, a);
     const servedB = pipeline(model, b);
     for (const [i, img] of held.entries())

@@ -63,13 +63,13 @@ describe('POST /v2/models/{name}/feedback over real HTTP (Fastify, mnist-cnn)', 
     }
     expect(await post('/v2/models/mnist/feedback', { id: ids[0], label: holdout.labels[0] })).toMatchObject({
       status: 200,
-      body: { joined: 1, unmatched: 0 },
+      body: { joined: 1, unmatched: 0, skipped: 0 },
     });
     const rest = ids.slice(1).map((id, i) => ({ id, label: holdout.labels[i + 1] }));
     rest.push({ id: 'never-served', label: 3 });
     expect(await post('/v2/models/mnist/versions/1/feedback', { labels: rest })).toMatchObject({
       status: 200,
-      body: { joined: 19, unmatched: 1 },
+      body: { joined: 19, unmatched: 1, skipped: 0 },
     });
     expect(watch.quality().rows).toBe(20);
     expect(watch.quality().accuracy!.estimate).toBeCloseTo(watch.quality().baseline!.estimate, 12);

@@ -24,7 +24,11 @@ describe('feedbackHandler', () => {
     const served = pipeline(model, watch);
     for (let i = 0; i < 3; i++) await served.infer(x(i === 1 ? 0.9 : 0.1), { id: `r${i}` });
     const handle = feedbackHandler({ tab: watch });
-    expect(await handle('tab', undefined, { id: 'r0', label: 1 })).toEqual({ joined: 1, unmatched: 0 });
+    expect(await handle('tab', undefined, { id: 'r0', label: 1 })).toEqual({
+      joined: 1,
+      unmatched: 0,
+      skipped: 0,
+    });
     expect(
       await handle('tab', '1', {
         labels: [
@@ -33,7 +37,7 @@ describe('feedbackHandler', () => {
           { id: 'nope', label: 0 },
         ],
       }),
-    ).toEqual({ joined: 2, unmatched: 1 });
+    ).toEqual({ joined: 2, unmatched: 1, skipped: 0 });
     expect(watch.quality().accuracy!.estimate).toBeCloseTo(2 / 3, 12);
     const code = (f: () => unknown) => {
       try {
@@ -59,6 +63,7 @@ describe('feedbackHandler', () => {
     expect(await feedbackAction({ tab: watch })({ name: 'tab', body: { id: 'r9', label: 0 } })).toEqual({
       joined: 1,
       unmatched: 0,
+      skipped: 0,
     });
     const many = Array.from({ length: MAX_FEEDBACK_BATCH + 1 }, (_, i) => ({ id: `m${i}`, label: 0 }));
     expect(code(() => handle('tab', undefined, { labels: many }))).toMatch(/at most 10000/);
