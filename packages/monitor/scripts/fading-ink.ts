@@ -55,7 +55,7 @@ const watch = monitor({
   extractors,
   window: { size: 500 },
   sampleRate: 1,
-  feedback: { window: 500 },
+  feedback: { window: 500, sampleRate: 1 }, // every label joined, as the chart assumes
   onDrift: (e) => {
     if (e.type === 'drift' && !firstDrift) firstDrift = { at: t, feature: e.feature };
   },

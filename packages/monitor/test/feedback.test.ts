@@ -56,7 +56,7 @@ describe('monitor({ feedback }) on mnist-cnn', () => {
       profile: ref,
       extractors,
       sampleRate: 1,
-      feedback: {},
+      feedback: { sampleRate: 1 },
       metrics: { registry },
       onDecay: (e) => events.push(e),
     });
@@ -95,7 +95,7 @@ describe('monitor({ feedback }) on mnist-cnn', () => {
       profile: ref,
       extractors,
       sampleRate: 1,
-      feedback: {},
+      feedback: { sampleRate: 1 },
       onDecay: (e) => events.push(e),
     });
     const served = pipeline(model, watch);
@@ -118,7 +118,7 @@ describe('monitor({ feedback }) on mnist-cnn', () => {
 
 describe('bulk feedback', () => {
   it('ingests a JSON-lines file, counting bad lines and unknown ids', async () => {
-    const watch = monitor({ profile: ref, extractors, sampleRate: 1, feedback: {} });
+    const watch = monitor({ profile: ref, extractors, sampleRate: 1, feedback: { sampleRate: 1 } });
     const served = pipeline(model, watch);
     await serve(served, 'f');
     const dir = await mkdtemp(join(tmpdir(), 'feedback-'));
@@ -183,7 +183,7 @@ describe.runIf(haveRedis)('feedback from a Redis stream (real redis-server)', ()
   });
 
   it('a consumer group shares the labels out and acknowledges them', async () => {
-    const watch = monitor({ profile: ref, extractors, sampleRate: 1, feedback: {} });
+    const watch = monitor({ profile: ref, extractors, sampleRate: 1, feedback: { sampleRate: 1 } });
     const served = pipeline(model, watch);
     await serve(served, 'g');
     const reader = await feedbackFromRedisStream(watch, {

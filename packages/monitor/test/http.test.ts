@@ -23,7 +23,8 @@ describe('POST /v2/models/{name}/feedback over real HTTP (Fastify, mnist-cnn)', 
       held.map((img, i) => ({ inputs: batchOf([img]), label: holdout.labels[i]! })),
       { model, output: 'logits' },
     );
-    watch = monitor({ profile: ref, extractors, feedback: {} });
+    // Every label joined whatever it costs (the counts below are exact).
+    watch = monitor({ profile: ref, extractors, feedback: { sampleRate: 1 } });
     const registry = new ModelRegistry();
     registry.add(pipeline(model, watch));
     app = Fastify({ logger: false, forceCloseConnections: true });

@@ -20,7 +20,7 @@ describe('feedbackHandler', () => {
   it('routes single and batched labels to the model monitor and counts what joined', async () => {
     const ex = [columns('x', ['x'])];
     const ref = await profile([{ inputs: x(0.5) }], { extractors: ex });
-    const watch = monitor({ profile: ref, extractors: ex, feedback: { output: 'scores' } });
+    const watch = monitor({ profile: ref, extractors: ex, feedback: { output: 'scores', sampleRate: 1 } });
     const served = pipeline(model, watch);
     for (let i = 0; i < 3; i++) await served.infer(x(i === 1 ? 0.9 : 0.1), { id: `r${i}` });
     const handle = feedbackHandler({ tab: watch });
