@@ -134,7 +134,7 @@ describe("sampleRate 'auto' with feedback", () => {
       // 0.5% of 200 us is 1 us: less than the join alone (1 us, charged 2.5), which is told to join
       // every label (a join in 'auto' would keep to half the budget).
       const { watch, served, run } = await setup(0.005, { sampleRate: 1 });
-      await run(3000, 0);
+      await run(6000, 0); // the warning waits for five starved periods in a row
       const st = watch.stats();
       expect(st.starved).toBe(true);
       expect(st.sampleRate).toBeLessThan(0.01);
