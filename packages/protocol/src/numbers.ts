@@ -20,6 +20,8 @@
  * strings, `null`, duplicate keys, malformed numbers, unusual structure) makes it give up, and the
  * caller parses the whole text with `JSON.parse` as before, so errors are unchanged.
  */
+import { concatBytes } from './codec.js';
+
 
 /** One `data` array taken out of the body: where it was, and its values as float32. */
 export class NumberList {
@@ -333,13 +335,5 @@ export function splitV2Json(s: Uint8Array): SplitV2Json | undefined {
   }
   if (pieces === undefined) return undefined;
   pieces.push(s.subarray(last));
-  let size = 0;
-  for (const p of pieces) size += p.byteLength;
-  const rest = new Uint8Array(size);
-  let at = 0;
-  for (const p of pieces) {
-    rest.set(p, at);
-    at += p.byteLength;
-  }
-  return { rest, lists };
+  return { rest: concatBytes(pieces), lists };
 }
