@@ -479,12 +479,17 @@ export function monitor(options: MonitorOptions): Monitor {
   /** Puts a join rate in force, keeping the lowest and highest of the TTL's buckets. */
   function setJoinRate(r: number, wall: number): void {
     joinRate = r;
+    if (wall - joinBucketEnd >= joinBucketMs * JOIN_BUCKETS) {
+      // No requests for longer than the TTL: every bucket is of the past.
+      joinLow.fill(r);
+      joinHigh.fill(r);
+      joinBucketEnd = wall + joinBucketMs;
+    }
     while (wall >= joinBucketEnd) {
       joinBucket = joinBucket + 1 === JOIN_BUCKETS ? 0 : joinBucket + 1;
       joinLow[joinBucket] = r;
       joinHigh[joinBucket] = r;
       joinBucketEnd += joinBucketMs;
-      if (wall - joinBucketEnd > joinBucketMs * JOIN_BUCKETS) joinBucketEnd = wall + joinBucketMs;
     }
     if (r < joinLow[joinBucket]!) joinLow[joinBucket] = r;
     if (r > joinHigh[joinBucket]!) joinHigh[joinBucket] = r;
