@@ -22,7 +22,6 @@
  */
 import { concatBytes } from './codec.js';
 
-
 /** One `data` array taken out of the body: where it was, and its values as float32. */
 export class NumberList {
   /** Each value as `Math.fround(JSON.parse(token))`. */
