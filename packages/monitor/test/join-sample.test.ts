@@ -1,21 +1,13 @@
-import { fromFunction, pipeline, type Tensors } from '@mlserve/core';
+import { pipeline, type Tensors } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
 import { columns } from '../src/extractors.js';
 import { FeedbackTracker, joinUnit } from '../src/feedback.js';
 import { monitor } from '../src/monitor.js';
 import { profile } from '../src/profile.js';
 import { feedbackHandler } from '../src/route.js';
+import { scoresModel, x } from './scores-model.js';
 
-const model = fromFunction({
-  name: 'tab',
-  inputs: [{ name: 'x', type: 'float32', dims: [-1, 1] }],
-  outputs: [{ name: 'scores', type: 'float32', dims: [-1, 2] }],
-  infer: ({ x }) => {
-    const v = (x!.data as Float32Array)[0]!;
-    return { scores: { type: 'float32', dims: [1, 2], data: Float32Array.of(v, 1 - v) } };
-  },
-});
-const x = (v: number) => ({ x: { type: 'float32' as const, dims: [1, 1], data: Float32Array.of(v) } });
+const model = scoresModel;
 const logits = (...row: number[]): Tensors => ({
   logits: { type: 'float32', dims: [1, row.length], data: Float32Array.from(row) },
 });

@@ -1,20 +1,12 @@
-import { fromFunction, pipeline } from '@mlserve/core';
+import { pipeline } from '@mlserve/core';
 import { describe, expect, it } from 'vitest';
 import { columns } from '../src/extractors.js';
 import { monitor } from '../src/monitor.js';
 import { profile } from '../src/profile.js';
 import { feedbackAction, feedbackHandler, MAX_FEEDBACK_BATCH } from '../src/route.js';
+import { scoresModel, x } from './scores-model.js';
 
-const model = fromFunction({
-  name: 'tab',
-  inputs: [{ name: 'x', type: 'float32', dims: [-1, 1] }],
-  outputs: [{ name: 'scores', type: 'float32', dims: [-1, 2] }],
-  infer: ({ x }) => {
-    const v = (x!.data as Float32Array)[0]!;
-    return { scores: { type: 'float32', dims: [1, 2], data: Float32Array.of(v, 1 - v) } };
-  },
-});
-const x = (v: number) => ({ x: { type: 'float32' as const, dims: [1, 1], data: Float32Array.of(v) } });
+const model = scoresModel;
 
 describe('feedbackHandler', () => {
   it('routes single and batched labels to the model monitor and counts what joined', async () => {
