@@ -155,6 +155,7 @@ export interface MonitorClock {
 
 /** Counters of a monitor (also under `stats().monitor`). */
 export interface MonitorStats {
+  /** Requests seen, counted as they start (failed ones included). */
   requests: number;
   sampled: number;
   /** The sampling rate in force (with `sampleRate: 'auto'`, the one the budget allows now). */

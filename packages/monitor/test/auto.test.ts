@@ -68,7 +68,7 @@ describe("sampleRate: 'auto'", () => {
       { extractors: ex },
     );
     // A cheap extractor and a budget it cannot exceed (the whole thread): measuring always fits, so
-    // every request is measured. (With the default 2% budget the outcome would depend on how busy
+    // every request is measured. (With the default 1% budget the outcome would depend on how busy
     // the machine running the test is, since the budget is measured against wall-clock time.)
     const watch = monitor({ profile: ref, extractors: ex, budget: 1 });
     const served = pipeline(quick(), watch);
