@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Model } from '@mlserve/core';
-import { mnistHoldout } from '@mlserve/test-utils';
+import { mnistHoldout, seededRandom } from '@mlserve/test-utils';
 import { imageStats, predictedClass, topScore } from '../src/index.js';
 import { batchOf } from '../test/mnist-data.js';
 
@@ -96,16 +96,7 @@ export async function featuresOf(model: Model, images: Float32Array[]): Promise<
 export const fade = (img: Float32Array, factor: number) => img.map((v) => v * factor);
 
 /** A seeded generator (mulberry32): the scripts' figures are the same on every run. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = seededRandom;
 
 /** Fisher-Yates shuffle in place. */
 export function shuffle<T>(xs: T[], random: () => number): T[] {

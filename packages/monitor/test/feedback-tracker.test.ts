@@ -1,17 +1,9 @@
 import type { Tensors } from '@mlserve/core';
+import { seededRandom } from '@mlserve/test-utils';
 import { describe, expect, it } from 'vitest';
 import { type Baseline, designCusum, FeedbackTracker, readPrediction } from '../src/feedback.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const logits = (...rows: number[][]): Tensors => ({
   logits: { type: 'float32', dims: [rows.length, rows[0]!.length], data: Float32Array.from(rows.flat()) },

@@ -1,3 +1,4 @@
+import { seededRandom } from '@mlserve/test-utils';
 import { describe, expect, it } from 'vitest';
 import { extractor } from '../src/extractors.js';
 import { scoreFeatures } from '../src/monitor.js';
@@ -5,17 +6,7 @@ import { type Profile, profile } from '../src/profile.js';
 import { bonferroni, chiSquareHomogeneity, holm, kolmogorovQ, ksPValue, wilson } from '../src/stats.js';
 import { windowFor } from '../src/window.js';
 
-/** mulberry32: the same draws on every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 
 describe('p-values', () => {
